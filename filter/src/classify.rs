@@ -1,0 +1,633 @@
+//! Strict classification of an MCP POST body into JSON-RPC messages: kind,
+//! method, id and the subject the policy reads (tool, prompt or resource).
+//!
+//! Strictness is the point: a key the filter reads that appears twice, an
+//! escape that hides a duplicate, a batch, trailing bytes or a wrongly typed
+//! field is refused, so the upstream can never act on a message that differs
+//! from the one the filter judged. Fields the filter does not read are skipped
+//! without building a tree (one pass, no `serde_json::Value`).
+
+use crate::jsonrpc::RequestId;
+use crate::reject::{quote, Reason, Rejection};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    Request,
+    Notification,
+    /// A client's answer to a server-initiated request (sampling, elicitation, roots).
+    Response,
+}
+
+/// What a message acts on, named as the server will see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    Tool(String),
+    Prompt(String),
+    Resource(String),
+}
+
+impl Subject {
+    pub fn name(&self) -> &str {
+        match self {
+            Subject::Tool(n) | Subject::Prompt(n) | Subject::Resource(n) => n,
+        }
+    }
+}
+
+/// One classified JSON-RPC message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub kind: MessageKind,
+    /// `None` only for responses.
+    pub method: Option<String>,
+    pub id: Option<RequestId>,
+    pub subject: Option<Subject>,
+    /// `params._meta["io.modelcontextprotocol/protocolVersion"]` (2026-07-28 requests).
+    pub protocol_version: Option<String>,
+}
+
+/// A classified POST body: one message, or the elements of an allowed batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classified {
+    pub messages: Vec<Message>,
+    pub batch: bool,
+}
+
+impl Classified {
+    /// The single message of a non-batch body.
+    pub fn single(&self) -> Option<&Message> {
+        if self.batch {
+            None
+        } else {
+            self.messages.first()
+        }
+    }
+}
+
+/// Where each method keeps its subject.
+fn subject_of(method: &str, name: Option<String>, uri: Option<String>) -> Result<Option<Subject>, &'static str> {
+    match method {
+        "tools/call" => name.map(|n| Some(Subject::Tool(n))).ok_or("params.name"),
+        "prompts/get" => name.map(|n| Some(Subject::Prompt(n))).ok_or("params.name"),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            uri.map(|u| Some(Subject::Resource(u))).ok_or("params.uri")
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Deepest nesting of arrays and objects accepted. The filter itself skips
+/// nested values without recursing, but the upstream's parser may not.
+pub const MAX_DEPTH: usize = 128;
+
+/// Classifies a complete POST body.
+pub fn classify(body: &[u8], allow_batches: bool) -> Result<Classified, Rejection> {
+    check_depth(body)?;
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        if !allow_batches {
+            return Err(Rejection::new(
+                Reason::BatchNotAllowed,
+                "JSON-RPC batches are not accepted; send one message per request",
+            ));
+        }
+        let elements: Vec<&RawValue> = serde_json::from_slice(body).map_err(json_rejection)?;
+        if elements.is_empty() {
+            return Err(Rejection::new(Reason::InvalidRequest, "empty JSON-RPC batch"));
+        }
+        let messages = elements
+            .into_iter()
+            .map(|raw| classify_message(raw.get().as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(Classified {
+            messages,
+            batch: true,
+        });
+    }
+    Ok(Classified {
+        messages: vec![classify_message(body)?],
+        batch: false,
+    })
+}
+
+fn classify_message(bytes: &[u8]) -> Result<Message, Rejection> {
+    let env: Envelope<'_> = serde_json::from_slice(bytes).map_err(json_rejection)?;
+
+    let id = match env.id {
+        None => None,
+        Some(raw) => Some(RequestId::from_raw(raw).ok_or_else(|| {
+            Rejection::new(
+                Reason::InvalidRequest,
+                "`id` must be a string or an integer",
+            )
+        })?),
+    };
+    if env.jsonrpc.as_deref() != Some("2.0") {
+        return Err(Rejection::new(Reason::InvalidRequest, r#"`jsonrpc` must be "2.0""#).with_id(id));
+    }
+
+    let Some(method) = env.method else {
+        // No method: only a response (result xor error, with an id) is valid.
+        if env.has_result == env.has_error || id.is_none() || env.params.is_some() {
+            return Err(Rejection::new(
+                Reason::InvalidRequest,
+                "not a JSON-RPC request, notification or response",
+            )
+            .with_id(id));
+        }
+        return Ok(Message {
+            kind: MessageKind::Response,
+            method: None,
+            id,
+            subject: None,
+            protocol_version: None,
+        });
+    };
+    if env.has_result || env.has_error {
+        return Err(Rejection::new(
+            Reason::InvalidRequest,
+            "a message with `method` cannot carry `result` or `error`",
+        )
+        .with_id(id));
+    }
+    if method.is_empty() {
+        return Err(Rejection::new(Reason::InvalidRequest, "`method` is empty").with_id(id));
+    }
+
+    let params = match env.params {
+        Params::Absent => ParamFields::default(),
+        Params::NotAnObject => {
+            return Err(Rejection::new(
+                Reason::InvalidParams,
+                "`params` must be an object",
+            )
+            .with_id(id))
+        }
+        Params::Object(fields) => fields,
+    };
+    let invalid_params = |field: &str| {
+        Rejection::new(
+            Reason::InvalidParams,
+            format!("`{field}` must be a string for {}", quote(&method)),
+        )
+        .with_id(id.clone())
+    };
+    let name = params
+        .name
+        .map(|raw| text_of(raw).ok_or_else(|| invalid_params("params.name")))
+        .transpose()?;
+    let uri = params
+        .uri
+        .map(|raw| text_of(raw).ok_or_else(|| invalid_params("params.uri")))
+        .transpose()?;
+    let subject = subject_of(&method, name, uri).map_err(|field| {
+        Rejection::new(
+            Reason::InvalidParams,
+            format!("{} requires `{field}`", quote(&method)),
+        )
+        .with_id(id.clone())
+    })?;
+
+    Ok(Message {
+        kind: if id.is_some() {
+            MessageKind::Request
+        } else {
+            MessageKind::Notification
+        },
+        method: Some(method.into_owned()),
+        id,
+        subject,
+        protocol_version: params.protocol_version.map(Cow::into_owned),
+    })
+}
+
+/// Refuses bodies nested deeper than [`MAX_DEPTH`] (brackets inside strings
+/// do not count). Malformed JSON is left for the parser to report.
+fn check_depth(body: &[u8]) -> Result<(), Rejection> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(Rejection::new(
+                        Reason::InvalidRequest,
+                        format!("JSON nested deeper than {MAX_DEPTH} levels"),
+                    ));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A syntax problem is a parse error; valid JSON of the wrong shape (including
+/// a duplicate key) is an invalid request.
+fn json_rejection(e: serde_json::Error) -> Rejection {
+    match e.classify() {
+        serde_json::error::Category::Data => {
+            Rejection::new(Reason::InvalidRequest, format!("not a valid JSON-RPC message: {e}"))
+        }
+        _ => Rejection::new(Reason::ParseError, format!("request body is not valid JSON: {e}")),
+    }
+}
+
+/// The decoded text of a raw JSON string, `None` if it is not a string.
+fn text_of(raw: &RawValue) -> Option<String> {
+    serde_json::from_str::<Text<'_>>(raw.get())
+        .ok()
+        .map(|t| t.0.into_owned())
+}
+
+// ---- one-pass strict envelope ------------------------------------------------
+
+/// A string that borrows from the input unless escapes forced a copy.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+#[derive(Default)]
+struct Envelope<'a> {
+    jsonrpc: Option<Cow<'a, str>>,
+    method: Option<Cow<'a, str>>,
+    id: Option<&'a RawValue>,
+    params: Params<'a>,
+    has_result: bool,
+    has_error: bool,
+}
+
+#[derive(Default)]
+enum Params<'a> {
+    #[default]
+    Absent,
+    NotAnObject,
+    Object(ParamFields<'a>),
+}
+
+#[derive(Default)]
+struct ParamFields<'a> {
+    name: Option<&'a RawValue>,
+    uri: Option<&'a RawValue>,
+    protocol_version: Option<Cow<'a, str>>,
+}
+
+impl Params<'_> {
+    fn is_some(&self) -> bool {
+        !matches!(self, Params::Absent)
+    }
+}
+
+fn once<T, E: de::Error>(slot: &mut Option<T>, key: &str, value: T) -> Result<(), E> {
+    if slot.is_some() {
+        return Err(E::custom(format_args!("duplicate key `{key}`")));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+fn flag_once<E: de::Error>(flag: &mut bool, key: &str) -> Result<(), E> {
+    if *flag {
+        return Err(E::custom(format_args!("duplicate key `{key}`")));
+    }
+    *flag = true;
+    Ok(())
+}
+
+impl<'de> Deserialize<'de> for Envelope<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Envelope<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON-RPC message object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut env = Envelope::default();
+                let mut seen_id = false;
+                let mut seen_params = false;
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+                    match key.as_ref() {
+                        "jsonrpc" => once(&mut env.jsonrpc, "jsonrpc", map.next_value::<Text<'de>>()?.0)?,
+                        "method" => once(&mut env.method, "method", map.next_value::<Text<'de>>()?.0)?,
+                        "id" => {
+                            flag_once(&mut seen_id, "id")?;
+                            let raw: &'de RawValue = map.next_value()?;
+                            // `null` is kept so that it is refused as an id, not taken as absent.
+                            env.id = Some(raw);
+                        }
+                        "params" => {
+                            flag_once(&mut seen_params, "params")?;
+                            env.params = map.next_value::<Params<'de>>()?;
+                        }
+                        "result" => {
+                            flag_once(&mut env.has_result, "result")?;
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                        "error" => {
+                            flag_once(&mut env.has_error, "error")?;
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(env)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Params<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Params<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("params")
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Params::Absent)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Params::NotAnObject)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Params::NotAnObject)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Params::NotAnObject)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Params::NotAnObject)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Params::NotAnObject)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Params::NotAnObject)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut fields = ParamFields::default();
+                let mut seen_meta = false;
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+                    match key.as_ref() {
+                        "name" => once(&mut fields.name, "params.name", map.next_value()?)?,
+                        "uri" => once(&mut fields.uri, "params.uri", map.next_value()?)?,
+                        "_meta" => {
+                            flag_once(&mut seen_meta, "params._meta")?;
+                            fields.protocol_version = map.next_value::<Meta<'de>>()?.0;
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Params::Object(fields))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `_meta`, read only for the protocol version a 2026-07-28 request carries.
+struct Meta<'a>(Option<Cow<'a, str>>);
+
+const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+
+impl<'de> Deserialize<'de> for Meta<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Meta<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object for params._meta")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut version = None;
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+                    if key == META_PROTOCOL_VERSION {
+                        once(&mut version, META_PROTOCOL_VERSION, map.next_value::<Text<'de>>()?.0)?;
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Meta(version))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(body: &str) -> Message {
+        let c = classify(body.as_bytes(), false).unwrap_or_else(|r| panic!("{body}: {r:?}"));
+        c.single().unwrap().clone()
+    }
+
+    fn refused(body: &str) -> Rejection {
+        classify(body.as_bytes(), false).expect_err(body)
+    }
+
+    #[test]
+    fn tools_call_names_its_tool() {
+        let m = ok(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":40}}}"#);
+        assert_eq!(m.kind, MessageKind::Request);
+        assert_eq!(m.method.as_deref(), Some("tools/call"));
+        assert_eq!(m.id.as_ref().unwrap().as_json(), "3");
+        assert_eq!(m.subject, Some(Subject::Tool("add".into())));
+    }
+
+    #[test]
+    fn prompts_and_resources_name_their_subject() {
+        let m = ok(r#"{"jsonrpc":"2.0","id":"a","method":"prompts/get","params":{"name":"greet"}}"#);
+        assert_eq!(m.subject, Some(Subject::Prompt("greet".into())));
+        let m = ok(r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///x"}}"#);
+        assert_eq!(m.subject, Some(Subject::Resource("file:///x".into())));
+        let m = ok(r#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"u"}}"#);
+        assert_eq!(m.subject, Some(Subject::Resource("u".into())));
+    }
+
+    #[test]
+    fn notifications_and_responses_are_told_apart() {
+        let m = ok(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        assert_eq!(m.kind, MessageKind::Notification);
+        assert!(m.id.is_none());
+        let m = ok(r#"{"jsonrpc":"2.0","id":5,"result":{"roots":[]}}"#);
+        assert_eq!(m.kind, MessageKind::Response);
+        assert!(m.method.is_none());
+        let m = ok(r#"{"jsonrpc":"2.0","id":5,"error":{"code":-1,"message":"no"}}"#);
+        assert_eq!(m.kind, MessageKind::Response);
+    }
+
+    #[test]
+    fn the_2026_protocol_version_is_read_from_meta() {
+        let m = ok(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","x":{}}}}"#);
+        assert_eq!(m.protocol_version.as_deref(), Some("2026-07-28"));
+    }
+
+    #[test]
+    fn escaped_names_are_decoded_as_the_server_will_decode_them() {
+        let m = ok(r#"{"jsonrpc":"2.0","id":1,"method":"tools\u002fcall","params":{"name":"s\u0065cret"}}"#);
+        assert_eq!(m.method.as_deref(), Some("tools/call"));
+        assert_eq!(m.subject, Some(Subject::Tool("secret".into())));
+    }
+
+    #[test]
+    fn duplicate_keys_on_the_policy_path_are_refused() {
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ok","name":"secret"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ok","n\u0061me":"secret"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call","params":{"name":"x"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"},"params":{"name":"b"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","jsonrpc":"2.0","id":1,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"a","uri":"b"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{},"_meta":{}}}"#,
+        ] {
+            let r = refused(body);
+            assert_eq!(r.reason, Reason::InvalidRequest, "{body}");
+            assert!(r.detail.contains("duplicate key"), "{body}: {}", r.detail);
+        }
+    }
+
+    #[test]
+    fn names_that_are_not_strings_are_invalid_params_with_the_id() {
+        for name in ["5", "null", "{}", "[]", "true"] {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":{name}}}}}"#);
+            let r = refused(&body);
+            assert_eq!(r.reason, Reason::InvalidParams, "{body}");
+            assert_eq!(r.id.unwrap().as_json(), "7");
+        }
+    }
+
+    #[test]
+    fn a_call_without_its_subject_is_invalid_params() {
+        assert_eq!(refused(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#).reason, Reason::InvalidParams);
+        assert_eq!(refused(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#).reason, Reason::InvalidParams);
+        assert_eq!(refused(r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"name":"x"}}"#).reason, Reason::InvalidParams);
+        assert_eq!(refused(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["secret"]}"#).reason, Reason::InvalidParams);
+    }
+
+    #[test]
+    fn malformed_json_is_a_parse_error() {
+        for body in [
+            "",
+            "{",
+            "not json",
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"} x"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}{"jsonrpc":"2.0","id":2,"method":"ping"}"#,
+            "\u{feff}{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}",
+        ] {
+            assert_eq!(refused(body).reason, Reason::ParseError, "{body:?}");
+        }
+        let invalid_utf8 = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"\xff\"}}";
+        assert_eq!(classify(invalid_utf8, false).unwrap_err().reason, Reason::ParseError);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_exhausting_the_stack() {
+        let depth = 100_000;
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"a","arguments":{}{}}}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        let r = classify(body.as_bytes(), false).err().expect("deep nesting must be refused");
+        assert_eq!(r.reason, Reason::InvalidRequest);
+        assert!(r.detail.contains("nested deeper"), "{}", r.detail);
+        let at_limit = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"a","arguments":{{"s":"[[[[{{{{","v":{}{}}}}}}}"#,
+            "[".repeat(MAX_DEPTH - 3),
+            "]".repeat(MAX_DEPTH - 3)
+        );
+        assert!(classify(at_limit.as_bytes(), false).is_ok(), "brackets in strings do not count");
+    }
+
+    #[test]
+    fn non_jsonrpc_shapes_are_invalid_requests() {
+        for body in [
+            r#"{"id":1,"method":"ping"}"#,
+            r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":5}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":""}"#,
+            r#"{"jsonrpc":"2.0","id":1}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{},"error":{}}"#,
+            r#"{"jsonrpc":"2.0","result":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","result":{}}"#,
+            r#""just a string""#,
+            "42",
+            "null",
+        ] {
+            assert_eq!(refused(body).reason, Reason::InvalidRequest, "{body}");
+        }
+    }
+
+    #[test]
+    fn batches_are_refused_unless_allowed_and_then_every_element_is_classified() {
+        let body = r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"secret"}}]"#;
+        assert_eq!(refused(body).reason, Reason::BatchNotAllowed);
+        assert_eq!(refused(&format!("  \n{body}")).reason, Reason::BatchNotAllowed);
+        let c = classify(body.as_bytes(), true).unwrap();
+        assert!(c.batch);
+        assert!(c.single().is_none());
+        assert_eq!(c.messages.len(), 2);
+        assert_eq!(c.messages[1].subject, Some(Subject::Tool("secret".into())));
+        assert_eq!(classify(b"[]", true).unwrap_err().reason, Reason::InvalidRequest);
+        let bad = r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}]"#;
+        assert_eq!(classify(bad.as_bytes(), true).unwrap_err().reason, Reason::InvalidRequest);
+    }
+
+    #[test]
+    fn unknown_fields_are_skipped() {
+        let m = ok(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","extra":[1,{"a":null}],"params":{"name":"x","arguments":{"name":"y","name":"z"}}}"#);
+        assert_eq!(m.subject, Some(Subject::Tool("x".into())));
+    }
+}

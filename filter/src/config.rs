@@ -1,0 +1,364 @@
+//! Plugin configuration: the JSON Envoy hands to the root context, parsed and
+//! validated once into an immutable [`FilterConfig`]. Every error names the field.
+//!
+//! Envoy delivers the plugin `configuration` as bytes: a `StringValue` arrives as
+//! its string, a `Struct` as its JSON rendering. Both are JSON objects here; a JSON
+//! *string* holding JSON (double-encoded by a templating layer) is unwrapped once.
+
+use serde::Deserialize;
+use std::fmt;
+
+/// Requests to paths or with methods that are not the MCP endpoint's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NonMcpTraffic {
+    /// Forward untouched (the filter only observes the MCP endpoint).
+    #[default]
+    Pass,
+    /// Answer 404 (other path) or 405 (other method) with a JSON-RPC error.
+    Reject,
+}
+
+/// The validated configuration a request context reads; built once per plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterConfig {
+    pub max_request_bytes: usize,
+    pub max_response_bytes: usize,
+    pub allow_batches: bool,
+    /// Exact request paths (query ignored) that are the MCP endpoint; empty: every path.
+    pub mcp_paths: Vec<String>,
+    pub non_mcp_traffic: NonMcpTraffic,
+    pub routing_headers: RoutingHeaders,
+    pub metrics: MetricsConfig,
+}
+
+/// Request headers the filter sets from the parsed body so Envoy can route,
+/// authorize and rate-limit on them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingHeaders {
+    /// Hold request headers until the body is parsed, then set the headers below
+    /// (Envoy then re-picks the route). Needs `allow_on_headers_stop_iteration: true`
+    /// in the wasm `PluginConfig`; without it Envoy stalls a held stream.
+    pub enabled: bool,
+    pub method: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Tool names that always get their own metric label.
+    pub tool_labels: Vec<String>,
+    /// How many distinct tool labels (configured plus learned from `tools/list`
+    /// responses) a VM keeps before further tools fold into `_other`.
+    pub max_tool_labels: usize,
+}
+
+impl Default for FilterConfig {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 1024 * 1024,
+            max_response_bytes: 8 * 1024 * 1024,
+            allow_batches: false,
+            mcp_paths: Vec::new(),
+            non_mcp_traffic: NonMcpTraffic::Pass,
+            routing_headers: RoutingHeaders {
+                enabled: false,
+                method: "x-mcp-method".into(),
+                name: "x-mcp-tool".into(),
+            },
+            metrics: MetricsConfig {
+                tool_labels: Vec::new(),
+                max_tool_labels: 256,
+            },
+        }
+    }
+}
+
+/// A configuration the filter refuses, with the JSON path of the offending field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() || self.field == "." {
+            write!(f, "invalid mcp_filter configuration: {}", self.message)
+        } else {
+            write!(
+                f,
+                "invalid mcp_filter configuration at `{}`: {}",
+                self.field, self.message
+            )
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+// The wire shape: every field optional, unknown fields refused so a typo is an
+// error rather than a silently ignored setting.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    max_request_bytes: Option<u64>,
+    max_response_bytes: Option<u64>,
+    allow_batches: Option<bool>,
+    mcp_paths: Option<Vec<String>>,
+    non_mcp_traffic: Option<NonMcpTraffic>,
+    routing_headers: Option<RawRoutingHeaders>,
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawRoutingHeaders {
+    enabled: Option<bool>,
+    method: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawMetrics {
+    tool_labels: Option<Vec<String>>,
+    max_tool_labels: Option<u64>,
+}
+
+/// Largest body limit accepted: Envoy's own buffers make more than this unusable.
+const MAX_BODY_LIMIT: u64 = 64 * 1024 * 1024;
+
+impl FilterConfig {
+    /// Parses the plugin configuration bytes. Empty input is the default
+    /// (observe-only) configuration.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let trimmed = trim_ascii(bytes);
+        if trimmed.is_empty() {
+            return Ok(Self::default());
+        }
+        // A JSON string holding the JSON object: unwrap it once.
+        if trimmed.first() == Some(&b'"') {
+            let inner: String = serde_json::from_slice(trimmed)
+                .map_err(|e| invalid("", format!("not valid JSON: {e}")))?;
+            return Self::from_object(inner.as_bytes());
+        }
+        Self::from_object(trimmed)
+    }
+
+    fn from_object(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let field = e.path().to_string();
+            invalid(&field, e.into_inner().to_string())
+        })?;
+        de.end()
+            .map_err(|e| invalid("", format!("trailing data after the JSON object: {e}")))?;
+        Self::validate(raw)
+    }
+
+    fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        let max_request_bytes = body_limit(
+            "max_request_bytes",
+            raw.max_request_bytes,
+            defaults.max_request_bytes,
+        )?;
+        let max_response_bytes = body_limit(
+            "max_response_bytes",
+            raw.max_response_bytes,
+            defaults.max_response_bytes,
+        )?;
+
+        let mcp_paths = raw.mcp_paths.unwrap_or_default();
+        for (i, path) in mcp_paths.iter().enumerate() {
+            if !path.starts_with('/') || path.contains('?') || path.contains('#') {
+                return Err(invalid(
+                    &format!("mcp_paths[{i}]"),
+                    format!("`{path}` must be an absolute path without query or fragment"),
+                ));
+            }
+        }
+
+        let rh = raw.routing_headers.unwrap_or_default();
+        let routing_headers = RoutingHeaders {
+            enabled: rh.enabled.unwrap_or(defaults.routing_headers.enabled),
+            method: header_name(
+                "routing_headers.method",
+                rh.method,
+                &defaults.routing_headers.method,
+            )?,
+            name: header_name(
+                "routing_headers.name",
+                rh.name,
+                &defaults.routing_headers.name,
+            )?,
+        };
+        if routing_headers.method == routing_headers.name {
+            return Err(invalid(
+                "routing_headers.name",
+                "must differ from routing_headers.method",
+            ));
+        }
+
+        let m = raw.metrics.unwrap_or_default();
+        let tool_labels = m.tool_labels.unwrap_or_default();
+        for (i, tool) in tool_labels.iter().enumerate() {
+            if !crate::telemetry::is_label_safe_tool_name(tool) {
+                return Err(invalid(
+                    &format!("metrics.tool_labels[{i}]"),
+                    format!("`{tool}` is not a tool name (1-128 of [A-Za-z0-9_.-])"),
+                ));
+            }
+        }
+        let max_tool_labels = match m.max_tool_labels {
+            None => defaults.metrics.max_tool_labels,
+            Some(n) if n <= 10_000 => n as usize,
+            Some(n) => {
+                return Err(invalid(
+                    "metrics.max_tool_labels",
+                    format!("{n} is above the limit of 10000 (each label is a set of Envoy stats)"),
+                ))
+            }
+        };
+
+        Ok(Self {
+            max_request_bytes,
+            max_response_bytes,
+            allow_batches: raw.allow_batches.unwrap_or(defaults.allow_batches),
+            mcp_paths,
+            non_mcp_traffic: raw.non_mcp_traffic.unwrap_or_default(),
+            routing_headers,
+            metrics: MetricsConfig {
+                tool_labels,
+                max_tool_labels,
+            },
+        })
+    }
+
+    /// Whether a request path (query string included or not) is the MCP endpoint.
+    pub fn is_mcp_path(&self, path: &str) -> bool {
+        if self.mcp_paths.is_empty() {
+            return true;
+        }
+        let path = path.split(['?', '#']).next().unwrap_or(path);
+        self.mcp_paths.iter().any(|p| p == path)
+    }
+}
+
+fn body_limit(field: &str, value: Option<u64>, default: usize) -> Result<usize, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(0) => Err(invalid(field, "must be greater than 0")),
+        Some(n) if n > MAX_BODY_LIMIT => Err(invalid(
+            field,
+            format!("{n} is above the limit of {MAX_BODY_LIMIT} bytes"),
+        )),
+        Some(n) => Ok(n as usize),
+    }
+}
+
+fn header_name(field: &str, value: Option<String>, default: &str) -> Result<String, ConfigError> {
+    let name = value.unwrap_or_else(|| default.to_string());
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !valid {
+        return Err(invalid(
+            field,
+            format!("`{name}` must be a lowercase HTTP header name ([a-z0-9_-]+)"),
+        ));
+    }
+    Ok(name)
+}
+
+fn trim_ascii(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
+    bytes.get(start..end).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_observe_only_defaults() {
+        assert_eq!(FilterConfig::from_json(b"").unwrap(), FilterConfig::default());
+        assert_eq!(FilterConfig::from_json(b" {} ").unwrap(), FilterConfig::default());
+        assert!(!FilterConfig::default().routing_headers.enabled);
+        assert_eq!(FilterConfig::default().max_request_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn string_value_holding_json_is_unwrapped_once() {
+        let cfg = FilterConfig::from_json(br#""{\"allow_batches\":true}""#).unwrap();
+        assert!(cfg.allow_batches);
+    }
+
+    #[test]
+    fn unknown_field_is_refused_with_its_name() {
+        let err = FilterConfig::from_json(br#"{"max_request_byte": 5}"#).unwrap_err();
+        assert!(err.to_string().contains("max_request_byte"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_nested_field() {
+        let err =
+            FilterConfig::from_json(br#"{"routing_headers": {"enabled": "yes"}}"#).unwrap_err();
+        assert_eq!(err.field, "routing_headers.enabled");
+    }
+
+    #[test]
+    fn zero_and_huge_limits_are_refused() {
+        let err = FilterConfig::from_json(br#"{"max_request_bytes": 0}"#).unwrap_err();
+        assert_eq!(err.field, "max_request_bytes");
+        let err = FilterConfig::from_json(br#"{"max_response_bytes": 99999999999}"#).unwrap_err();
+        assert_eq!(err.field, "max_response_bytes");
+    }
+
+    #[test]
+    fn bad_header_name_is_refused() {
+        let err = FilterConfig::from_json(br#"{"routing_headers": {"name": "X Tool"}}"#).unwrap_err();
+        assert_eq!(err.field, "routing_headers.name");
+    }
+
+    #[test]
+    fn bad_tool_label_is_refused_with_its_index() {
+        let err =
+            FilterConfig::from_json(br#"{"metrics": {"tool_labels": ["ok", "no spaces"]}}"#)
+                .unwrap_err();
+        assert_eq!(err.field, "metrics.tool_labels[1]");
+    }
+
+    #[test]
+    fn trailing_garbage_after_config_is_refused() {
+        assert!(FilterConfig::from_json(br#"{} {}"#).is_err());
+    }
+
+    #[test]
+    fn mcp_paths_match_exactly_and_ignore_query() {
+        let cfg = FilterConfig::from_json(br#"{"mcp_paths": ["/mcp"]}"#).unwrap();
+        assert!(cfg.is_mcp_path("/mcp"));
+        assert!(cfg.is_mcp_path("/mcp?x=1"));
+        assert!(!cfg.is_mcp_path("/mcp/"));
+        assert!(!cfg.is_mcp_path("/other"));
+        assert!(FilterConfig::default().is_mcp_path("/anything"));
+        let err = FilterConfig::from_json(br#"{"mcp_paths": ["mcp"]}"#).unwrap_err();
+        assert_eq!(err.field, "mcp_paths[0]");
+    }
+}

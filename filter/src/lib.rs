@@ -1,0 +1,23 @@
+//! mcp-filter: an MCP (Model Context Protocol) gateway inside Envoy.
+//!
+//! Everything at this level is the pure core: plain Rust, no proxy-wasm types,
+//! tested natively and under WASI. `wasm/` is the thin shell that moves
+//! headers and bytes between Envoy and [`exchange::Exchange`].
+
+#![forbid(unsafe_code)]
+
+pub mod classify;
+pub mod config;
+pub mod exchange;
+pub mod jsonrpc;
+pub mod mirrored;
+pub mod reject;
+pub mod response;
+pub mod sse;
+pub mod telemetry;
+
+#[cfg(test)]
+mod test_vectors;
+
+#[cfg(all(target_arch = "wasm32", not(test)))]
+mod wasm;

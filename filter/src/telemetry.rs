@@ -1,0 +1,194 @@
+//! Metric names. Each sample is an Envoy stat whose name carries its labels as
+//! `.key=value` segments; `stats_tags` in the Envoy bootstrap turn them into
+//! Prometheus labels (see `envoy.yaml`). Label values are bounded: unknown
+//! methods and tools fold into `_other`, so a client cannot mint new series.
+//!
+//! Names follow the OpenTelemetry MCP semantic conventions where they fit
+//! (`mcp_method_name`, `gen_ai_tool_name`, `error_type`); the duration
+//! histogram is in milliseconds because Envoy histograms hold integers.
+
+use std::collections::HashSet;
+
+pub const REQUESTS: &str = "mcp_requests_total";
+pub const TOOL_CALLS: &str = "mcp_tool_calls_total";
+pub const RESPONSES: &str = "mcp_responses_total";
+pub const REJECTIONS: &str = "mcp_rejections_total";
+pub const DURATION: &str = "mcp_server_operation_duration_milliseconds";
+
+/// The label value for anything outside the bounded set.
+pub const OTHER: &str = "_other";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Histogram,
+}
+
+/// One value to record: counters add `value`, histograms record it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    pub kind: MetricKind,
+    pub name: String,
+    pub value: u64,
+}
+
+impl Sample {
+    pub fn count(name: String) -> Self {
+        Self {
+            kind: MetricKind::Counter,
+            name,
+            value: 1,
+        }
+    }
+
+    pub fn record(name: String, value: u64) -> Self {
+        Self {
+            kind: MetricKind::Histogram,
+            name,
+            value,
+        }
+    }
+}
+
+/// Builds a stat name from a base and label segments (empty values are left out).
+pub fn stat_name(base: &str, labels: &[(&str, &str)]) -> String {
+    let mut name = String::from(base);
+    for (key, value) in labels {
+        if !value.is_empty() {
+            name.push('.');
+            name.push_str(key);
+            name.push('=');
+            name.push_str(value);
+        }
+    }
+    name
+}
+
+/// Methods of MCP 2025-03-26 through 2026-07-28 a client sends to a server.
+const KNOWN_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "server/discover",
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "completion/complete",
+    "logging/setLevel",
+    "tasks/get",
+    "tasks/list",
+    "tasks/result",
+    "tasks/cancel",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+    "notifications/tasks/status",
+];
+
+/// The `mcp_method_name` label: the method if it is a known MCP method.
+pub fn method_label(method: &str) -> &str {
+    KNOWN_METHODS
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or(OTHER)
+}
+
+/// The spec's tool-name alphabet, which is also safe inside a stat name.
+pub fn is_label_safe_tool_name(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// Which tools get their own label: the configured ones, then tools the
+/// upstream itself listed, up to a bound. A client calling made-up names
+/// cannot add labels; a server listing thousands of tools stops at the bound.
+#[derive(Debug, Clone, Default)]
+pub struct ToolLabels {
+    known: HashSet<String>,
+    max: usize,
+}
+
+impl ToolLabels {
+    pub fn new(configured: &[String], max: usize) -> Self {
+        let mut labels = Self {
+            known: HashSet::new(),
+            max,
+        };
+        for tool in configured {
+            labels.known.insert(tool.clone());
+        }
+        labels
+    }
+
+    /// Learns names from a `tools/list` result the upstream sent.
+    pub fn learn<'a>(&mut self, listed: impl IntoIterator<Item = &'a String>) {
+        for tool in listed {
+            if self.known.len() >= self.max {
+                break;
+            }
+            if is_label_safe_tool_name(tool) && !self.known.contains(tool) {
+                self.known.insert(tool.clone());
+            }
+        }
+    }
+
+    /// The `gen_ai_tool_name` label for a called tool.
+    pub fn label<'a>(&self, tool: &'a str) -> &'a str {
+        if self.known.contains(tool) {
+            tool
+        } else {
+            OTHER
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_names_carry_labels_as_segments() {
+        assert_eq!(
+            stat_name(DURATION, &[("mcp_method_name", "tools/call"), ("error_type", ""), ("gen_ai_tool_name", "a.b")]),
+            "mcp_server_operation_duration_milliseconds.mcp_method_name=tools/call.gen_ai_tool_name=a.b"
+        );
+    }
+
+    #[test]
+    fn unknown_methods_fold_into_other() {
+        assert_eq!(method_label("tools/call"), "tools/call");
+        assert_eq!(method_label("tools/call.evil=1"), OTHER);
+        assert_eq!(method_label(""), OTHER);
+    }
+
+    #[test]
+    fn only_configured_or_listed_tools_get_a_label_up_to_the_bound() {
+        let mut labels = ToolLabels::new(&["add".to_string()], 3);
+        assert_eq!(labels.label("add"), "add");
+        assert_eq!(labels.label("made_up"), OTHER);
+        let listed: Vec<String> = ["echo", "bad name", "x", "y", "z"].iter().map(|s| s.to_string()).collect();
+        labels.learn(&listed);
+        assert_eq!(labels.label("echo"), "echo");
+        assert_eq!(labels.label("bad name"), OTHER);
+        assert_eq!(labels.label("x"), "x");
+        assert_eq!(labels.label("y"), OTHER, "bound of 3 reached");
+    }
+
+    #[test]
+    fn tool_names_follow_the_spec_alphabet() {
+        assert!(is_label_safe_tool_name("github__create_issue"));
+        assert!(is_label_safe_tool_name("a.b-c_d"));
+        assert!(!is_label_safe_tool_name(""));
+        assert!(!is_label_safe_tool_name("a=b"));
+        assert!(!is_label_safe_tool_name(&"x".repeat(129)));
+    }
+}
