@@ -70,7 +70,11 @@ impl Classified {
 }
 
 /// Where each method keeps its subject.
-fn subject_of(method: &str, name: Option<String>, uri: Option<String>) -> Result<Option<Subject>, &'static str> {
+fn subject_of(
+    method: &str,
+    name: Option<String>,
+    uri: Option<String>,
+) -> Result<Option<Subject>, &'static str> {
     match method {
         "tools/call" => name.map(|n| Some(Subject::Tool(n))).ok_or("params.name"),
         "prompts/get" => name.map(|n| Some(Subject::Prompt(n))).ok_or("params.name"),
@@ -98,7 +102,10 @@ pub fn classify(body: &[u8], allow_batches: bool) -> Result<Classified, Rejectio
         }
         let elements: Vec<&RawValue> = serde_json::from_slice(body).map_err(json_rejection)?;
         if elements.is_empty() {
-            return Err(Rejection::new(Reason::InvalidRequest, "empty JSON-RPC batch"));
+            return Err(Rejection::new(
+                Reason::InvalidRequest,
+                "empty JSON-RPC batch",
+            ));
         }
         let messages = elements
             .into_iter()
@@ -128,7 +135,9 @@ fn classify_message(bytes: &[u8]) -> Result<Message, Rejection> {
         })?),
     };
     if env.jsonrpc.as_deref() != Some("2.0") {
-        return Err(Rejection::new(Reason::InvalidRequest, r#"`jsonrpc` must be "2.0""#).with_id(id));
+        return Err(
+            Rejection::new(Reason::InvalidRequest, r#"`jsonrpc` must be "2.0""#).with_id(id),
+        );
     }
 
     let Some(method) = env.method else {
@@ -162,11 +171,9 @@ fn classify_message(bytes: &[u8]) -> Result<Message, Rejection> {
     let params = match env.params {
         Params::Absent => ParamFields::default(),
         Params::NotAnObject => {
-            return Err(Rejection::new(
-                Reason::InvalidParams,
-                "`params` must be an object",
+            return Err(
+                Rejection::new(Reason::InvalidParams, "`params` must be an object").with_id(id),
             )
-            .with_id(id))
         }
         Params::Object(fields) => fields,
     };
@@ -244,10 +251,14 @@ fn check_depth(body: &[u8]) -> Result<(), Rejection> {
 /// a duplicate key) is an invalid request.
 fn json_rejection(e: serde_json::Error) -> Rejection {
     match e.classify() {
-        serde_json::error::Category::Data => {
-            Rejection::new(Reason::InvalidRequest, format!("not a valid JSON-RPC message: {e}"))
-        }
-        _ => Rejection::new(Reason::ParseError, format!("request body is not valid JSON: {e}")),
+        serde_json::error::Category::Data => Rejection::new(
+            Reason::InvalidRequest,
+            format!("not a valid JSON-RPC message: {e}"),
+        ),
+        _ => Rejection::new(
+            Reason::ParseError,
+            format!("request body is not valid JSON: {e}"),
+        ),
     }
 }
 
@@ -346,8 +357,14 @@ impl<'de> Deserialize<'de> for Envelope<'de> {
                 let mut seen_params = false;
                 while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
                     match key.as_ref() {
-                        "jsonrpc" => once(&mut env.jsonrpc, "jsonrpc", map.next_value::<Text<'de>>()?.0)?,
-                        "method" => once(&mut env.method, "method", map.next_value::<Text<'de>>()?.0)?,
+                        "jsonrpc" => once(
+                            &mut env.jsonrpc,
+                            "jsonrpc",
+                            map.next_value::<Text<'de>>()?.0,
+                        )?,
+                        "method" => {
+                            once(&mut env.method, "method", map.next_value::<Text<'de>>()?.0)?
+                        }
                         "id" => {
                             flag_once(&mut seen_id, "id")?;
                             let raw: &'de RawValue = map.next_value()?;
@@ -448,7 +465,11 @@ impl<'de> Deserialize<'de> for Meta<'de> {
                 let mut version = None;
                 while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
                     if key == META_PROTOCOL_VERSION {
-                        once(&mut version, META_PROTOCOL_VERSION, map.next_value::<Text<'de>>()?.0)?;
+                        once(
+                            &mut version,
+                            META_PROTOCOL_VERSION,
+                            map.next_value::<Text<'de>>()?.0,
+                        )?;
                     } else {
                         map.next_value::<IgnoredAny>()?;
                     }
@@ -475,7 +496,9 @@ mod tests {
 
     #[test]
     fn tools_call_names_its_tool() {
-        let m = ok(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":40}}}"#);
+        let m = ok(
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":40}}}"#,
+        );
         assert_eq!(m.kind, MessageKind::Request);
         assert_eq!(m.method.as_deref(), Some("tools/call"));
         assert_eq!(m.id.as_ref().unwrap().as_json(), "3");
@@ -484,11 +507,15 @@ mod tests {
 
     #[test]
     fn prompts_and_resources_name_their_subject() {
-        let m = ok(r#"{"jsonrpc":"2.0","id":"a","method":"prompts/get","params":{"name":"greet"}}"#);
+        let m =
+            ok(r#"{"jsonrpc":"2.0","id":"a","method":"prompts/get","params":{"name":"greet"}}"#);
         assert_eq!(m.subject, Some(Subject::Prompt("greet".into())));
-        let m = ok(r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///x"}}"#);
+        let m = ok(
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///x"}}"#,
+        );
         assert_eq!(m.subject, Some(Subject::Resource("file:///x".into())));
-        let m = ok(r#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"u"}}"#);
+        let m =
+            ok(r#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"u"}}"#);
         assert_eq!(m.subject, Some(Subject::Resource("u".into())));
     }
 
@@ -506,13 +533,17 @@ mod tests {
 
     #[test]
     fn the_2026_protocol_version_is_read_from_meta() {
-        let m = ok(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","x":{}}}}"#);
+        let m = ok(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","x":{}}}}"#,
+        );
         assert_eq!(m.protocol_version.as_deref(), Some("2026-07-28"));
     }
 
     #[test]
     fn escaped_names_are_decoded_as_the_server_will_decode_them() {
-        let m = ok(r#"{"jsonrpc":"2.0","id":1,"method":"tools\u002fcall","params":{"name":"s\u0065cret"}}"#);
+        let m = ok(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools\u002fcall","params":{"name":"s\u0065cret"}}"#,
+        );
         assert_eq!(m.method.as_deref(), Some("tools/call"));
         assert_eq!(m.subject, Some(Subject::Tool("secret".into())));
     }
@@ -538,7 +569,9 @@ mod tests {
     #[test]
     fn names_that_are_not_strings_are_invalid_params_with_the_id() {
         for name in ["5", "null", "{}", "[]", "true"] {
-            let body = format!(r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":{name}}}}}"#);
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":{name}}}}}"#
+            );
             let r = refused(&body);
             assert_eq!(r.reason, Reason::InvalidParams, "{body}");
             assert_eq!(r.id.unwrap().as_json(), "7");
@@ -547,10 +580,23 @@ mod tests {
 
     #[test]
     fn a_call_without_its_subject_is_invalid_params() {
-        assert_eq!(refused(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#).reason, Reason::InvalidParams);
-        assert_eq!(refused(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#).reason, Reason::InvalidParams);
-        assert_eq!(refused(r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"name":"x"}}"#).reason, Reason::InvalidParams);
-        assert_eq!(refused(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["secret"]}"#).reason, Reason::InvalidParams);
+        assert_eq!(
+            refused(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#).reason,
+            Reason::InvalidParams
+        );
+        assert_eq!(
+            refused(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#).reason,
+            Reason::InvalidParams
+        );
+        assert_eq!(
+            refused(r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"name":"x"}}"#)
+                .reason,
+            Reason::InvalidParams
+        );
+        assert_eq!(
+            refused(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["secret"]}"#).reason,
+            Reason::InvalidParams
+        );
     }
 
     #[test]
@@ -566,7 +612,10 @@ mod tests {
             assert_eq!(refused(body).reason, Reason::ParseError, "{body:?}");
         }
         let invalid_utf8 = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"\xff\"}}";
-        assert_eq!(classify(invalid_utf8, false).unwrap_err().reason, Reason::ParseError);
+        assert_eq!(
+            classify(invalid_utf8, false).unwrap_err().reason,
+            Reason::ParseError
+        );
     }
 
     #[test]
@@ -577,7 +626,9 @@ mod tests {
             "[".repeat(depth),
             "]".repeat(depth)
         );
-        let r = classify(body.as_bytes(), false).err().expect("deep nesting must be refused");
+        let r = classify(body.as_bytes(), false)
+            .err()
+            .expect("deep nesting must be refused");
         assert_eq!(r.reason, Reason::InvalidRequest);
         assert!(r.detail.contains("nested deeper"), "{}", r.detail);
         let at_limit = format!(
@@ -585,7 +636,10 @@ mod tests {
             "[".repeat(MAX_DEPTH - 3),
             "]".repeat(MAX_DEPTH - 3)
         );
-        assert!(classify(at_limit.as_bytes(), false).is_ok(), "brackets in strings do not count");
+        assert!(
+            classify(at_limit.as_bytes(), false).is_ok(),
+            "brackets in strings do not count"
+        );
     }
 
     #[test]
@@ -614,20 +668,32 @@ mod tests {
     fn batches_are_refused_unless_allowed_and_then_every_element_is_classified() {
         let body = r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"secret"}}]"#;
         assert_eq!(refused(body).reason, Reason::BatchNotAllowed);
-        assert_eq!(refused(&format!("  \n{body}")).reason, Reason::BatchNotAllowed);
+        assert_eq!(
+            refused(&format!("  \n{body}")).reason,
+            Reason::BatchNotAllowed
+        );
         let c = classify(body.as_bytes(), true).unwrap();
         assert!(c.batch);
         assert!(c.single().is_none());
         assert_eq!(c.messages.len(), 2);
         assert_eq!(c.messages[1].subject, Some(Subject::Tool("secret".into())));
-        assert_eq!(classify(b"[]", true).unwrap_err().reason, Reason::InvalidRequest);
-        let bad = r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}]"#;
-        assert_eq!(classify(bad.as_bytes(), true).unwrap_err().reason, Reason::InvalidRequest);
+        assert_eq!(
+            classify(b"[]", true).unwrap_err().reason,
+            Reason::InvalidRequest
+        );
+        let bad =
+            r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}]"#;
+        assert_eq!(
+            classify(bad.as_bytes(), true).unwrap_err().reason,
+            Reason::InvalidRequest
+        );
     }
 
     #[test]
     fn unknown_fields_are_skipped() {
-        let m = ok(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","extra":[1,{"a":null}],"params":{"name":"x","arguments":{"name":"y","name":"z"}}}"#);
+        let m = ok(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","extra":[1,{"a":null}],"params":{"name":"x","arguments":{"name":"y","name":"z"}}}"#,
+        );
         assert_eq!(m.subject, Some(Subject::Tool("x".into())));
     }
 }

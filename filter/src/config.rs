@@ -1,9 +1,12 @@
 //! Plugin configuration: the JSON Envoy hands to the root context, parsed and
 //! validated once into an immutable [`FilterConfig`]. Every error names the field.
 //!
-//! Envoy delivers the plugin `configuration` as bytes: a `StringValue` arrives as
-//! its string, a `Struct` as its JSON rendering. Both are JSON objects here; a JSON
-//! *string* holding JSON (double-encoded by a templating layer) is unwrapped once.
+//! Envoy delivers the plugin `configuration` as bytes: a `StringValue` (what
+//! Envoy Gateway sends) arrives as its string, a `Struct` as its protobuf
+//! encoding, decoded here into the same JSON. A JSON *string* holding JSON
+//! (double-encoded by a templating layer) is unwrapped once.
+
+mod struct_pb;
 
 use serde::Deserialize;
 use std::fmt;
@@ -143,6 +146,16 @@ impl FilterConfig {
         let trimmed = trim_ascii(bytes);
         if trimmed.is_empty() {
             return Ok(Self::default());
+        }
+        // Not JSON text: a protobuf-encoded google.protobuf.Struct.
+        if !matches!(trimmed.first(), Some(b'{' | b'"')) {
+            let json = struct_pb::decode_struct(bytes).map_err(|e| {
+                invalid(
+                    "",
+                    format!("neither JSON nor a google.protobuf.Struct: {e}"),
+                )
+            })?;
+            return Self::from_object(json.to_string().as_bytes());
         }
         // A JSON string holding the JSON object: unwrap it once.
         if trimmed.first() == Some(&b'"') {
@@ -298,8 +311,14 @@ mod tests {
 
     #[test]
     fn empty_config_is_observe_only_defaults() {
-        assert_eq!(FilterConfig::from_json(b"").unwrap(), FilterConfig::default());
-        assert_eq!(FilterConfig::from_json(b" {} ").unwrap(), FilterConfig::default());
+        assert_eq!(
+            FilterConfig::from_json(b"").unwrap(),
+            FilterConfig::default()
+        );
+        assert_eq!(
+            FilterConfig::from_json(b" {} ").unwrap(),
+            FilterConfig::default()
+        );
         assert!(!FilterConfig::default().routing_headers.enabled);
         assert_eq!(FilterConfig::default().max_request_bytes, 1024 * 1024);
     }
@@ -308,6 +327,19 @@ mod tests {
     fn string_value_holding_json_is_unwrapped_once() {
         let cfg = FilterConfig::from_json(br#""{\"allow_batches\":true}""#).unwrap();
         assert!(cfg.allow_batches);
+    }
+
+    #[test]
+    fn a_protobuf_struct_reads_like_the_same_json() {
+        let json =
+            serde_json::json!({"max_request_bytes": 4096, "routing_headers": {"enabled": true}});
+        let bytes = struct_pb::tests::encode_struct(json.as_object().unwrap());
+        let from_struct = FilterConfig::from_json(&bytes).unwrap();
+        assert_eq!(
+            from_struct,
+            FilterConfig::from_json(json.to_string().as_bytes()).unwrap()
+        );
+        assert_eq!(from_struct.max_request_bytes, 4096);
     }
 
     #[test]
@@ -333,15 +365,15 @@ mod tests {
 
     #[test]
     fn bad_header_name_is_refused() {
-        let err = FilterConfig::from_json(br#"{"routing_headers": {"name": "X Tool"}}"#).unwrap_err();
+        let err =
+            FilterConfig::from_json(br#"{"routing_headers": {"name": "X Tool"}}"#).unwrap_err();
         assert_eq!(err.field, "routing_headers.name");
     }
 
     #[test]
     fn bad_tool_label_is_refused_with_its_index() {
-        let err =
-            FilterConfig::from_json(br#"{"metrics": {"tool_labels": ["ok", "no spaces"]}}"#)
-                .unwrap_err();
+        let err = FilterConfig::from_json(br#"{"metrics": {"tool_labels": ["ok", "no spaces"]}}"#)
+            .unwrap_err();
         assert_eq!(err.field, "metrics.tool_labels[1]");
     }
 

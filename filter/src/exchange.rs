@@ -117,10 +117,17 @@ impl Exchange {
     }
 
     /// Request headers arrived. `headers` holds every header, pseudo-headers included.
-    pub fn on_request_headers(&mut self, headers: &[(String, String)], end_of_stream: bool) -> Step {
+    pub fn on_request_headers(
+        &mut self,
+        headers: &[(String, String)],
+        end_of_stream: bool,
+    ) -> Step {
         let mut edits = Vec::new();
         // A client must not be able to pre-set the headers Envoy trusts as ours.
-        for name in [&self.config.routing_headers.method, &self.config.routing_headers.name] {
+        for name in [
+            &self.config.routing_headers.method,
+            &self.config.routing_headers.name,
+        ] {
             if header(headers, name).is_some() {
                 edits.push(HeaderEdit::Remove(name.clone()));
             }
@@ -150,7 +157,12 @@ impl Exchange {
             }
             // CORS preflight is answered by Envoy's cors filter or the server.
             "OPTIONS" => return Step::go(),
-            _ => return self.non_mcp(Reason::MethodNotAllowed, "the MCP endpoint serves GET, POST and DELETE"),
+            _ => {
+                return self.non_mcp(
+                    Reason::MethodNotAllowed,
+                    "the MCP endpoint serves GET, POST and DELETE",
+                )
+            }
         }
 
         if let Some(encoding) = header(headers, "content-encoding") {
@@ -172,7 +184,10 @@ impl Exchange {
                 Ok(n) if n > self.config.max_request_bytes as u64 => return self.too_large(),
                 Ok(_) => {}
                 Err(_) => {
-                    return self.refuse(Rejection::new(Reason::InvalidRequest, "malformed Content-Length"))
+                    return self.refuse(Rejection::new(
+                        Reason::InvalidRequest,
+                        "malformed Content-Length",
+                    ))
                 }
             }
         }
@@ -180,7 +195,8 @@ impl Exchange {
             return self.refuse(Rejection::new(Reason::ParseError, "request body is empty"));
         }
 
-        self.mirrored = MirroredHeaders::from_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        self.mirrored =
+            MirroredHeaders::from_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let held = self.config.routing_headers.enabled;
         self.phase = Phase::AwaitingBody { held };
         if held {
@@ -212,7 +228,11 @@ impl Exchange {
                     None => self.answer(LocalReply {
                         status: 500,
                         headers: json_content_type(),
-                        body: error_body(None, code::INTERNAL_ERROR, "the request body could not be read"),
+                        body: error_body(
+                            None,
+                            code::INTERNAL_ERROR,
+                            "the request body could not be read",
+                        ),
                     }),
                 }
             }
@@ -248,10 +268,14 @@ impl Exchange {
             if held {
                 let rh = &self.config.routing_headers;
                 if !method.is_empty() {
-                    step.header_edits.push(HeaderEdit::Set(rh.method.clone(), header_safe(method)));
+                    step.header_edits
+                        .push(HeaderEdit::Set(rh.method.clone(), header_safe(method)));
                 }
                 if let Some(subject) = &message.subject {
-                    step.header_edits.push(HeaderEdit::Set(rh.name.clone(), header_safe(subject.name())));
+                    step.header_edits.push(HeaderEdit::Set(
+                        rh.name.clone(),
+                        header_safe(subject.name()),
+                    ));
                 }
             }
         }
@@ -297,14 +321,20 @@ impl Exchange {
     pub fn finish(&mut self, now_ms: u64, tool_labels: &mut ToolLabels) -> Vec<Sample> {
         let mut samples = Vec::new();
         if let Some(reason) = self.rejected {
-            samples.push(Sample::count(stat_name(telemetry::REJECTIONS, &[("reason", reason.label())])));
+            samples.push(Sample::count(stat_name(
+                telemetry::REJECTIONS,
+                &[("reason", reason.label())],
+            )));
         }
         let Some(judged) = &self.judged else {
             return samples;
         };
         for message in &judged.body.messages {
             let method = message_label(message.kind, message.method.as_deref());
-            samples.push(Sample::count(stat_name(telemetry::REQUESTS, &[("mcp_method_name", method)])));
+            samples.push(Sample::count(stat_name(
+                telemetry::REQUESTS,
+                &[("mcp_method_name", method)],
+            )));
             if let Some(Subject::Tool(tool)) = &message.subject {
                 samples.push(Sample::count(stat_name(
                     telemetry::TOOL_CALLS,
@@ -415,7 +445,8 @@ fn bounded(value: &str) -> String {
 /// A header value Envoy accepts: printable ASCII as is, anything else in the
 /// MCP base64 sentinel form (`=?base64?...?=`), the same form `Mcp-Name` uses.
 fn header_safe(value: &str) -> String {
-    let printable = value.bytes().all(|b| (0x20..0x7f).contains(&b)) && !value.starts_with("=?base64?");
+    let printable =
+        value.bytes().all(|b| (0x20..0x7f).contains(&b)) && !value.starts_with("=?base64?");
     if printable && value.len() <= MAX_EXPOSED_VALUE {
         value.to_string()
     } else {

@@ -4,7 +4,7 @@
 //! tested natively and under WASI. `wasm/` is the thin shell that moves
 //! headers and bytes between Envoy and [`exchange::Exchange`].
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod classify;
 pub mod config;

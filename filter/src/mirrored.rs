@@ -54,7 +54,9 @@ impl MirroredHeaders {
         let Some(message) = body.single() else {
             // A batch has no single method to mirror; 2026-07-28 has no batches.
             if method.is_some() || name.is_some() || required {
-                return Err(mismatch("mirrored MCP headers cannot describe a JSON-RPC batch"));
+                return Err(mismatch(
+                    "mirrored MCP headers cannot describe a JSON-RPC batch",
+                ));
             }
             return Ok(());
         };
@@ -72,7 +74,9 @@ impl MirroredHeaders {
 
         if message.kind == MessageKind::Response {
             if method.is_some() || name.is_some() {
-                return Err(with_id(mismatch("a JSON-RPC response carries no Mcp-Method or Mcp-Name")));
+                return Err(with_id(mismatch(
+                    "a JSON-RPC response carries no Mcp-Method or Mcp-Name",
+                )));
             }
             return Ok(());
         }
@@ -137,7 +141,12 @@ fn decoded(value: Option<&str>) -> Result<Option<String>, Rejection> {
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .map(Some)
-        .ok_or_else(|| mismatch(format!("mirrored header value {} is not valid base64 UTF-8", quote(value))))
+        .ok_or_else(|| {
+            mismatch(format!(
+                "mirrored header value {} is not valid base64 UTF-8",
+                quote(value)
+            ))
+        })
 }
 
 #[cfg(test)]
@@ -175,7 +184,11 @@ mod tests {
         let r = check_owned(&modern("tools/call", "echo"), CALL).unwrap_err();
         assert_eq!(r.reason, Reason::HeaderMismatch);
         assert_eq!(r.id.unwrap().as_json(), "4");
-        assert!(r.detail.contains("`echo`") && r.detail.contains("`add`"), "{}", r.detail);
+        assert!(
+            r.detail.contains("`echo`") && r.detail.contains("`add`"),
+            "{}",
+            r.detail
+        );
     }
 
     #[test]
@@ -186,10 +199,29 @@ mod tests {
 
     #[test]
     fn a_2026_request_must_carry_method_and_name() {
-        let r = check(&[("mcp-protocol-version", "2026-07-28"), ("mcp-name", "add")], CALL).unwrap_err();
-        assert!(r.detail.contains("missing required Mcp-Method"), "{}", r.detail);
-        let r = check(&[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call")], CALL).unwrap_err();
-        assert!(r.detail.contains("missing required Mcp-Name"), "{}", r.detail);
+        let r = check(
+            &[("mcp-protocol-version", "2026-07-28"), ("mcp-name", "add")],
+            CALL,
+        )
+        .unwrap_err();
+        assert!(
+            r.detail.contains("missing required Mcp-Method"),
+            "{}",
+            r.detail
+        );
+        let r = check(
+            &[
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/call"),
+            ],
+            CALL,
+        )
+        .unwrap_err();
+        assert!(
+            r.detail.contains("missing required Mcp-Name"),
+            "{}",
+            r.detail
+        );
     }
 
     #[test]
@@ -202,13 +234,24 @@ mod tests {
     #[test]
     fn headers_present_on_older_versions_are_still_checked() {
         let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add"}}"#;
-        assert!(check(&[("mcp-protocol-version", "2025-06-18"), ("mcp-name", "secret")], body).is_err());
+        assert!(check(
+            &[
+                ("mcp-protocol-version", "2025-06-18"),
+                ("mcp-name", "secret")
+            ],
+            body
+        )
+        .is_err());
     }
 
     #[test]
     fn protocol_version_header_must_match_meta() {
         let r = check(
-            &[("mcp-method", "tools/call"), ("mcp-name", "add"), ("mcp-protocol-version", "2026-08-01")],
+            &[
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "add"),
+                ("mcp-protocol-version", "2026-08-01"),
+            ],
             CALL,
         )
         .unwrap_err();
@@ -227,7 +270,14 @@ mod tests {
     fn a_name_header_on_a_method_without_a_subject_is_refused() {
         let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
         assert!(check(&[("mcp-method", "tools/list"), ("mcp-name", "add")], body).is_err());
-        check(&[("mcp-method", "tools/list"), ("mcp-protocol-version", "2026-07-28")], body).unwrap();
+        check(
+            &[
+                ("mcp-method", "tools/list"),
+                ("mcp-protocol-version", "2026-07-28"),
+            ],
+            body,
+        )
+        .unwrap();
     }
 
     #[test]
@@ -237,8 +287,15 @@ mod tests {
             "=?base64?{}?=",
             base64::engine::general_purpose::STANDARD.encode("file:///café")
         );
-        check(&[("mcp-method", "resources/read"), ("mcp-name", &encoded)], body).unwrap();
-        let wrong = format!("=?base64?{}?=", base64::engine::general_purpose::STANDARD.encode("file:///x"));
+        check(
+            &[("mcp-method", "resources/read"), ("mcp-name", &encoded)],
+            body,
+        )
+        .unwrap();
+        let wrong = format!(
+            "=?base64?{}?=",
+            base64::engine::general_purpose::STANDARD.encode("file:///x")
+        );
         assert!(check(&[("mcp-name", &wrong)], body).is_err());
         assert!(check(&[("mcp-name", "=?base64?!!!?=")], body).is_err());
     }

@@ -118,7 +118,11 @@ pub struct LocalReply {
 /// terminal-garbling string.
 pub fn quote(value: &str) -> String {
     const MAX: usize = 128;
-    let mut out: String = value.chars().take(MAX).flat_map(char::escape_debug).collect();
+    let mut out: String = value
+        .chars()
+        .take(MAX)
+        .flat_map(char::escape_debug)
+        .collect();
     if value.chars().nth(MAX).is_some() {
         out.push('…');
     }
@@ -142,7 +146,8 @@ mod tests {
 
     #[test]
     fn reply_is_json_with_the_request_id() {
-        let id = RequestId::from_raw(&serde_json::value::RawValue::from_string("9".into()).unwrap());
+        let id =
+            RequestId::from_raw(&serde_json::value::RawValue::from_string("9".into()).unwrap());
         let reply = Rejection::new(Reason::InvalidParams, "missing name")
             .with_id(id)
             .reply();

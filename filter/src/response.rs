@@ -94,7 +94,12 @@ pub struct ResponseObserver {
 }
 
 impl ResponseObserver {
-    pub fn new(status: u16, framing: Framing, request_id: Option<&RequestId>, limit: usize) -> Self {
+    pub fn new(
+        status: u16,
+        framing: Framing,
+        request_id: Option<&RequestId>,
+        limit: usize,
+    ) -> Self {
         Self {
             framing,
             status,
@@ -179,8 +184,9 @@ impl ResponseObserver {
             return;
         };
         let answers_request = match (&self.want, message.id) {
-            (Some(want), Some(raw)) => serde_json::from_str::<serde_json::Value>(raw.get())
-                .is_ok_and(|id| &id == want),
+            (Some(want), Some(raw)) => {
+                serde_json::from_str::<serde_json::Value>(raw.get()).is_ok_and(|id| &id == want)
+            }
             _ => false,
         };
         if !answers_request || self.outcome.is_some() {
@@ -244,38 +250,95 @@ mod tests {
 
     #[test]
     fn content_types_pick_the_framing() {
-        assert_eq!(Framing::from_content_type(Some("application/json")), Framing::Json);
-        assert_eq!(Framing::from_content_type(Some("Application/JSON; charset=utf-8")), Framing::Json);
-        assert_eq!(Framing::from_content_type(Some("text/event-stream")), Framing::Sse);
-        assert_eq!(Framing::from_content_type(Some("text/html")), Framing::Other);
+        assert_eq!(
+            Framing::from_content_type(Some("application/json")),
+            Framing::Json
+        );
+        assert_eq!(
+            Framing::from_content_type(Some("Application/JSON; charset=utf-8")),
+            Framing::Json
+        );
+        assert_eq!(
+            Framing::from_content_type(Some("text/event-stream")),
+            Framing::Sse
+        );
+        assert_eq!(
+            Framing::from_content_type(Some("text/html")),
+            Framing::Other
+        );
         assert_eq!(Framing::from_content_type(None), Framing::Other);
     }
 
     #[test]
     fn json_results_errors_and_tool_errors_are_told_apart() {
         let j = Framing::Json;
-        assert_eq!(outcome(200, j, br#"{"jsonrpc":"2.0","id":3,"result":{"content":[]}}"#, "3"), Outcome::Result);
-        assert_eq!(outcome(200, j, br#"{"jsonrpc":"2.0","id":3,"result":{"isError":true}}"#, "3"), Outcome::ToolError);
-        assert_eq!(outcome(200, j, br#"{"jsonrpc":"2.0","id":3,"error":{"code":-32602,"message":"x"}}"#, "3"), Outcome::RpcError(-32602));
-        assert_eq!(outcome(400, j, br#"{"jsonrpc":"2.0","id":3,"error":{"code":-32020,"message":"x"}}"#, "3"), Outcome::RpcError(-32020));
-        assert_eq!(outcome(503, Framing::Other, b"upstream down", "3"), Outcome::HttpError(503));
+        assert_eq!(
+            outcome(
+                200,
+                j,
+                br#"{"jsonrpc":"2.0","id":3,"result":{"content":[]}}"#,
+                "3"
+            ),
+            Outcome::Result
+        );
+        assert_eq!(
+            outcome(
+                200,
+                j,
+                br#"{"jsonrpc":"2.0","id":3,"result":{"isError":true}}"#,
+                "3"
+            ),
+            Outcome::ToolError
+        );
+        assert_eq!(
+            outcome(
+                200,
+                j,
+                br#"{"jsonrpc":"2.0","id":3,"error":{"code":-32602,"message":"x"}}"#,
+                "3"
+            ),
+            Outcome::RpcError(-32602)
+        );
+        assert_eq!(
+            outcome(
+                400,
+                j,
+                br#"{"jsonrpc":"2.0","id":3,"error":{"code":-32020,"message":"x"}}"#,
+                "3"
+            ),
+            Outcome::RpcError(-32020)
+        );
+        assert_eq!(
+            outcome(503, Framing::Other, b"upstream down", "3"),
+            Outcome::HttpError(503)
+        );
         assert_eq!(outcome(202, Framing::Other, b"", "3"), Outcome::Accepted);
     }
 
     #[test]
     fn sse_outcome_comes_from_the_event_answering_the_request() {
-        let body = b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n\
+        let body =
+            b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n\
 data: {\"jsonrpc\":\"2.0\",\"id\":\"other\",\"error\":{\"code\":-1,\"message\":\"x\"}}\n\n\
 data: {\"jsonrpc\":\"2.0\",\"id\":\"r1\",\"result\":{\"isError\":true}}\n\n";
-        assert_eq!(outcome(200, Framing::Sse, body, r#""r1""#), Outcome::ToolError);
-        assert_eq!(outcome(200, Framing::Sse, b"data: \nretry: 5\n\n", "1"), Outcome::NoResponse);
+        assert_eq!(
+            outcome(200, Framing::Sse, body, r#""r1""#),
+            Outcome::ToolError
+        );
+        assert_eq!(
+            outcome(200, Framing::Sse, b"data: \nretry: 5\n\n", "1"),
+            Outcome::NoResponse
+        );
     }
 
     #[test]
     fn error_types_are_bounded_classes() {
         assert_eq!(Outcome::Result.error_type(), None);
         assert_eq!(Outcome::RpcError(-32001).error_type(), Some("server_error"));
-        assert_eq!(Outcome::RpcError(42).error_type(), Some("application_error"));
+        assert_eq!(
+            Outcome::RpcError(42).error_type(),
+            Some("application_error")
+        );
         assert_eq!(Outcome::HttpError(502).error_type(), Some("http_5xx"));
         assert_eq!(Outcome::RpcError(-32601).label(), "method_not_found");
     }
@@ -283,7 +346,8 @@ data: {\"jsonrpc\":\"2.0\",\"id\":\"r1\",\"result\":{\"isError\":true}}\n\n";
     #[test]
     fn tools_list_names_are_collected() {
         let body = br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"add","inputSchema":{}},{"name":"echo"}]}}"#;
-        let mut o = ResponseObserver::new(200, Framing::Json, Some(&id("2")), 1 << 20).collecting_tools();
+        let mut o =
+            ResponseObserver::new(200, Framing::Json, Some(&id("2")), 1 << 20).collecting_tools();
         o.observe(body);
         assert_eq!(o.finish(), Outcome::Result);
         assert_eq!(o.listed_tools(), ["add", "echo"]);
@@ -298,18 +362,32 @@ data: {\"jsonrpc\":\"2.0\",\"id\":\"r1\",\"result\":{\"isError\":true}}\n\n";
 
     #[test]
     fn captured_responses_settle_as_the_server_meant() {
-        let Some(dir) = crate::test_vectors::dir() else { return };
+        let Some(dir) = crate::test_vectors::dir() else {
+            return;
+        };
         let mut checked = 0;
         for body_path in crate::test_vectors::files(&dir, "response-body.bin") {
-            let stem = body_path.to_string_lossy().replace(".response-body.bin", "");
+            let stem = body_path
+                .to_string_lossy()
+                .replace(".response-body.bin", "");
             let body = std::fs::read(&body_path).unwrap();
             let headers = std::fs::read_to_string(format!("{stem}.response-headers.txt")).unwrap();
             let request: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(format!("{stem}.request.json")).unwrap()).unwrap();
-            let status: u16 = headers.lines().next().unwrap().trim_start_matches("status: ").trim().parse().unwrap();
-            let content_type = headers
+                serde_json::from_slice(&std::fs::read(format!("{stem}.request.json")).unwrap())
+                    .unwrap();
+            let status: u16 = headers
                 .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type:").map(|v| v.trim().to_string()));
+                .next()
+                .unwrap()
+                .trim_start_matches("status: ")
+                .trim()
+                .parse()
+                .unwrap();
+            let content_type = headers.lines().find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-type:")
+                    .map(|v| v.trim().to_string())
+            });
             let framing = Framing::from_content_type(content_type.as_deref());
             let request_id = request.get("id").map(|v| id(&v.to_string()));
             let mut o = ResponseObserver::new(status, framing, request_id.as_ref(), 1 << 20);
@@ -324,7 +402,10 @@ data: {\"jsonrpc\":\"2.0\",\"id\":\"r1\",\"result\":{\"isError\":true}}\n\n";
                 Outcome::RpcError(-32020)
             } else if name.contains("unknown-tool") {
                 // Servers disagree: a JSON-RPC error or an isError result.
-                assert!(matches!(got, Outcome::RpcError(-32602) | Outcome::ToolError), "{name}: {got:?}");
+                assert!(
+                    matches!(got, Outcome::RpcError(-32602) | Outcome::ToolError),
+                    "{name}: {got:?}"
+                );
                 checked += 1;
                 continue;
             } else {

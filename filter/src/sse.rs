@@ -35,7 +35,11 @@ impl SseFramer {
     }
 
     /// Feeds a chunk; `on_event` sees every event it completes, in order.
-    pub fn push(&mut self, chunk: &[u8], mut on_event: impl FnMut(SseEvent<'_>)) -> Result<(), SseError> {
+    pub fn push(
+        &mut self,
+        chunk: &[u8],
+        mut on_event: impl FnMut(SseEvent<'_>),
+    ) -> Result<(), SseError> {
         self.pending.extend_from_slice(chunk);
         let mut event_start = 0;
         let mut i = self.scanned;
@@ -146,7 +150,10 @@ fn lines(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
         if rest.is_empty() {
             return None;
         }
-        let end = rest.iter().position(|&b| b == b'\n' || b == b'\r').unwrap_or(rest.len());
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')
+            .unwrap_or(rest.len());
         let (line, tail) = rest.split_at(end);
         let skip = match tail {
             [b'\r', b'\n', ..] => 2,
@@ -172,7 +179,8 @@ mod tests {
     }
 
     const RMCP: &[u8] = b"data: \nid: 0/1\nretry: 3000\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{}}\nid: 1/1\n\n";
-    const PYTHON_CRLF: &[u8] = b"event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\r\n\r\n";
+    const PYTHON_CRLF: &[u8] =
+        b"event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\r\n\r\n";
     const MIXED: &[u8] = b": comment\r\rdata: a\rdata: b\r\r\nevent: x\ndata:c\n\n";
 
     #[test]
@@ -217,9 +225,10 @@ mod tests {
         let mut datas = Vec::new();
         let mut framer = SseFramer::new(1024);
         framer
-            .push(b"data: \nid: 0\n\ndata: {\"a\":\ndata:  1}\n\n: only a comment\n\n", |e| {
-                datas.push(e.data().map(|d| d.into_owned()))
-            })
+            .push(
+                b"data: \nid: 0\n\ndata: {\"a\":\ndata:  1}\n\n: only a comment\n\n",
+                |e| datas.push(e.data().map(|d| d.into_owned())),
+            )
             .unwrap();
         assert_eq!(datas, vec![None, Some(b"{\"a\":\n 1}".to_vec()), None]);
     }
@@ -245,7 +254,9 @@ mod tests {
 
     #[test]
     fn real_captures_reassemble_byte_for_byte() {
-        let Some(dir) = crate::test_vectors::dir() else { return };
+        let Some(dir) = crate::test_vectors::dir() else {
+            return;
+        };
         let mut seen = 0;
         for path in crate::test_vectors::files(&dir, "response-body.bin") {
             let body = std::fs::read(&path).unwrap();

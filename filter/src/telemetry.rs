@@ -175,7 +175,10 @@ mod tests {
         let mut labels = ToolLabels::new(&["add".to_string()], 3);
         assert_eq!(labels.label("add"), "add");
         assert_eq!(labels.label("made_up"), OTHER);
-        let listed: Vec<String> = ["echo", "bad name", "x", "y", "z"].iter().map(|s| s.to_string()).collect();
+        let listed: Vec<String> = ["echo", "bad name", "x", "y", "z"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         labels.learn(&listed);
         assert_eq!(labels.label("echo"), "echo");
         assert_eq!(labels.label("bad name"), OTHER);

@@ -11,9 +11,15 @@ pub fn dir() -> Option<PathBuf> {
         return Some(dir);
     }
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but the capture folder {} is missing", dir.display());
+        panic!(
+            "CI=true but the capture folder {} is missing",
+            dir.display()
+        );
     }
-    eprintln!("skipping: {} not found (it ships beside the repo in CI only)", dir.display());
+    eprintln!(
+        "skipping: {} not found (it ships beside the repo in CI only)",
+        dir.display()
+    );
     None
 }
 

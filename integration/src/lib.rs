@@ -1,1 +1,554 @@
+//! Test harness for end-to-end tests: starts a real Envoy with the built
+//! `mcp_filter.wasm` and real MCP peers on loopback (ephemeral ports), and
+//! reads what they saw. Every process is killed on drop; Envoy's log is
+//! printed when a test fails.
 
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub mod scrape;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The Envoy binary: `ENVOY_BIN`, else `.venv/bin/envoy`, else `envoy` on PATH.
+/// `None` outside CI when there is none (tests then skip); under `CI=true` a
+/// missing Envoy fails the test rather than skipping it.
+pub fn envoy_bin() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("ENVOY_BIN").map(PathBuf::from),
+        Some(repo_root().join(".venv/bin/envoy")),
+    ];
+    for c in candidates.into_iter().flatten() {
+        if c.is_file() {
+            return Some(c);
+        }
+    }
+    if let Ok(out) = Command::new("envoy").arg("--version").output() {
+        if out.status.success() {
+            return Some(PathBuf::from("envoy"));
+        }
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true but no Envoy binary (set ENVOY_BIN or run scripts/test)");
+    }
+    eprintln!("skipping: no Envoy binary found (scripts/test installs one into .venv/)");
+    None
+}
+
+/// The built filter: `MCP_FILTER_WASM`, else the workspace release build.
+pub fn wasm_path() -> PathBuf {
+    std::env::var_os("MCP_FILTER_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/wasm32-wasip1/release/mcp_filter.wasm"))
+}
+
+fn scratch_dir(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "mcp-filter-it-{}-{}-{tag}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// The `mcp-peer` binary: `MCP_PEER_BIN`, else beside the running test's
+/// `deps/` folder, where cargo puts the package's binaries before its tests.
+pub fn peer_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("MCP_PEER_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    profile_dir.join("mcp-peer")
+}
+
+/// A real MCP server (the `mcp-peer` binary, built on rmcp).
+pub struct Peer {
+    child: Child,
+    pub port: u16,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerMode {
+    /// Sessions, SSE responses (rmcp's default).
+    Stateful,
+    /// No sessions, `application/json` responses.
+    StatelessJson,
+}
+
+impl Peer {
+    pub fn start(mode: PeerMode) -> Result<Self> {
+        Self::start_with(mode, &[])
+    }
+
+    pub fn start_with(mode: PeerMode, extra_args: &[&str]) -> Result<Self> {
+        let mode = match mode {
+            PeerMode::Stateful => "stateful",
+            PeerMode::StatelessJson => "stateless-json",
+        };
+        let mut child = Command::new(peer_bin())
+            .args(["--port", "0", "--mode", mode])
+            .args(extra_args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting mcp-peer")?;
+        let stdout = child.stdout.take().context("peer stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .with_context(|| format!("peer said {line:?}"))?;
+        Ok(Self { child, port })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/mcp", self.port)
+    }
+
+    /// Every request the peer received so far.
+    pub async fn received(&self) -> Result<Vec<Received>> {
+        let url = format!("http://127.0.0.1:{}/_peer/requests", self.port);
+        Ok(reqwest::get(url).await?.json().await?)
+    }
+
+    pub async fn forget(&self) -> Result<()> {
+        let url = format!("http://127.0.0.1:{}/_peer/requests", self.port);
+        reqwest::Client::new().delete(url).send().await?;
+        Ok(())
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub body_len: usize,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The JSON-RPC method of the body, if it has one.
+    pub fn rpc_method(&self) -> Option<String> {
+        let v: Value = serde_json::from_str(&self.body).ok()?;
+        v.get("method")?.as_str().map(str::to_string)
+    }
+}
+
+/// How the wasm plugin configuration is delivered to Envoy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigEncoding {
+    /// `google.protobuf.StringValue` holding JSON (what Envoy Gateway sends).
+    StringValue,
+    /// `google.protobuf.Struct`.
+    Struct,
+}
+
+/// One Envoy run: the filter's JSON config and how the plugin is set up.
+#[derive(Clone, Debug)]
+pub struct EnvoySetup {
+    pub filter_config: Value,
+    pub encoding: ConfigEncoding,
+    /// `allow_on_headers_stop_iteration` (Envoy Gateway cannot set it).
+    pub allow_headers_stop: bool,
+    /// The default route's cluster port.
+    pub upstream_port: u16,
+    /// Extra routes ahead of the default: (header name, exact value, port).
+    pub header_routes: Vec<(String, String, u16)>,
+}
+
+impl EnvoySetup {
+    pub fn new(upstream_port: u16, filter_config: Value) -> Self {
+        Self {
+            filter_config,
+            encoding: ConfigEncoding::StringValue,
+            allow_headers_stop: true,
+            upstream_port,
+            header_routes: Vec::new(),
+        }
+    }
+
+    /// The delivery Envoy Gateway's EnvoyExtensionPolicy produces.
+    pub fn as_envoy_gateway_delivers(mut self) -> Self {
+        self.encoding = ConfigEncoding::StringValue;
+        self.allow_headers_stop = false;
+        self
+    }
+}
+
+/// A running Envoy with the filter.
+pub struct Envoy {
+    child: Child,
+    pub admin: String,
+    pub port: u16,
+    pub log_path: PathBuf,
+    pub access_log_path: PathBuf,
+}
+
+/// The `stats_config` block of the repo's `envoy.yaml`, so tests use exactly
+/// the tag rules users copy.
+pub fn stats_config_from_envoy_yaml() -> Result<String> {
+    let text = std::fs::read_to_string(repo_root().join("envoy.yaml"))?;
+    let mut out = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.starts_with("stats_config:") {
+            inside = true;
+        } else if inside
+            && !line.starts_with(' ')
+            && !line.trim().is_empty()
+            && !line.starts_with('#')
+        {
+            break;
+        }
+        if inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if out.is_empty() {
+        bail!("envoy.yaml has no stats_config block");
+    }
+    Ok(out)
+}
+
+fn yaml_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+impl Envoy {
+    pub fn render(setup: &EnvoySetup, dir: &Path) -> Result<String> {
+        let configuration = match setup.encoding {
+            ConfigEncoding::StringValue => format!(
+                "\"@type\": type.googleapis.com/google.protobuf.StringValue\n                          value: {}",
+                yaml_string(&setup.filter_config.to_string())
+            ),
+            ConfigEncoding::Struct => format!(
+                "\"@type\": type.googleapis.com/google.protobuf.Struct\n                          value: {}",
+                setup.filter_config
+            ),
+        };
+        let mut routes = String::new();
+        let mut clusters = String::new();
+        let mut cluster_ports = vec![setup.upstream_port];
+        for (i, (name, value, port)) in setup.header_routes.iter().enumerate() {
+            routes.push_str(&format!(
+                "                    - match: {{ prefix: \"/\", headers: [{{ name: {}, string_match: {{ exact: {} }} }}] }}\n                      route: {{ cluster: upstream_{}, timeout: 0s }}\n",
+                yaml_string(name),
+                yaml_string(value),
+                i + 1
+            ));
+            cluster_ports.push(*port);
+        }
+        for (i, port) in cluster_ports.iter().enumerate() {
+            clusters.push_str(&format!(
+                "    - name: upstream_{i}\n      connect_timeout: 1s\n      type: STATIC\n      load_assignment:\n        cluster_name: upstream_{i}\n        endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }}] }}]\n"
+            ));
+        }
+        let access_log = dir.join("access.log");
+        Ok(format!(
+            r#"# Frequent flushes so histograms show up in a scrape soon after traffic.
+stats_flush_interval: 0.1s
+admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+{stats}
+static_resources:
+  listeners:
+    - name: mcp
+      address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+      filter_chains:
+        - filters:
+            - name: envoy.filters.network.http_connection_manager
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                stat_prefix: mcp
+                access_log:
+                  - name: envoy.access_loggers.file
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+                      path: {access_log}
+                      log_format:
+                        text_format_source:
+                          inline_string: "method=%FILTER_STATE(wasm.mcp_method:PLAIN)% name=%FILTER_STATE(wasm.mcp_name:PLAIN)% tool=%FILTER_STATE(wasm.mcp_tool:PLAIN)% status=%RESPONSE_CODE%\n"
+                route_config:
+                  name: mcp
+                  virtual_hosts:
+                  - name: mcp
+                    domains: ["*"]
+                    routes:
+{routes}                    - match: {{ prefix: "/" }}
+                      route: {{ cluster: upstream_0, timeout: 0s }}
+                http_filters:
+                  - name: mcp_filter
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+                      config:
+                        name: mcp_filter
+                        root_id: mcp_filter
+                        allow_on_headers_stop_iteration: {allow}
+                        failure_policy: FAIL_CLOSED
+                        vm_config:
+                          runtime: envoy.wasm.runtime.v8
+                          code: {{ local: {{ filename: {wasm} }} }}
+                        configuration:
+                          {configuration}
+                  - name: envoy.filters.http.router
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+{clusters}"#,
+            stats = stats_config_from_envoy_yaml()?,
+            access_log = yaml_string(&access_log.to_string_lossy()),
+            allow = setup.allow_headers_stop,
+            wasm = yaml_string(&wasm_path().to_string_lossy()),
+        ))
+    }
+
+    /// Starts Envoy and waits until its listener accepts requests.
+    pub fn start(bin: &Path, setup: &EnvoySetup) -> Result<Self> {
+        let dir = scratch_dir("envoy");
+        let config_path = dir.join("envoy.yaml");
+        std::fs::write(&config_path, Self::render(setup, &dir)?)?;
+        let admin_path = dir.join("admin.txt");
+        let log_path = dir.join("envoy.log");
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&config_path)
+            .args([
+                "--concurrency",
+                "1",
+                "--disable-hot-restart",
+                "--log-level",
+                "info",
+                "--file-flush-interval-msec",
+                "100",
+            ])
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .arg("--log-path")
+            .arg(&log_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting envoy")?;
+        let mut envoy = Self {
+            child,
+            admin: String::new(),
+            port: 0,
+            log_path,
+            access_log_path: dir.join("access.log"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = envoy.child.try_wait()? {
+                bail!("envoy exited with {status}:\n{}", envoy.log());
+            }
+            if Instant::now() > deadline {
+                bail!("envoy did not become ready:\n{}", envoy.log());
+            }
+            if let Ok(admin) = std::fs::read_to_string(&admin_path) {
+                let admin = admin.trim().to_string();
+                if !admin.is_empty() {
+                    envoy.admin = admin;
+                    if let Ok(port) = envoy.listener_port() {
+                        envoy.port = port;
+                        return Ok(envoy);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn listener_port(&self) -> Result<u16> {
+        let body = http_get_blocking(&format!("http://{}/listeners?format=json", self.admin))?;
+        let v: Value = serde_json::from_str(&body)?;
+        v["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
+            .as_u64()
+            .filter(|p| *p > 0)
+            .map(|p| p as u16)
+            .context("no listener yet")
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/mcp", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(&self.access_log_path).unwrap_or_default()
+    }
+
+    /// A scrape taken after the next stats flush (histograms only appear
+    /// in the admin output once flushed).
+    pub async fn prometheus(&self) -> Result<scrape::Scrape> {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let text = reqwest::get(format!("http://{}/stats/prometheus", self.admin))
+            .await?
+            .text()
+            .await?;
+        Ok(scrape::Scrape::parse(&text))
+    }
+
+    /// Whether Envoy is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "----- envoy log ({}) -----\n{}",
+                self.log_path.display(),
+                self.log()
+            );
+        }
+    }
+}
+
+/// A tiny blocking GET for the admin endpoint (used before any runtime exists).
+fn http_get_blocking(url: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").context("http only")?;
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut stream = std::net::TcpStream::connect(host)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n").context("no body")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("GET {url}: {}", head.lines().next().unwrap_or_default());
+    }
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return Ok(body.to_string());
+    }
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).context("chunk size")?;
+        if size == 0 {
+            break;
+        }
+        out.push_str(after.get(..size).context("short chunk")?);
+        rest = after.get(size + 2..).unwrap_or_default();
+    }
+    Ok(out)
+}
+
+/// An MCP POST with exact body bytes, returning status, headers and body.
+pub async fn post_raw(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<reqwest::Body>,
+) -> Result<RawResponse> {
+    let client = reqwest::Client::new();
+    let mut request = client.post(url);
+    let mut has_content_type = false;
+    for (k, v) in headers {
+        has_content_type |= k.eq_ignore_ascii_case("content-type");
+        request = request.header(*k, *v);
+    }
+    if !has_content_type {
+        request = request.header("content-type", "application/json");
+    }
+    let response = request
+        .header("accept", "application/json, text/event-stream")
+        .body(body)
+        .send()
+        .await?;
+    RawResponse::read(response).await
+}
+
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub async fn read(response: reqwest::Response) -> Result<Self> {
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let body = response.bytes().await?.to_vec();
+        Ok(Self {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}

@@ -24,7 +24,10 @@ fn post(extra: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 fn request(method: &str, path: &str) -> Vec<(String, String)> {
-    vec![(":method".into(), method.into()), (":path".into(), path.into())]
+    vec![
+        (":method".into(), method.into()),
+        (":path".into(), path.into()),
+    ]
 }
 
 const CALL: &str = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":40}}}"#;
@@ -46,10 +49,17 @@ fn feed_body(ex: &mut Exchange, body: &[u8], chunk: usize) -> Step {
 
 fn respond(ex: &mut Exchange, status: u16, content_type: &str, body: &[u8], chunk: usize) {
     let headers = vec![("content-type".to_string(), content_type.to_string())];
-    assert_eq!(ex.on_response_headers(status, &headers).action, Action::Continue);
+    assert_eq!(
+        ex.on_response_headers(status, &headers).action,
+        Action::Continue
+    );
     for piece in body.chunks(chunk.max(1)) {
         let step = ex.on_response_body(piece);
-        assert_eq!(step.action, Action::Continue, "observe-only never holds response bytes");
+        assert_eq!(
+            step.action,
+            Action::Continue,
+            "observe-only never holds response bytes"
+        );
     }
 }
 
@@ -68,15 +78,32 @@ fn reply_of(step: &Step) -> (u16, serde_json::Value) {
 fn an_observed_tool_call_is_forwarded_untouched_and_measured() {
     let mut ex = Exchange::new(config("{}"), 1_000);
     let step = ex.on_request_headers(&post(&[]), false);
-    assert_eq!(step, Step::go(), "observe-only releases headers at once and edits nothing");
+    assert_eq!(
+        step,
+        Step::go(),
+        "observe-only releases headers at once and edits nothing"
+    );
     let step = feed_body(&mut ex, CALL.as_bytes(), 10);
     assert_eq!(step.action, Action::Continue);
-    assert!(step.header_edits.is_empty(), "headers already left: never edited from the body");
+    assert!(
+        step.header_edits.is_empty(),
+        "headers already left: never edited from the body"
+    );
     assert_eq!(
         step.properties,
-        vec![("mcp_method", "tools/call".into()), ("mcp_name", "add".into()), ("mcp_tool", "add".into())]
+        vec![
+            ("mcp_method", "tools/call".into()),
+            ("mcp_name", "add".into()),
+            ("mcp_tool", "add".into())
+        ]
     );
-    respond(&mut ex, 200, "application/json", br#"{"jsonrpc":"2.0","id":3,"result":{"content":[]}}"#, 7);
+    respond(
+        &mut ex,
+        200,
+        "application/json",
+        br#"{"jsonrpc":"2.0","id":3,"result":{"content":[]}}"#,
+        7,
+    );
     let samples = ex.finish(1_012, &mut ToolLabels::new(&["add".into()], 10));
     assert_eq!(
         names(&samples),
@@ -95,8 +122,14 @@ fn an_observed_tool_call_is_forwarded_untouched_and_measured() {
 fn body_is_buffered_until_complete() {
     let mut ex = Exchange::new(config("{}"), 0);
     ex.on_request_headers(&post(&[]), false);
-    assert_eq!(ex.on_request_body(10, false, || unreachable!()).action, Action::Pause);
-    assert_eq!(ex.on_request_body(20, false, || unreachable!()).action, Action::Pause);
+    assert_eq!(
+        ex.on_request_body(10, false, || unreachable!()).action,
+        Action::Pause
+    );
+    assert_eq!(
+        ex.on_request_body(20, false, || unreachable!()).action,
+        Action::Pause
+    );
 }
 
 #[test]
@@ -118,10 +151,16 @@ fn routing_headers_hold_the_request_and_are_set_from_the_body() {
 #[test]
 fn client_supplied_routing_headers_are_removed() {
     let mut ex = Exchange::new(config("{}"), 0);
-    let step = ex.on_request_headers(&post(&[("x-mcp-tool", "allowed_tool"), ("x-mcp-method", "ping")]), false);
+    let step = ex.on_request_headers(
+        &post(&[("x-mcp-tool", "allowed_tool"), ("x-mcp-method", "ping")]),
+        false,
+    );
     assert_eq!(
         step.header_edits,
-        vec![HeaderEdit::Remove("x-mcp-method".into()), HeaderEdit::Remove("x-mcp-tool".into())]
+        vec![
+            HeaderEdit::Remove("x-mcp-method".into()),
+            HeaderEdit::Remove("x-mcp-tool".into())
+        ]
     );
 }
 
@@ -131,8 +170,13 @@ fn routing_header_values_that_are_not_plain_ascii_are_base64_sentinel_encoded() 
     ex.on_request_headers(&post(&[]), false);
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"caf\u00e9\r\nx-evil: 1"}}"#;
     let step = feed_body(&mut ex, body.as_bytes(), 64);
-    let HeaderEdit::Set(_, value) = &step.header_edits[1] else { panic!() };
-    assert!(value.starts_with("=?base64?") && value.ends_with("?="), "{value}");
+    let HeaderEdit::Set(_, value) = &step.header_edits[1] else {
+        panic!()
+    };
+    assert!(
+        value.starts_with("=?base64?") && value.ends_with("?="),
+        "{value}"
+    );
     assert!(!value.contains('\n'));
 }
 
@@ -146,7 +190,10 @@ fn unparseable_json_is_answered_400_with_a_parse_error() {
     assert_eq!(body["error"]["code"], -32700);
     assert_eq!(body["id"], serde_json::Value::Null);
     let samples = ex.finish(0, &mut ToolLabels::default());
-    assert_eq!(names(&samples), vec!["mcp_rejections_total.reason=parse_error"]);
+    assert_eq!(
+        names(&samples),
+        vec!["mcp_rejections_total.reason=parse_error"]
+    );
 }
 
 #[test]
@@ -154,23 +201,36 @@ fn a_json_value_that_is_not_jsonrpc_is_an_invalid_request() {
     let mut ex = Exchange::new(config("{}"), 0);
     ex.on_request_headers(&post(&[]), false);
     let (status, body) = reply_of(&feed_body(&mut ex, br#"{"hello":"world"}"#, 100));
-    assert_eq!((status, body["error"]["code"].as_i64()), (400, Some(-32600)));
+    assert_eq!(
+        (status, body["error"]["code"].as_i64()),
+        (400, Some(-32600))
+    );
 }
 
 #[test]
 fn oversized_bodies_get_413_by_header_or_by_bytes() {
     let cfg = config(r#"{"max_request_bytes": 64}"#);
     let mut ex = Exchange::new(cfg.clone(), 0);
-    let (status, body) = reply_of(&ex.on_request_headers(&post(&[("content-length", "65")]), false));
+    let (status, body) =
+        reply_of(&ex.on_request_headers(&post(&[("content-length", "65")]), false));
     assert_eq!(status, 413);
     assert_eq!(body["error"]["code"], -32600);
 
     let mut ex = Exchange::new(cfg, 0);
-    assert_eq!(ex.on_request_headers(&post(&[]), false).action, Action::Continue);
-    let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{}"}}}}"#, "x".repeat(100));
+    assert_eq!(
+        ex.on_request_headers(&post(&[]), false).action,
+        Action::Continue
+    );
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{}"}}}}"#,
+        "x".repeat(100)
+    );
     let (status, _) = reply_of(&feed_body(&mut ex, big.as_bytes(), 16));
     assert_eq!(status, 413);
-    assert_eq!(names(&ex.finish(0, &mut ToolLabels::default())), vec!["mcp_rejections_total.reason=too_large"]);
+    assert_eq!(
+        names(&ex.finish(0, &mut ToolLabels::default())),
+        vec!["mcp_rejections_total.reason=too_large"]
+    );
 }
 
 #[test]
@@ -185,14 +245,21 @@ fn encoded_or_non_json_requests_are_refused_with_415() {
     headers[3].1 = "application/x-www-form-urlencoded".into();
     assert_eq!(reply_of(&ex.on_request_headers(&headers, false)).0, 415);
     let mut ex = Exchange::new(config("{}"), 0);
-    assert_eq!(ex.on_request_headers(&post(&[("content-encoding", "identity")]), false).action, Action::Continue);
+    assert_eq!(
+        ex.on_request_headers(&post(&[("content-encoding", "identity")]), false)
+            .action,
+        Action::Continue
+    );
 }
 
 #[test]
 fn an_empty_post_is_a_parse_error() {
     let mut ex = Exchange::new(config("{}"), 0);
     let (status, body) = reply_of(&ex.on_request_headers(&post(&[]), true));
-    assert_eq!((status, body["error"]["code"].as_i64()), (400, Some(-32700)));
+    assert_eq!(
+        (status, body["error"]["code"].as_i64()),
+        (400, Some(-32700))
+    );
 }
 
 #[test]
@@ -203,7 +270,10 @@ fn get_and_delete_pass_untouched_but_not_with_a_body() {
         h.push(("mcp-session-id".into(), "abc".into()));
         h.push(("last-event-id".into(), "0/3".into()));
         assert_eq!(ex.on_request_headers(&h, true), Step::go());
-        assert_eq!(ex.on_request_body(0, true, || None).action, Action::Continue);
+        assert_eq!(
+            ex.on_request_body(0, true, || None).action,
+            Action::Continue
+        );
         assert!(ex.finish(0, &mut ToolLabels::default()).is_empty());
 
         let mut ex = Exchange::new(config("{}"), 0);
@@ -213,7 +283,11 @@ fn get_and_delete_pass_untouched_but_not_with_a_body() {
 
         // HTTP/2 without content-length: refused when bytes show up.
         let mut ex = Exchange::new(config("{}"), 0);
-        assert_eq!(ex.on_request_headers(&request(method, "/mcp"), false).action, Action::Continue);
+        assert_eq!(
+            ex.on_request_headers(&request(method, "/mcp"), false)
+                .action,
+            Action::Continue
+        );
         assert_eq!(reply_of(&ex.on_request_body(5, true, || None)).0, 400);
     }
 }
@@ -222,17 +296,31 @@ fn get_and_delete_pass_untouched_but_not_with_a_body() {
 fn other_paths_and_methods_pass_or_are_refused_per_config() {
     let pass = config(r#"{"mcp_paths":["/mcp"]}"#);
     let mut ex = Exchange::new(pass.clone(), 0);
-    assert_eq!(ex.on_request_headers(&request("POST", "/healthz"), false), Step::go());
-    assert_eq!(ex.on_request_body(3, true, || Some(b"xyz".to_vec())).action, Action::Continue);
+    assert_eq!(
+        ex.on_request_headers(&request("POST", "/healthz"), false),
+        Step::go()
+    );
+    assert_eq!(
+        ex.on_request_body(3, true, || Some(b"xyz".to_vec())).action,
+        Action::Continue
+    );
     let mut ex = Exchange::new(pass, 0);
-    assert_eq!(ex.on_request_headers(&request("PUT", "/mcp"), false), Step::go());
+    assert_eq!(
+        ex.on_request_headers(&request("PUT", "/mcp"), false),
+        Step::go()
+    );
 
     let reject = config(r#"{"mcp_paths":["/mcp"],"non_mcp_traffic":"reject"}"#);
     let mut ex = Exchange::new(reject.clone(), 0);
-    assert_eq!(reply_of(&ex.on_request_headers(&request("POST", "/other"), false)).0, 404);
+    assert_eq!(
+        reply_of(&ex.on_request_headers(&request("POST", "/other"), false)).0,
+        404
+    );
     let mut ex = Exchange::new(reject, 0);
     let step = ex.on_request_headers(&request("PUT", "/mcp"), false);
-    let Action::Respond(reply) = &step.action else { panic!() };
+    let Action::Respond(reply) = &step.action else {
+        panic!()
+    };
     assert_eq!(reply.status, 405);
     assert!(reply.headers.iter().any(|(k, _)| k == "allow"));
 }
@@ -240,7 +328,11 @@ fn other_paths_and_methods_pass_or_are_refused_per_config() {
 #[test]
 fn header_body_mismatch_is_answered_400_with_32020() {
     let mut ex = Exchange::new(config("{}"), 0);
-    let h = post(&[("mcp-method", "tools/call"), ("mcp-name", "echo"), ("mcp-protocol-version", "2026-07-28")]);
+    let h = post(&[
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "echo"),
+        ("mcp-protocol-version", "2026-07-28"),
+    ]);
     assert_eq!(ex.on_request_headers(&h, false).action, Action::Continue);
     let (status, body) = reply_of(&feed_body(&mut ex, CALL.as_bytes(), 8));
     assert_eq!(status, 400);
@@ -254,7 +346,10 @@ fn batches_are_refused_by_default_and_counted_per_element_when_allowed() {
     let mut ex = Exchange::new(config("{}"), 0);
     ex.on_request_headers(&post(&[]), false);
     let (status, body) = reply_of(&feed_body(&mut ex, batch, 1000));
-    assert_eq!((status, body["error"]["code"].as_i64()), (400, Some(-32600)));
+    assert_eq!(
+        (status, body["error"]["code"].as_i64()),
+        (400, Some(-32600))
+    );
 
     let mut ex = Exchange::new(config(r#"{"allow_batches":true}"#), 0);
     ex.on_request_headers(&post(&[]), false);
@@ -276,7 +371,11 @@ fn tools_listed_by_the_upstream_get_their_own_label() {
     let mut labels = ToolLabels::new(&[], 100);
     let mut ex = Exchange::new(cfg.clone(), 0);
     ex.on_request_headers(&post(&[]), false);
-    feed_body(&mut ex, br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#, 100);
+    feed_body(
+        &mut ex,
+        br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+        100,
+    );
     respond(
         &mut ex,
         200,
@@ -289,7 +388,13 @@ fn tools_listed_by_the_upstream_get_their_own_label() {
     let mut ex = Exchange::new(cfg, 0);
     ex.on_request_headers(&post(&[]), false);
     feed_body(&mut ex, CALL.as_bytes(), 100);
-    respond(&mut ex, 200, "application/json", br#"{"jsonrpc":"2.0","id":3,"result":{}}"#, 100);
+    respond(
+        &mut ex,
+        200,
+        "application/json",
+        br#"{"jsonrpc":"2.0","id":3,"result":{}}"#,
+        100,
+    );
     let samples = ex.finish(0, &mut labels);
     assert!(names(&samples).contains(&"mcp_tool_calls_total.gen_ai_tool_name=add".to_string()));
 }
@@ -306,7 +411,9 @@ fn sse_outcome_is_the_same_at_every_chunk_split() {
         ex.on_response_body(&body[cut..]);
         let samples = ex.finish(0, &mut ToolLabels::default());
         assert!(
-            names(&samples).contains(&"mcp_responses_total.mcp_method_name=tools/call.outcome=invalid_params".into()),
+            names(&samples).contains(
+                &"mcp_responses_total.mcp_method_name=tools/call.outcome=invalid_params".into()
+            ),
             "cut {cut}: {samples:?}"
         );
     }
@@ -318,17 +425,24 @@ fn an_upstream_that_never_answers_is_counted_as_no_response() {
     ex.on_request_headers(&post(&[]), false);
     feed_body(&mut ex, CALL.as_bytes(), 100);
     let samples = ex.finish(0, &mut ToolLabels::default());
-    assert!(names(&samples).contains(&"mcp_responses_total.mcp_method_name=tools/call.outcome=no_response".into()));
+    assert!(names(&samples)
+        .contains(&"mcp_responses_total.mcp_method_name=tools/call.outcome=no_response".into()));
 }
 
 #[test]
 fn notifications_are_accepted_with_202() {
     let mut ex = Exchange::new(config("{}"), 0);
     ex.on_request_headers(&post(&[]), false);
-    feed_body(&mut ex, br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, 100);
+    feed_body(
+        &mut ex,
+        br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        100,
+    );
     respond(&mut ex, 202, "application/json", b"", 1);
     let samples = ex.finish(0, &mut ToolLabels::default());
-    assert!(names(&samples).contains(&"mcp_responses_total.mcp_method_name=notifications/initialized.outcome=accepted".into()));
+    assert!(names(&samples).contains(
+        &"mcp_responses_total.mcp_method_name=notifications/initialized.outcome=accepted".into()
+    ));
 }
 
 /// Replays every captured request through the filter: all are forwarded
@@ -336,7 +450,9 @@ fn notifications_are_accepted_with_202() {
 /// server did (400, -32020).
 #[test]
 fn captured_exchanges_are_judged_like_the_real_servers_judged_them() {
-    let Some(dir) = crate::test_vectors::dir() else { return };
+    let Some(dir) = crate::test_vectors::dir() else {
+        return;
+    };
     let mut replayed = 0;
     for request_path in crate::test_vectors::files(&dir, ".request.json") {
         let stem = request_path.to_string_lossy().replace(".request.json", "");
@@ -347,16 +463,26 @@ fn captured_exchanges_are_judged_like_the_real_servers_judged_them() {
             let (k, v) = line.split_once(':').unwrap();
             headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
         }
-        let response_headers = std::fs::read_to_string(format!("{stem}.response-headers.txt")).unwrap();
-        let server_status: u16 = response_headers.lines().next().unwrap()[8..].trim().parse().unwrap();
+        let response_headers =
+            std::fs::read_to_string(format!("{stem}.response-headers.txt")).unwrap();
+        let server_status: u16 = response_headers.lines().next().unwrap()[8..]
+            .trim()
+            .parse()
+            .unwrap();
 
         let mut ex = Exchange::new(config("{}"), 0);
-        assert_eq!(ex.on_request_headers(&headers, false).action, Action::Continue, "{stem}");
+        assert_eq!(
+            ex.on_request_headers(&headers, false).action,
+            Action::Continue,
+            "{stem}"
+        );
         let step = feed_body(&mut ex, &body, 17);
         if stem.contains("header-mismatch") {
             let (status, reply) = reply_of(&step);
-            let server: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(format!("{stem}.response-body.bin")).unwrap()).unwrap();
+            let server: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(format!("{stem}.response-body.bin")).unwrap(),
+            )
+            .unwrap();
             assert_eq!(status, server_status, "{stem}");
             assert_eq!(reply["error"]["code"], server["error"]["code"], "{stem}");
             assert_eq!(reply["id"], server["id"], "{stem}");

@@ -1,1 +1,242 @@
-fn main() {}
+//! A real MCP server on the official Rust SDK (rmcp), Streamable HTTP on
+//! loopback, for the demo, the integration tests and the benchmarks.
+//!
+//! It serves `/mcp` and records every request it receives (method, path,
+//! headers, exact body bytes) so tests can assert what actually reached the
+//! upstream: `GET /_peer/requests` lists them, `DELETE /_peer/requests` clears.
+//!
+//! `mcp-peer [--port N] [--mode stateful|stateless-json] [--tools N]`
+//! prints `listening on 127.0.0.1:PORT` once it accepts connections.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{
+    CallToolResponse, CallToolResult, ContentBlock as Content, Implementation, ListToolsResult,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{schemars, tool, tool_router, ErrorData, RoleServer, ServerHandler};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone)]
+struct Peer {
+    tool_router: ToolRouter<Self>,
+    /// Extra generated tools (`tool_0000`...) for listing benchmarks.
+    extra_tools: usize,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct AddArgs {
+    a: i64,
+    b: i64,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct EchoArgs {
+    message: String,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct BigArgs {
+    n: usize,
+}
+
+#[tool_router]
+impl Peer {
+    fn new(extra_tools: usize) -> Self {
+        Self {
+            tool_router: Self::tool_router(),
+            extra_tools,
+        }
+    }
+
+    #[tool(description = "Add two integers")]
+    fn add(
+        &self,
+        Parameters(AddArgs { a, b }): Parameters<AddArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(CallToolResult::success(vec![Content::text(
+            (a + b).to_string(),
+        )]))
+    }
+
+    #[tool(description = "Echo back the message")]
+    fn echo(
+        &self,
+        Parameters(EchoArgs { message }): Parameters<EchoArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(CallToolResult::success(vec![Content::text(message)]))
+    }
+
+    #[tool(description = "Return n 'x' characters")]
+    fn big(
+        &self,
+        Parameters(BigArgs { n }): Parameters<BigArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(CallToolResult::success(vec![Content::text(
+            "x".repeat(n.min(16 << 20)),
+        )]))
+    }
+
+    #[tool(description = "A tool a policy should keep away from most callers")]
+    fn secret(&self) -> Result<CallToolResult, ErrorData> {
+        Ok(CallToolResult::success(vec![Content::text("the secret")]))
+    }
+}
+
+impl ServerHandler for Peer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("mcp-peer", env!("CARGO_PKG_VERSION")))
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let mut tools = self.tool_router.list_all();
+        let schema: Arc<serde_json::Map<String, Value>> = Arc::new(
+            json!({"type": "object", "properties": {"q": {"type": "string"}}})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        for i in 0..self.extra_tools {
+            tools.push(Tool::new(
+                format!("tool_{i:04}"),
+                "A generated tool for listing benchmarks",
+                schema.clone(),
+            ));
+        }
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn call_tool(
+        &self,
+        request: rmcp::model::CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let tcc = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
+        self.tool_router.call(tcc).await
+    }
+}
+
+/// One request as the peer received it.
+#[derive(Clone, serde::Serialize)]
+struct Recorded {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    /// The body, as UTF-8 (lossy) for reading, and base64-free exact length.
+    body: String,
+    body_len: usize,
+}
+
+type Log = Arc<Mutex<Vec<Recorded>>>;
+
+async fn record(State(log): State<Log>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes: Bytes = match axum::body::to_bytes(body, 64 << 20).await {
+        Ok(b) => b,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    if let Ok(mut log) = log.lock() {
+        log.push(Recorded {
+            method: parts.method.to_string(),
+            path: parts.uri.to_string(),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+            body_len: bytes.len(),
+        });
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let port: u16 = arg(&args, "--port")
+        .map(|p| p.parse())
+        .transpose()?
+        .unwrap_or(0);
+    let mode = arg(&args, "--mode").unwrap_or_else(|| "stateful".into());
+    let extra_tools: usize = arg(&args, "--tools")
+        .map(|n| n.parse())
+        .transpose()?
+        .unwrap_or(0);
+
+    let config = match mode.as_str() {
+        "stateful" => StreamableHttpServerConfig::default(),
+        "stateless-json" => StreamableHttpServerConfig::default()
+            .with_legacy_session_mode(false)
+            .with_json_response(true),
+        other => anyhow::bail!("unknown --mode {other} (stateful | stateless-json)"),
+    }
+    // Envoy forwards the client's Host; this peer only ever binds loopback.
+    .disable_allowed_hosts()
+    .with_sse_keep_alive(None);
+
+    let service = StreamableHttpService::new(
+        move || Ok(Peer::new(extra_tools)),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let log: Log = Arc::default();
+    let peer_api = Router::new().route(
+        "/_peer/requests",
+        get({
+            let log = log.clone();
+            move || async move { Json(log.lock().map(|l| l.clone()).unwrap_or_default()) }
+        })
+        .delete({
+            let log = log.clone();
+            move || async move {
+                if let Ok(mut l) = log.lock() {
+                    l.clear();
+                }
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let app = Router::new()
+        .nest_service("/mcp", service)
+        .layer(middleware::from_fn_with_state(log.clone(), record))
+        .merge(peer_api);
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    println!("listening on {}", listener.local_addr()?);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,224 @@
+//! The few Envoy host calls the shell makes, declared against the proxy-wasm
+//! ABI directly so that a refusal comes back as an error value. The SDK's
+//! wrappers `panic!` on any unexpected status, and a panic traps the VM for
+//! every later request on the worker. This is the only `unsafe` in the crate.
+#![allow(unsafe_code, clashing_extern_declarations)]
+
+use proxy_wasm::types::{BufferType, MapType, MetricType};
+use std::ptr::{null, null_mut};
+
+const OK: u32 = 0;
+
+/// A host call that did not succeed, with the proxy-wasm status it returned.
+#[derive(Debug, Clone, Copy)]
+pub struct HostError(pub u32);
+
+fn check(status: u32) -> Result<(), HostError> {
+    if status == OK {
+        Ok(())
+    } else {
+        Err(HostError(status))
+    }
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(map_type: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+    fn proxy_replace_header_map_value(
+        map_type: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key: *const u8, key_size: usize) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        max_size: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+    ) -> u32;
+    fn proxy_send_local_response(
+        status_code: u32,
+        details: *const u8,
+        details_size: usize,
+        body: *const u8,
+        body_size: usize,
+        headers: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+    fn proxy_set_property(
+        path: *const u8,
+        path_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
+    fn proxy_define_metric(
+        metric_type: u32,
+        name: *const u8,
+        name_size: usize,
+        id: *mut u32,
+    ) -> u32;
+    fn proxy_increment_metric(id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(id: u32, value: u64) -> u32;
+}
+
+/// Takes ownership of bytes the host allocated through our allocator export.
+fn owned(data: *mut u8, size: usize) -> Vec<u8> {
+    if data.is_null() || size == 0 {
+        return Vec::new();
+    }
+    // SAFETY: the host filled `data` via `proxy_on_memory_allocate` (the
+    // SDK's allocator, a `Vec<u8>` of capacity `size`), and hands it to us.
+    unsafe { Vec::from_raw_parts(data, size, size) }
+}
+
+/// All headers of a map; values that are not UTF-8 are converted lossily.
+pub fn headers(map: MapType) -> Vec<(String, String)> {
+    let mut data = null_mut();
+    let mut size = 0;
+    // SAFETY: out-pointers to locals, as the ABI requires.
+    let status = unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };
+    if status != OK {
+        return Vec::new();
+    }
+    decode_pairs(&owned(data, size))
+}
+
+/// The proxy-wasm map encoding: count, (key len, value len)*, then each key
+/// and value followed by a NUL.
+fn decode_pairs(bytes: &[u8]) -> Vec<(String, String)> {
+    let u32_at = |at: usize| -> Option<usize> {
+        let word: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+        Some(u32::from_le_bytes(word) as usize)
+    };
+    let Some(count) = u32_at(0) else {
+        return Vec::new();
+    };
+    let mut pairs = Vec::with_capacity(count.min(256));
+    let mut data = 4 + count.saturating_mul(8);
+    for i in 0..count {
+        let (Some(k), Some(v)) = (u32_at(4 + i * 8), u32_at(8 + i * 8)) else {
+            break;
+        };
+        let (Some(key), Some(value)) = (
+            bytes.get(data..data + k),
+            bytes.get(data + k + 1..data + k + 1 + v),
+        ) else {
+            break;
+        };
+        pairs.push((
+            String::from_utf8_lossy(key).into_owned(),
+            String::from_utf8_lossy(value).into_owned(),
+        ));
+        data += k + v + 2;
+    }
+    pairs
+}
+
+fn encode_pairs(pairs: &[(String, String)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for (k, v) in pairs {
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    }
+    for (k, v) in pairs {
+        out.extend_from_slice(k.as_bytes());
+        out.push(0);
+        out.extend_from_slice(v.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+pub fn set_header(map: MapType, name: &str, value: &str) -> Result<(), HostError> {
+    // SAFETY: pointers and lengths of live slices.
+    check(unsafe {
+        proxy_replace_header_map_value(
+            map as u32,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    })
+}
+
+pub fn remove_header(map: MapType, name: &str) -> Result<(), HostError> {
+    // SAFETY: pointer and length of a live slice.
+    check(unsafe { proxy_remove_header_map_value(map as u32, name.as_ptr(), name.len()) })
+}
+
+/// Bytes `[start, start + max)` of a buffer, `None` if the host has none.
+pub fn buffer(kind: BufferType, start: usize, max: usize) -> Option<Vec<u8>> {
+    let mut data = null_mut();
+    let mut size = 0;
+    // SAFETY: out-pointers to locals.
+    let status = unsafe { proxy_get_buffer_bytes(kind as u32, start, max, &mut data, &mut size) };
+    (status == OK).then(|| owned(data, size))
+}
+
+pub fn send_local_response(
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+    details: &str,
+) -> Result<(), HostError> {
+    let headers = encode_pairs(headers);
+    // SAFETY: pointers and lengths of live slices; -1: not a gRPC status.
+    check(unsafe {
+        proxy_send_local_response(
+            u32::from(status),
+            details.as_ptr(),
+            details.len(),
+            if body.is_empty() {
+                null()
+            } else {
+                body.as_ptr()
+            },
+            body.len(),
+            headers.as_ptr(),
+            headers.len(),
+            -1,
+        )
+    })
+}
+
+/// Sets a filter-state property (Envoy stores it as `wasm.<name>`).
+pub fn set_property(name: &str, value: &[u8]) -> Result<(), HostError> {
+    // A property path is its segments joined by NUL; ours have one segment.
+    // SAFETY: pointers and lengths of live slices.
+    check(unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) })
+}
+
+pub fn now_ms() -> u64 {
+    let mut nanos = 0u64;
+    // SAFETY: out-pointer to a local.
+    let status = unsafe { proxy_get_current_time_nanoseconds(&mut nanos) };
+    if status == OK {
+        nanos / 1_000_000
+    } else {
+        0
+    }
+}
+
+pub fn define_metric(kind: MetricType, name: &str) -> Result<u32, HostError> {
+    let mut id = 0;
+    // SAFETY: pointer and length of a live slice, out-pointer to a local.
+    check(unsafe { proxy_define_metric(kind as u32, name.as_ptr(), name.len(), &mut id) })?;
+    Ok(id)
+}
+
+pub fn increment_metric(id: u32, offset: i64) -> Result<(), HostError> {
+    // SAFETY: plain values.
+    check(unsafe { proxy_increment_metric(id, offset) })
+}
+
+pub fn record_metric(id: u32, value: u64) -> Result<(), HostError> {
+    // SAFETY: plain values.
+    check(unsafe { proxy_record_metric(id, value) })
+}
