@@ -626,9 +626,7 @@ mod tests {
             "[".repeat(depth),
             "]".repeat(depth)
         );
-        let r = classify(body.as_bytes(), false)
-            .err()
-            .expect("deep nesting must be refused");
+        let r = classify(body.as_bytes(), false).expect_err("deep nesting must be refused");
         assert_eq!(r.reason, Reason::InvalidRequest);
         assert!(r.detail.contains("nested deeper"), "{}", r.detail);
         let at_limit = format!(

@@ -111,7 +111,7 @@ impl<'a> SseEvent<'a> {
                 return None;
             }
             match line.iter().position(|&b| b == b':') {
-                None => Some((line, &line[line.len()..])),
+                None => Some((line, &b""[..])),
                 Some(colon) => {
                     let (name, rest) = line.split_at(colon);
                     let value = rest.get(1..).unwrap_or_default();

@@ -17,13 +17,16 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The Envoy binary: `ENVOY_BIN`, else `.venv/bin/envoy`, else `envoy` on PATH.
+/// The Envoy binary: `ENVOY_BIN` (scripts/test sets it), else the one
+/// scripts/test installs for `.envoy-version`, else `envoy` on PATH.
 /// `None` outside CI when there is none (tests then skip); under `CI=true` a
 /// missing Envoy fails the test rather than skipping it.
 pub fn envoy_bin() -> Option<PathBuf> {
     let candidates = [
         std::env::var_os("ENVOY_BIN").map(PathBuf::from),
-        Some(repo_root().join(".venv/bin/envoy")),
+        std::fs::read_to_string(repo_root().join(".envoy-version"))
+            .ok()
+            .map(|v| repo_root().join(format!(".venv/envoy-{}/bin/envoy", v.trim()))),
     ];
     for c in candidates.into_iter().flatten() {
         if c.is_file() {

@@ -213,7 +213,9 @@ async fn bad_input_is_answered_by_the_filter_and_never_reaches_the_upstream() ->
         r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"{}"}}}}}}"#,
         "x".repeat(5000)
     );
-    let cases: Vec<(&str, Vec<(&str, &str)>, String, u16, i64, &str)> = vec![
+    type Headers = Vec<(&'static str, &'static str)>;
+    // (what, request headers, body, HTTP status, JSON-RPC code, rejection reason)
+    let cases: Vec<(&str, Headers, String, u16, i64, &str)> = vec![
         ("unparseable JSON", vec![], "{\"jsonrpc\":".into(), 400, -32700, "parse_error"),
         ("not JSON-RPC", vec![], r#"{"hello":"world"}"#.into(), 400, -32600, "invalid_request"),
         (
