@@ -12,6 +12,12 @@ pub mod code {
     pub const INTERNAL_ERROR: i64 = -32603;
     /// MCP 2026-07-28: mirrored HTTP headers missing, malformed or disagreeing with the body.
     pub const HEADER_MISMATCH: i64 = -32020;
+    /// No session with that id for this caller (the code the TypeScript SDK uses).
+    pub const SESSION_NOT_FOUND: i64 = -32001;
+    /// HTTP 401: no valid token (the code echoes the HTTP status).
+    pub const UNAUTHORIZED: i64 = -32041;
+    /// HTTP 403: the policy denies the request, or more scopes are needed.
+    pub const FORBIDDEN: i64 = -32043;
 }
 
 /// A request id exactly as the client wrote it (a JSON string or integer), so

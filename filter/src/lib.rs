@@ -6,11 +6,13 @@
 
 #![deny(unsafe_code)]
 
+pub mod auth;
 pub mod classify;
 pub mod config;
 pub mod exchange;
 pub mod jsonrpc;
 pub mod mirrored;
+pub mod policy;
 pub mod reject;
 pub mod response;
 pub mod sse;

@@ -1,0 +1,237 @@
+use super::*;
+use serde_json::json;
+
+fn policy(tenancy: bool, config: Value) -> Policy {
+    let raw: RawPolicy = serde_json::from_value(config).unwrap();
+    raw.compile(tenancy).unwrap()
+}
+
+fn caller(sub: &str, tenant: Option<&str>, scopes: &[&str], claims: Value) -> Caller {
+    Caller {
+        issuer: "https://issuer".into(),
+        subject: sub.into(),
+        tenant: tenant.map(str::to_string),
+        workspace: None,
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        claims: claims.as_object().cloned().unwrap_or_default(),
+    }
+}
+
+fn tool(name: &str) -> Target<'_> {
+    Target::call(SubjectKind::Tool, name)
+}
+
+/// The decision table the product promises: subjects x targets x tenants.
+#[test]
+fn decision_table_over_subjects_targets_and_tenants() {
+    let p = policy(
+        true,
+        json!({"rules": [
+            {"name": "no-secret", "tenants": ["*"], "tools": ["secret"], "effect": "deny"},
+            {"name": "acme-devs", "tenants": ["acme"], "claims": {"groups": "dev"},
+             "tools": ["github__*", "add"], "effect": "allow"},
+            {"name": "acme-admin-write", "tenants": ["acme"], "tools": ["admin_*"],
+             "effect": "allow", "require_scopes": ["mcp:admin"]},
+            {"name": "globex-all", "tenants": ["globex"], "tools": ["*"], "effect": "allow"},
+            {"name": "acme-prompts", "tenants": ["acme"], "prompts": ["greet"], "effect": "allow"},
+            {"name": "acme-docs", "tenants": ["acme"], "resources": ["file:///docs/*"], "effect": "allow"},
+        ]}),
+    );
+    let dev = caller("alice", Some("acme"), &[], json!({"groups": ["dev", "x"]}));
+    let admin = caller(
+        "root",
+        Some("acme"),
+        &["mcp:admin"],
+        json!({"groups": ["ops"]}),
+    );
+    let outsider = caller("bob", Some("acme"), &[], json!({"groups": "sales"}));
+    let globex = caller("carol", Some("globex"), &[], json!({"groups": ["dev"]}));
+    let nobody = caller("dave", None, &[], json!({"groups": ["dev"]}));
+
+    let table: &[(&Caller, Target<'_>, &str)] = &[
+        (&dev, tool("github__create_issue"), "allow"),
+        (&dev, tool("add"), "allow"),
+        (&dev, tool("secret"), "deny"),
+        (&dev, tool("jira__x"), "deny"),
+        (&dev, tool("admin_reset"), "insufficient_scope"),
+        (&admin, tool("admin_reset"), "allow"),
+        (&admin, tool("github__create_issue"), "deny"),
+        (&outsider, tool("add"), "deny"),
+        // The same claims in another tenant grant nothing of acme's.
+        (&globex, tool("anything"), "allow"),
+        (&globex, tool("secret"), "deny"),
+        (&globex, Target::call(SubjectKind::Prompt, "greet"), "deny"),
+        (&nobody, tool("add"), "deny"),
+        (&nobody, Target::method("initialize"), "deny"),
+        (&dev, Target::call(SubjectKind::Prompt, "greet"), "allow"),
+        (&dev, Target::call(SubjectKind::Prompt, "other"), "deny"),
+        (
+            &dev,
+            Target::call(SubjectKind::Resource, "file:///docs/a.md"),
+            "allow",
+        ),
+        (
+            &dev,
+            Target::call(SubjectKind::Resource, "file:///etc/passwd"),
+            "deny",
+        ),
+        // Lifecycle and listings are open to any authenticated caller with a tenant.
+        (&outsider, Target::method("initialize"), "allow"),
+        (&outsider, Target::method("tools/list"), "allow"),
+        (
+            &outsider,
+            Target::method("notifications/initialized"),
+            "allow",
+        ),
+        (&outsider, Target::method(RESPONSE_METHOD), "allow"),
+        // Other methods follow the default, which is deny once rules exist.
+        (&dev, Target::method("logging/setLevel"), "deny"),
+    ];
+    for (who, target, want) in table {
+        let got = p.decide(who, target);
+        assert_eq!(got.label(), *want, "{} -> {target:?}: {got:?}", who.subject);
+    }
+}
+
+#[test]
+fn first_matching_rule_wins_and_is_named_in_the_reason() {
+    let p = policy(
+        false,
+        json!({"rules": [
+            {"name": "deny-rm", "tools": ["rm"], "effect": "deny"},
+            {"name": "all", "tools": ["*"], "effect": "allow"},
+        ]}),
+    );
+    let c = caller("a", None, &[], json!({}));
+    let d = p.decide(&c, &tool("rm"));
+    assert_eq!(d.verdict, Verdict::Deny);
+    assert_eq!(d.reason.label(), "rule:deny-rm");
+    assert_eq!(p.decide(&c, &tool("ls")).reason.label(), "rule:all");
+}
+
+#[test]
+fn no_rules_allows_everything_and_explicit_default_is_kept() {
+    let c = caller("a", None, &[], json!({}));
+    assert!(Policy::allow_all().decide(&c, &tool("x")).is_allowed());
+    let p = policy(
+        false,
+        json!({"default": "allow", "rules": [
+        {"tools": ["x"], "effect": "deny"}]}),
+    );
+    assert!(!p.decide(&c, &tool("x")).is_allowed());
+    assert!(p.decide(&c, &tool("y")).is_allowed());
+    assert_eq!(p.decide(&c, &tool("y")).reason, DecisionReason::Default);
+}
+
+#[test]
+fn a_method_rule_can_close_a_builtin_method() {
+    let p = policy(
+        false,
+        json!({"rules": [{"methods": ["tools/list"], "subjects": ["guest"], "effect": "deny"}]}),
+    );
+    let guest = caller("guest", None, &[], json!({}));
+    let user = caller("user", None, &[], json!({}));
+    assert!(!p.decide(&guest, &Target::method("tools/list")).is_allowed());
+    assert!(p.decide(&user, &Target::method("tools/list")).is_allowed());
+}
+
+#[test]
+fn a_rule_naming_tools_does_not_answer_for_prompts_or_methods() {
+    let p = policy(
+        false,
+        json!({"rules": [{"tools": ["*"], "effect": "allow"}]}),
+    );
+    let c = caller("a", None, &[], json!({}));
+    assert!(p.decide(&c, &tool("t")).is_allowed());
+    assert!(!p
+        .decide(&c, &Target::call(SubjectKind::Prompt, "p"))
+        .is_allowed());
+    assert!(!p
+        .decide(&c, &Target::method("completion/complete"))
+        .is_allowed());
+}
+
+#[test]
+fn scope_conditions_and_nested_claims() {
+    let p = policy(
+        false,
+        json!({"rules": [
+            {"name": "readers", "scopes": ["files:read"], "tools": ["read_*"], "effect": "allow"},
+            {"name": "realm", "claims": {"realm_access.roles": ["writer"]}, "tools": ["write_*"], "effect": "allow"},
+        ]}),
+    );
+    let reader = caller("r", None, &["files:read"], json!({}));
+    let writer = caller(
+        "w",
+        None,
+        &[],
+        json!({"realm_access": {"roles": ["writer"]}}),
+    );
+    let faker = caller(
+        "f",
+        None,
+        &[],
+        json!({"realm_access.roles": "writer", "realm_access": 1}),
+    );
+    assert!(p.decide(&reader, &tool("read_x")).is_allowed());
+    assert!(!p.decide(&writer, &tool("read_x")).is_allowed());
+    assert!(p.decide(&writer, &tool("write_x")).is_allowed());
+    assert!(!p.decide(&faker, &tool("write_x")).is_allowed());
+}
+
+#[test]
+fn insufficient_scope_names_the_required_scopes() {
+    let p = policy(
+        false,
+        json!({"rules": [{"tools": ["deploy"], "effect": "allow", "require_scopes": ["ops:deploy", "ops:read"]}]}),
+    );
+    let some = caller("a", None, &["ops:read"], json!({}));
+    assert_eq!(
+        p.decide(&some, &tool("deploy")).verdict,
+        Verdict::InsufficientScope(vec!["ops:deploy".into(), "ops:read".into()])
+    );
+}
+
+#[test]
+fn bad_rules_are_refused_with_their_field() {
+    let err = |tenancy: bool, v: Value| {
+        serde_json::from_value::<RawPolicy>(v)
+            .unwrap()
+            .compile(tenancy)
+            .unwrap_err()
+            .field
+    };
+    assert_eq!(
+        err(
+            true,
+            json!({"rules": [{"tools": ["a"], "effect": "allow"}]})
+        ),
+        "policy.rules[0].tenants"
+    );
+    assert_eq!(
+        err(
+            false,
+            json!({"rules": [{"tenants": ["a"], "effect": "allow"}]})
+        ),
+        "policy.rules[0].tenants"
+    );
+    assert_eq!(
+        err(false, json!({"rules": [{"tools": [], "effect": "allow"}]})),
+        "policy.rules[0].tools"
+    );
+    assert_eq!(
+        err(
+            false,
+            json!({"rules": [{"effect": "deny", "require_scopes": ["x"]}]})
+        ),
+        "policy.rules[0].require_scopes"
+    );
+    assert_eq!(
+        err(
+            false,
+            json!({"rules": [{"effect": "allow", "scopes": ["a b"]}]})
+        ),
+        "policy.rules[0].scopes[0]"
+    );
+    assert!(serde_json::from_value::<RawPolicy>(json!({"rules": [{"effect": "maybe"}]})).is_err());
+}
