@@ -263,7 +263,7 @@ fn json_rejection(e: serde_json::Error) -> Rejection {
 }
 
 /// The decoded text of a raw JSON string, `None` if it is not a string.
-fn text_of(raw: &RawValue) -> Option<String> {
+pub(crate) fn text_of(raw: &RawValue) -> Option<String> {
     serde_json::from_str::<Text<'_>>(raw.get())
         .ok()
         .map(|t| t.0.into_owned())
@@ -272,7 +272,7 @@ fn text_of(raw: &RawValue) -> Option<String> {
 // ---- one-pass strict envelope ------------------------------------------------
 
 /// A string that borrows from the input unless escapes forced a copy.
-struct Text<'a>(Cow<'a, str>);
+pub(crate) struct Text<'a>(pub(crate) Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for Text<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

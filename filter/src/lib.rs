@@ -11,10 +11,12 @@ pub mod classify;
 pub mod config;
 pub mod exchange;
 pub mod jsonrpc;
+pub mod listing;
 pub mod mirrored;
 pub mod policy;
 pub mod reject;
 pub mod response;
+pub mod session;
 pub mod sse;
 pub mod telemetry;
 

@@ -143,8 +143,14 @@ impl<'a> SseEvent<'a> {
     }
 }
 
-/// Splits on LF, CRLF or CR, without the terminators.
-fn lines(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
+/// One line of an event: its bytes with and without the terminator.
+pub struct Line<'a> {
+    pub raw: &'a [u8],
+    pub content: &'a [u8],
+}
+
+/// Splits on LF, CRLF or CR, keeping each line's exact bytes beside its content.
+pub fn lines_with_ends(raw: &[u8]) -> impl Iterator<Item = Line<'_>> {
     let mut rest = raw;
     std::iter::from_fn(move || {
         if rest.is_empty() {
@@ -154,15 +160,23 @@ fn lines(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
             .iter()
             .position(|&b| b == b'\n' || b == b'\r')
             .unwrap_or(rest.len());
-        let (line, tail) = rest.split_at(end);
-        let skip = match tail {
-            [b'\r', b'\n', ..] => 2,
-            [] => 0,
+        let skip = match rest.get(end..) {
+            Some([b'\r', b'\n', ..]) => 2,
+            Some([]) | None => 0,
             _ => 1,
         };
-        rest = tail.get(skip..).unwrap_or_default();
-        Some(line)
+        let (line, tail) = rest.split_at((end + skip).min(rest.len()));
+        rest = tail;
+        Some(Line {
+            raw: line,
+            content: line.get(..end).unwrap_or_default(),
+        })
     })
+}
+
+/// Splits on LF, CRLF or CR, without the terminators.
+fn lines(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
+    lines_with_ends(raw).map(|line| line.content)
 }
 
 #[cfg(test)]

@@ -1,0 +1,223 @@
+use super::*;
+use serde_json::{json, Value};
+
+fn id(raw: &str) -> RequestId {
+    let raw = RawValue::from_string(raw.to_string()).unwrap();
+    RequestId::from_raw(&raw).unwrap()
+}
+
+fn no_secret(name: &str) -> bool {
+    !name.contains("secret")
+}
+
+const TOOLS: &str = r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"add","inputSchema":{"type":"object"}},{"name":"secret","description":"hide me"},{"name":"echo"}],"nextCursor":"abc"}}"#;
+
+#[test]
+fn a_json_listing_keeps_only_visible_items_and_every_other_byte() {
+    let (out, hidden) =
+        filter_json_body(TOOLS.as_bytes(), ListKind::Tools, &id("2"), &mut no_secret);
+    assert_eq!(hidden, 1);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"add","inputSchema":{"type":"object"}},{"name":"echo"}],"nextCursor":"abc"}}"#
+    );
+}
+
+#[test]
+fn cache_scope_becomes_private_when_present() {
+    let body = r#"{"jsonrpc":"2.0","id":"x","result":{"resultType":"complete","cacheScope":"public","tools":[]}}"#;
+    let (out, _) = filter_json_body(
+        body.as_bytes(),
+        ListKind::Tools,
+        &id(r#""x""#),
+        &mut no_secret,
+    );
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["result"]["cacheScope"], "private");
+    assert_eq!(v["result"]["resultType"], "complete");
+}
+
+#[test]
+fn other_messages_and_errors_pass_untouched() {
+    let other = br#"{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"secret"}]}}"#;
+    assert_eq!(
+        filter_message(other, ListKind::Tools, &id("2"), &mut no_secret),
+        Ok(Filtered::Untouched)
+    );
+    let error = br#"{"jsonrpc":"2.0","id":2,"error":{"code":-32601,"message":"no"}}"#;
+    assert_eq!(
+        filter_message(error, ListKind::Tools, &id("2"), &mut no_secret),
+        Ok(Filtered::Untouched)
+    );
+}
+
+#[test]
+fn what_cannot_be_read_fails_closed() {
+    for body in [
+        &b"not json"[..],
+        br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"a"},{"name":"secret","name":"a"}]}}"#,
+        br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":5}]}}"#,
+        br#"{"jsonrpc":"2.0","id":2,"result":{"tools":{"name":"secret"}}}"#,
+        br#"{"jsonrpc":"2.0","id":2,"result":{"nope":[]}}"#,
+        br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[]},"result":{"tools":[{"name":"secret"}]}}"#,
+    ] {
+        let (out, _) = filter_json_body(body, ListKind::Tools, &id("2"), &mut no_secret);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["error"]["code"], -32603, "{}", String::from_utf8_lossy(body));
+        assert!(!String::from_utf8_lossy(&out).contains("\"secret\""));
+    }
+}
+
+#[test]
+fn resources_and_templates_are_judged_by_uri() {
+    let body = br#"{"jsonrpc":"2.0","id":1,"result":{"resources":[{"uri":"file:///docs/a","name":"a"},{"uri":"file:///etc/secret","name":"b"}]}}"#;
+    let (out, hidden) = filter_json_body(body, ListKind::Resources, &id("1"), &mut no_secret);
+    assert_eq!(hidden, 1);
+    assert!(String::from_utf8_lossy(&out).contains("file:///docs/a"));
+    let body = br#"{"jsonrpc":"2.0","id":1,"result":{"resourceTemplates":[{"uriTemplate":"db://secret/{id}","name":"s"}]}}"#;
+    let (out, hidden) =
+        filter_json_body(body, ListKind::ResourceTemplates, &id("1"), &mut no_secret);
+    assert_eq!(hidden, 1);
+    assert!(String::from_utf8_lossy(&out).contains(r#""resourceTemplates":[]"#));
+}
+
+fn sse_body(eol: &str) -> String {
+    let pretty =
+        serde_json::to_string_pretty(&serde_json::from_str::<Value>(TOOLS).unwrap()).unwrap();
+    let data: String = pretty.lines().map(|l| format!("data: {l}{eol}")).collect();
+    format!(
+        "id: 0{eol}retry: 3000{eol}data:{eol}{eol}: keepalive{eol}{eol}event: message{eol}id: 7{eol}{data}{eol}data: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{{}}}}{eol}{eol}"
+    )
+}
+
+fn run_sse(body: &[u8], split: &[usize]) -> (Vec<u8>, usize) {
+    let mut f = SseListingFilter::new(ListKind::Tools, id("2"), 1 << 20);
+    let mut out = Vec::new();
+    let mut last = 0;
+    for &at in split.iter().chain(std::iter::once(&body.len())) {
+        out.extend(f.push(&body[last..at], &mut no_secret));
+        last = at;
+    }
+    out.extend(f.finish(&mut no_secret));
+    (out, f.hidden)
+}
+
+fn data_messages(sse: &[u8]) -> Vec<Value> {
+    let mut framer = SseFramer::new(1 << 20);
+    let mut out = Vec::new();
+    framer
+        .push(sse, |e| {
+            if let Some(d) = e.data() {
+                out.push(serde_json::from_slice(&d).unwrap());
+            }
+        })
+        .unwrap();
+    out
+}
+
+#[test]
+fn an_sse_listing_is_filtered_at_every_chunk_split_with_lf_and_crlf() {
+    for eol in ["\n", "\r\n"] {
+        let body = sse_body(eol);
+        let (whole, hidden) = run_sse(body.as_bytes(), &[]);
+        assert_eq!(hidden, 1);
+        let messages = data_messages(&whole);
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[0]["result"]["tools"].as_array().unwrap().len(), 2);
+        assert_eq!(messages[0]["result"]["nextCursor"], "abc");
+        assert_eq!(messages[1]["method"], "notifications/progress");
+        let text = String::from_utf8(whole.clone()).unwrap();
+        assert!(!text.contains("secret"));
+        assert!(text.starts_with(&format!("id: 0{eol}retry: 3000{eol}data:{eol}{eol}: keepalive{eol}{eol}event: message{eol}id: 7{eol}")));
+        for at in 0..=body.len() {
+            assert_eq!(run_sse(body.as_bytes(), &[at]).0, whole, "split at {at}");
+        }
+    }
+}
+
+#[test]
+fn an_oversized_sse_event_ends_the_stream_with_an_error() {
+    let mut f = SseListingFilter::new(ListKind::Tools, id("2"), 64);
+    let out = f.push(
+        format!("data: {}", "x".repeat(100)).as_bytes(),
+        &mut no_secret,
+    );
+    let messages = data_messages(&out);
+    assert_eq!(messages[0]["error"]["code"], -32603);
+    assert!(f.push(b"\n\n", &mut no_secret).is_empty());
+}
+
+/// Every `tools/list` response captured from real servers, filtered to hide
+/// one tool, still parses, lists one tool fewer, and keeps its other events.
+#[test]
+fn real_captured_listings_are_filtered() {
+    let Some(dir) = crate::test_vectors::dir() else {
+        return;
+    };
+    let mut checked = 0;
+    for path in crate::test_vectors::files(&dir, "tools-list.response-body.bin") {
+        let body = std::fs::read(&path).unwrap();
+        let request: Value = serde_json::from_slice(
+            &std::fs::read(
+                path.to_string_lossy()
+                    .replace("response-body.bin", "request.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let request_id = id(&request["id"].to_string());
+        let sse =
+            body.starts_with(b"data:") || body.starts_with(b"event:") || body.starts_with(b"id:");
+        let first = data_or_json(&body, sse)
+            .into_iter()
+            .find(|m| m["id"] == request["id"])
+            .unwrap();
+        let victim = first["result"]["tools"][0]["name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let total = first["result"]["tools"].as_array().unwrap().len();
+        let mut hide = |name: &str| name != victim;
+        let out = if sse {
+            let mut f = SseListingFilter::new(ListKind::Tools, request_id.clone(), 1 << 20);
+            let mut out = f.push(&body, &mut hide);
+            out.extend(f.finish(&mut hide));
+            out
+        } else {
+            filter_json_body(&body, ListKind::Tools, &request_id, &mut hide).0
+        };
+        let after = data_or_json(&out, sse)
+            .into_iter()
+            .find(|m| m["id"] == request["id"])
+            .unwrap();
+        let tools = after["result"]["tools"].as_array().unwrap();
+        assert_eq!(tools.len(), total - 1, "{}", path.display());
+        assert!(tools.iter().all(|t| t["name"] != victim.as_str()));
+        if first["result"].get("cacheScope").is_some() {
+            assert_eq!(after["result"]["cacheScope"], "private");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 4, "only {checked} captures");
+}
+
+fn data_or_json(body: &[u8], sse: bool) -> Vec<Value> {
+    if sse {
+        data_messages(body)
+    } else {
+        vec![serde_json::from_slice(body).unwrap()]
+    }
+}
+
+#[test]
+fn a_thousand_tool_listing_is_filtered() {
+    let tools: Vec<Value> = (0..1000)
+        .map(|i| json!({"name": format!("tool_{i}"), "inputSchema": {"type": "object"}}))
+        .collect();
+    let body = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": tools}}).to_string();
+    let mut even = |name: &str| name.trim_start_matches("tool_").parse::<u32>().unwrap() % 2 == 0;
+    let (out, hidden) = filter_json_body(body.as_bytes(), ListKind::Tools, &id("1"), &mut even);
+    assert_eq!(hidden, 500);
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["result"]["tools"].as_array().unwrap().len(), 500);
+}
