@@ -8,8 +8,12 @@
 
 mod struct_pb;
 
+use crate::auth::{AuthConfig, RawAuth, RawTenancy};
+use crate::policy::{Policy, RawPolicy};
+use crate::session::{RawSessions, SessionBinding};
 use serde::Deserialize;
 use std::fmt;
+use std::rc::Rc;
 
 /// Requests to paths or with methods that are not the MCP endpoint's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -23,7 +27,7 @@ pub enum NonMcpTraffic {
 }
 
 /// The validated configuration a request context reads; built once per plugin.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FilterConfig {
     pub max_request_bytes: usize,
     pub max_response_bytes: usize,
@@ -33,6 +37,11 @@ pub struct FilterConfig {
     pub non_mcp_traffic: NonMcpTraffic,
     pub routing_headers: RoutingHeaders,
     pub metrics: MetricsConfig,
+    /// Authentication; `None`: callers are anonymous and no policy applies.
+    pub auth: Option<Rc<AuthConfig>>,
+    pub policy: Policy,
+    /// Binding of `Mcp-Session-Id` to the caller (needs `auth`).
+    pub sessions: Option<SessionBinding>,
 }
 
 /// Request headers the filter sets from the parsed body so Envoy can route,
@@ -54,6 +63,8 @@ pub struct MetricsConfig {
     /// How many distinct tool labels (configured plus learned from `tools/list`
     /// responses) a VM keeps before further tools fold into `_other`.
     pub max_tool_labels: usize,
+    /// How many distinct tenant labels a VM keeps before folding into `_other`.
+    pub max_tenant_labels: usize,
 }
 
 impl Default for FilterConfig {
@@ -72,7 +83,11 @@ impl Default for FilterConfig {
             metrics: MetricsConfig {
                 tool_labels: Vec::new(),
                 max_tool_labels: 256,
+                max_tenant_labels: 100,
             },
+            auth: None,
+            policy: Policy::allow_all(),
+            sessions: None,
         }
     }
 }
@@ -119,6 +134,10 @@ struct RawConfig {
     non_mcp_traffic: Option<NonMcpTraffic>,
     routing_headers: Option<RawRoutingHeaders>,
     metrics: Option<RawMetrics>,
+    auth: Option<RawAuth>,
+    tenancy: Option<RawTenancy>,
+    policy: Option<RawPolicy>,
+    sessions: Option<RawSessions>,
 }
 
 #[derive(Deserialize, Default)]
@@ -134,6 +153,7 @@ struct RawRoutingHeaders {
 struct RawMetrics {
     tool_labels: Option<Vec<String>>,
     max_tool_labels: Option<u64>,
+    max_tenant_labels: Option<u64>,
 }
 
 /// Largest body limit accepted: Envoy's own buffers make more than this unusable.
@@ -242,7 +262,45 @@ impl FilterConfig {
             }
         };
 
+        let max_tenant_labels = m.max_tenant_labels.unwrap_or(100).min(10_000) as usize;
+
+        let tenancy = raw.tenancy.unwrap_or_default().compile()?;
+        let has_tenancy = tenancy.tenant.is_some();
+        let auth = match raw.auth {
+            Some(a) => Some(Rc::new(a.compile(tenancy)?)),
+            None if has_tenancy || tenancy.workspace.is_some() => {
+                return Err(invalid(
+                    "tenancy",
+                    "tenancy needs `auth` (it reads the caller)",
+                ))
+            }
+            None => None,
+        };
+        let policy = match raw.policy {
+            Some(p) if auth.is_none() && !p.rules.is_empty() => {
+                return Err(invalid(
+                    "policy",
+                    "a policy needs `auth`: rules are about who is calling",
+                ))
+            }
+            Some(p) => p.compile(has_tenancy)?,
+            None => Policy::allow_all(),
+        };
+        let sessions = match raw.sessions {
+            Some(_) if auth.is_none() => {
+                return Err(invalid(
+                    "sessions",
+                    "session binding needs `auth` (a session is bound to a caller)",
+                ))
+            }
+            Some(s) => Some(s.compile()?),
+            None => None,
+        };
+
         Ok(Self {
+            auth,
+            policy,
+            sessions,
             max_request_bytes,
             max_response_bytes,
             allow_batches: raw.allow_batches.unwrap_or(defaults.allow_batches),
@@ -252,6 +310,7 @@ impl FilterConfig {
             metrics: MetricsConfig {
                 tool_labels,
                 max_tool_labels,
+                max_tenant_labels,
             },
         })
     }

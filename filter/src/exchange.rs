@@ -9,13 +9,19 @@
 //! the headers are held too, so headers derived from the body can be set
 //! before Envoy picks the route; that needs `allow_on_headers_stop_iteration`.
 
-use crate::classify::{classify, Classified, MessageKind, Subject};
+use crate::auth::challenge;
+use crate::auth::token::AuthFailure;
+use crate::auth::Authenticated;
+use crate::classify::{classify, Classified, Message, MessageKind, Subject};
 use crate::config::{FilterConfig, NonMcpTraffic};
 use crate::jsonrpc::{code, error_body, RequestId};
+use crate::listing::{self, ListKind, SseListingFilter};
 use crate::mirrored::MirroredHeaders;
-use crate::reject::{LocalReply, Reason, Rejection};
+use crate::policy::{Caller, Decision, SubjectKind, Target, Verdict, RESPONSE_METHOD};
+use crate::reject::{quote, LocalReply, Reason, Rejection};
 use crate::response::{Framing, Outcome, ResponseObserver};
-use crate::telemetry::{self, method_label, stat_name, Sample, ToolLabels};
+use crate::session::SessionError;
+use crate::telemetry::{self, method_label, stat_name, Labels, Sample};
 use base64::Engine;
 use std::rc::Rc;
 
@@ -28,6 +34,9 @@ pub enum Action {
     Pause,
     /// Answer the client now; the request goes no further.
     Respond(LocalReply),
+    /// Hold the request, fetch the remote JWKS, then call
+    /// [`Exchange::resume_request_headers`].
+    FetchKeys,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +54,8 @@ pub struct Step {
     pub header_edits: Vec<HeaderEdit>,
     /// Filter-state values for access logs and RBAC (`mcp_method`, `mcp_name`...).
     pub properties: Vec<(&'static str, String)>,
+    /// Replace the body bytes the event delivered (all buffered bytes while paused).
+    pub body: Option<Vec<u8>>,
 }
 
 impl Step {
@@ -63,6 +74,7 @@ impl From<Action> for Step {
             action,
             header_edits: Vec::new(),
             properties: Vec::new(),
+            body: None,
         }
     }
 }
@@ -87,8 +99,28 @@ struct Judged {
     body: Classified,
 }
 
+/// Authenticates a request from its headers (the shell binds it to the VM's
+/// authenticator, or to `jwt_authn`'s metadata).
+pub type Authenticate = Box<dyn FnMut(&[(String, String)]) -> Authenticated>;
+
+/// How a listing response is being filtered.
+enum ListingRewrite {
+    /// `application/json`: the whole body is held, then rewritten.
+    Json { kind: ListKind, body: Vec<u8> },
+    /// `text/event-stream`: events are rewritten as they complete.
+    Sse(SseListingFilter, ListKind),
+}
+
 pub struct Exchange {
     config: Rc<FilterConfig>,
+    authenticate: Option<Authenticate>,
+    caller: Option<Rc<Caller>>,
+    auth_failure: Option<&'static str>,
+    /// The last policy decision, with the method and tool it was about.
+    decision: Option<(Decision, String, Option<String>)>,
+    /// Request headers kept while the JWKS is fetched.
+    pending_headers: Option<(Vec<(String, String)>, bool)>,
+    listing: Option<ListingRewrite>,
     started_ms: u64,
     phase: Phase,
     mirrored: MirroredHeaders,
@@ -106,6 +138,12 @@ impl Exchange {
     pub fn new(config: Rc<FilterConfig>, now_ms: u64) -> Self {
         Self {
             config,
+            authenticate: None,
+            caller: None,
+            auth_failure: None,
+            decision: None,
+            pending_headers: None,
+            listing: None,
             started_ms: now_ms,
             phase: Phase::Passthrough,
             mirrored: MirroredHeaders::default(),
@@ -113,6 +151,22 @@ impl Exchange {
             rejected: None,
             response: None,
             responded: false,
+        }
+    }
+
+    /// Sets how callers are authenticated (required when `auth` is configured:
+    /// without it every request is refused, fail closed).
+    pub fn with_authenticator(mut self, authenticate: Authenticate) -> Self {
+        self.authenticate = Some(authenticate);
+        self
+    }
+
+    /// The JWKS fetch a [`Action::FetchKeys`] asked for is over (either way):
+    /// judge the held request headers again.
+    pub fn resume_request_headers(&mut self) -> Step {
+        match self.pending_headers.take() {
+            Some((headers, end_of_stream)) => self.on_request_headers(&headers, end_of_stream),
+            None => Step::go(),
         }
     }
 
@@ -140,6 +194,13 @@ impl Exchange {
     fn judge_request_head(&mut self, headers: &[(String, String)], end_of_stream: bool) -> Step {
         let path = header(headers, ":path").unwrap_or_default();
         let method = header(headers, ":method").unwrap_or_default();
+        if let Some(auth) = &self.config.auth {
+            let bare = path.split(['?', '#']).next().unwrap_or(path);
+            if method == "GET" && auth.metadata.paths.iter().any(|p| p == bare) {
+                let reply = challenge::resource_metadata_document(&auth.metadata);
+                return self.answer(reply);
+            }
+        }
         if !self.config.is_mcp_path(path) {
             return self.non_mcp(Reason::NotFound, "not the MCP endpoint");
         }
@@ -152,8 +213,15 @@ impl Exchange {
                         format!("{method} to the MCP endpoint must not carry a body"),
                     ));
                 }
+                let edits = match self.authenticate_request(headers, end_of_stream) {
+                    Ok(edits) => edits,
+                    Err(step) => return *step,
+                };
                 self.phase = Phase::NoBodyAllowed;
-                return Step::go();
+                let mut step = Step::go();
+                step.header_edits = edits;
+                step.properties = self.caller_properties();
+                return step;
             }
             // CORS preflight is answered by Envoy's cors filter or the server.
             "OPTIONS" => return Step::go(),
@@ -165,6 +233,10 @@ impl Exchange {
             }
         }
 
+        let auth_edits = match self.authenticate_request(headers, end_of_stream) {
+            Ok(edits) => edits,
+            Err(step) => return *step,
+        };
         if let Some(encoding) = header(headers, "content-encoding") {
             if !encoding.trim().eq_ignore_ascii_case("identity") {
                 return self.refuse(Rejection::new(
@@ -199,11 +271,157 @@ impl Exchange {
             MirroredHeaders::from_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let held = self.config.routing_headers.enabled;
         self.phase = Phase::AwaitingBody { held };
-        if held {
-            Step::pause()
-        } else {
-            Step::go()
+        let mut step = if held { Step::pause() } else { Step::go() };
+        step.header_edits = auth_edits;
+        step
+    }
+
+    /// Authenticates the caller (when `auth` is configured) and returns the
+    /// header edits that go with it: the client's token removed (no token
+    /// passthrough), an upstream credential set, the session id unwrapped.
+    fn authenticate_request(
+        &mut self,
+        headers: &[(String, String)],
+        end_of_stream: bool,
+    ) -> Result<Vec<HeaderEdit>, Box<Step>> {
+        let Some(auth) = self.config.auth.clone() else {
+            return Ok(Vec::new());
+        };
+        let outcome = match self.authenticate.as_mut() {
+            Some(authenticate) => authenticate(headers),
+            None => Authenticated::Failed(AuthFailure::NoKeys),
+        };
+        let caller = match outcome {
+            Authenticated::Caller(caller) => caller,
+            Authenticated::NeedKeys => {
+                self.pending_headers = Some((headers.to_vec(), end_of_stream));
+                return Err(Box::new(Step::from(Action::FetchKeys)));
+            }
+            Authenticated::Failed(failure) => {
+                self.auth_failure = Some(failure.label());
+                let reply = if failure == AuthFailure::NoKeys {
+                    challenge::keys_unavailable()
+                } else {
+                    challenge::unauthorized(&failure, &auth.metadata)
+                };
+                let mut step = self.answer(reply);
+                step.properties.push((
+                    "mcp_decision",
+                    format!("unauthenticated:{}", failure.label()),
+                ));
+                return Err(Box::new(step));
+            }
+        };
+        let mut edits = Vec::new();
+        if !auth.forward_token {
+            edits.push(HeaderEdit::Remove("authorization".into()));
         }
+        if let Some(credential) = &auth.upstream_authorization {
+            edits.push(HeaderEdit::Set("authorization".into(), credential.clone()));
+        }
+        if let (Some(binding), Some(presented)) =
+            (&self.config.sessions, header(headers, "mcp-session-id"))
+        {
+            match binding.unwrap(&caller, presented) {
+                Ok(upstream) => edits.push(HeaderEdit::Set("mcp-session-id".into(), upstream)),
+                Err(e) => {
+                    self.caller = Some(caller);
+                    let why = match e {
+                        SessionError::Unrecognised => "session_unknown",
+                        SessionError::OtherCaller => "session_other_caller",
+                    };
+                    self.auth_failure = Some(why);
+                    // 404 is what the spec prescribes for a session the server does not know;
+                    // the client starts a new session (with its own token).
+                    let reply = LocalReply {
+                        status: 404,
+                        headers: json_content_type(),
+                        body: error_body(None, code::SESSION_NOT_FOUND, "Session not found"),
+                    };
+                    return Err(Box::new(self.answer(reply)));
+                }
+            }
+        }
+        self.caller = Some(caller);
+        Ok(edits)
+    }
+
+    fn caller_properties(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Some(caller) = &self.caller {
+            out.push(("mcp_subject", bounded(&caller.subject)));
+            if let Some(tenant) = &caller.tenant {
+                out.push(("mcp_tenant", bounded(tenant)));
+            }
+        }
+        out
+    }
+
+    /// Decides every message of an accepted body; the first one not allowed
+    /// answers the request.
+    fn authorize(&mut self, classified: &Classified) -> Result<(), Box<Step>> {
+        let Some(auth) = self.config.auth.clone() else {
+            return Ok(());
+        };
+        let Some(caller) = self.caller.clone() else {
+            return Err(Box::new(self.answer(challenge::unauthorized(
+                &AuthFailure::MissingToken,
+                &auth.metadata,
+            ))));
+        };
+        for message in &classified.messages {
+            let method = message.method.as_deref().unwrap_or(RESPONSE_METHOD);
+            if classified.batch
+                && self.config.policy.has_rules()
+                && ListKind::from_method(method).is_some()
+            {
+                return Err(Box::new(
+                    self.refuse(
+                        Rejection::new(
+                            Reason::InvalidRequest,
+                            "listings cannot be batched when a policy applies; send them alone",
+                        )
+                        .with_id(message.id.clone()),
+                    ),
+                ));
+            }
+            let target = target_of(message, method);
+            let decision = self.config.policy.decide(&caller, &target);
+            let verdict = decision.verdict.clone();
+            let tool = match &message.subject {
+                Some(Subject::Tool(t)) => Some(t.clone()),
+                _ => None,
+            };
+            let method_name = message_label(message.kind, message.method.as_deref()).to_string();
+            self.decision = Some((decision, method_name, tool));
+            let what = describe(&target);
+            match verdict {
+                Verdict::Allow => {}
+                Verdict::Deny => {
+                    return Err(Box::new(
+                        self.answer(challenge::forbidden(message.id.as_ref(), &what)),
+                    ))
+                }
+                Verdict::InsufficientScope(scopes) => {
+                    return Err(Box::new(self.answer(challenge::insufficient_scope(
+                        &scopes,
+                        &auth.metadata,
+                        message.id.as_ref(),
+                        &what,
+                    ))))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn decision_properties(&self) -> Vec<(&'static str, String)> {
+        let mut out = self.caller_properties();
+        if let Some((d, _, _)) = &self.decision {
+            out.push(("mcp_decision", d.label().to_string()));
+            out.push(("mcp_decision_reason", bounded(&d.reason.label())));
+        }
+        out
     }
 
     /// Request body progress: `buffered_len` is all body bytes so far (Envoy
@@ -252,8 +470,15 @@ impl Exchange {
         if let Err(rejection) = self.mirrored.verify(&classified) {
             return self.refuse(rejection);
         }
+        let authorized = self.authorize(&classified);
+        let decision_properties = self.decision_properties();
+        if let Err(mut step) = authorized {
+            step.properties.extend(decision_properties);
+            return *step;
+        }
 
         let mut step = Step::go();
+        step.properties = decision_properties;
         if let Some(message) = classified.single() {
             let method = message.method.as_deref().unwrap_or("");
             if !method.is_empty() {
@@ -286,8 +511,32 @@ impl Exchange {
 
     /// Response headers arrived (from the upstream, or a local reply).
     pub fn on_response_headers(&mut self, status: u16, headers: &[(String, String)]) -> Step {
+        let mut edits = Vec::new();
+        if let (Some(binding), Some(caller), Some(upstream)) = (
+            &self.config.sessions,
+            &self.caller,
+            header(headers, "mcp-session-id"),
+        ) {
+            if self.phase != Phase::Answered {
+                match binding.wrap(caller, upstream) {
+                    Some(wrapped) => edits.push(HeaderEdit::Set("mcp-session-id".into(), wrapped)),
+                    None => edits.push(HeaderEdit::Remove("mcp-session-id".into())),
+                }
+            }
+        }
+        let mut step = self.observe_response_headers(status, headers);
+        if self.listing.is_some() {
+            // The body changes length; Envoy then frames it chunked.
+            edits.push(HeaderEdit::Remove("content-length".into()));
+        }
+        step.header_edits.extend(edits);
+        step
+    }
+
+    fn observe_response_headers(&mut self, status: u16, headers: &[(String, String)]) -> Step {
         if self.phase == Phase::Forwarded {
             self.responded = true;
+            self.listing = self.listing_rewrite(status, headers);
             if let Some(judged) = &self.judged {
                 if let Some(message) = judged.body.single() {
                     let framing = Framing::from_content_type(header(headers, "content-type"));
@@ -308,17 +557,90 @@ impl Exchange {
         Step::go()
     }
 
-    /// A response body chunk (only the new bytes). Observed, never changed here.
-    pub fn on_response_body(&mut self, chunk: &[u8]) -> Step {
+    /// Whether (and how) this response's listing is filtered: only when a
+    /// policy with rules applies, the request was a single listing, and the
+    /// upstream answered 2xx in JSON or SSE.
+    fn listing_rewrite(&self, status: u16, headers: &[(String, String)]) -> Option<ListingRewrite> {
+        if self.config.auth.is_none() || !self.config.policy.has_rules() {
+            return None;
+        }
+        let message = self.judged.as_ref()?.body.single()?;
+        let kind = ListKind::from_method(message.method.as_deref()?)?;
+        let id = message.id.clone()?;
+        if !(200..300).contains(&status) {
+            return None;
+        }
+        match Framing::from_content_type(header(headers, "content-type")) {
+            Framing::Json => Some(ListingRewrite::Json {
+                kind,
+                body: Vec::new(),
+            }),
+            Framing::Sse => Some(ListingRewrite::Sse(
+                SseListingFilter::new(kind, id, self.config.max_response_bytes),
+                kind,
+            )),
+            Framing::Other => None,
+        }
+    }
+
+    /// A response body chunk: only the bytes new since the last call. Observed
+    /// for metrics; a filtered listing is rewritten (JSON: held whole, then
+    /// replaced; SSE: each chunk replaced by the events it completes).
+    pub fn on_response_body(&mut self, chunk: &[u8], end_of_stream: bool) -> Step {
         if let Some(observer) = &mut self.response {
             observer.observe(chunk);
         }
-        Step::go()
+        let (Some(listing), Some(caller)) = (self.listing.as_mut(), self.caller.as_deref()) else {
+            return Step::go();
+        };
+        let policy = &self.config.policy;
+        let request_id = self
+            .judged
+            .as_ref()
+            .and_then(|j| j.body.single())
+            .and_then(|m| m.id.clone());
+        let Some(request_id) = request_id else {
+            return Step::go();
+        };
+        match listing {
+            ListingRewrite::Json { kind, body } => {
+                body.extend_from_slice(chunk);
+                if !end_of_stream {
+                    return Step::pause();
+                }
+                let subject = kind.subject_kind();
+                let mut visible = |name: &str| {
+                    policy
+                        .decide(caller, &Target::call(subject, name))
+                        .is_allowed()
+                };
+                let (out, _hidden) =
+                    listing::filter_json_body(body, *kind, &request_id, &mut visible);
+                let mut step = Step::go();
+                step.body = Some(out);
+                step
+            }
+            ListingRewrite::Sse(filter, kind) => {
+                let subject = kind.subject_kind();
+                let mut visible = |name: &str| {
+                    policy
+                        .decide(caller, &Target::call(subject, name))
+                        .is_allowed()
+                };
+                let mut out = filter.push(chunk, &mut visible);
+                if end_of_stream {
+                    out.extend(filter.finish(&mut visible));
+                }
+                let mut step = Step::go();
+                step.body = Some(out);
+                step
+            }
+        }
     }
 
     /// The exchange is over: the samples to record. Learns tool labels from
     /// a `tools/list` the upstream answered.
-    pub fn finish(&mut self, now_ms: u64, tool_labels: &mut ToolLabels) -> Vec<Sample> {
+    pub fn finish(&mut self, now_ms: u64, labels: &mut Labels) -> Vec<Sample> {
         let mut samples = Vec::new();
         if let Some(reason) = self.rejected {
             samples.push(Sample::count(stat_name(
@@ -326,6 +648,31 @@ impl Exchange {
                 &[("reason", reason.label())],
             )));
         }
+        if let Some(reason) = self.auth_failure {
+            samples.push(Sample::count(stat_name(
+                telemetry::AUTH_FAILURES,
+                &[("reason", reason)],
+            )));
+        }
+        if let Some((decision, method, tool)) = &self.decision {
+            let tenant = self
+                .caller
+                .as_ref()
+                .and_then(|c| c.tenant.as_deref())
+                .map_or("", |t| labels.tenant(t));
+            let tool = tool.as_deref().map_or("", |t| labels.tools.label(t));
+            let method = method.as_str();
+            samples.push(Sample::count(stat_name(
+                telemetry::AUTHZ_DECISIONS,
+                &[
+                    ("mcp_method_name", method),
+                    ("gen_ai_tool_name", tool),
+                    ("tenant", tenant),
+                    ("decision", decision.label()),
+                ],
+            )));
+        }
+        let tool_labels = &mut labels.tools;
         let Some(judged) = &self.judged else {
             return samples;
         };
@@ -407,6 +754,27 @@ impl Exchange {
     fn answer(&mut self, reply: LocalReply) -> Step {
         self.phase = Phase::Answered;
         Step::from(Action::Respond(reply))
+    }
+}
+
+/// What the policy judges a message as.
+fn target_of<'a>(message: &'a Message, method: &'a str) -> Target<'a> {
+    let subject = message.subject.as_ref().map(|s| match s {
+        Subject::Tool(n) => (SubjectKind::Tool, n.as_str()),
+        Subject::Prompt(n) => (SubjectKind::Prompt, n.as_str()),
+        Subject::Resource(n) => (SubjectKind::Resource, n.as_str()),
+    });
+    Target { method, subject }
+}
+
+/// How a refusal names what was asked for (never why it was refused).
+fn describe(target: &Target<'_>) -> String {
+    match target.subject {
+        Some((SubjectKind::Tool, n)) => format!("tool {}", quote(n)),
+        Some((SubjectKind::Prompt, n)) => format!("prompt {}", quote(n)),
+        Some((SubjectKind::Resource, n)) => format!("resource {}", quote(n)),
+        None if target.method == RESPONSE_METHOD => "this response".into(),
+        None => format!("method {}", quote(target.method)),
     }
 }
 

@@ -14,6 +14,8 @@ pub const TOOL_CALLS: &str = "mcp_tool_calls_total";
 pub const RESPONSES: &str = "mcp_responses_total";
 pub const REJECTIONS: &str = "mcp_rejections_total";
 pub const DURATION: &str = "mcp_server_operation_duration_milliseconds";
+pub const AUTHZ_DECISIONS: &str = "mcp_authz_decisions_total";
+pub const AUTH_FAILURES: &str = "mcp_auth_failures_total";
 
 /// The label value for anything outside the bounded set.
 pub const OTHER: &str = "_other";
@@ -111,6 +113,32 @@ pub fn is_label_safe_tool_name(name: &str) -> bool {
 /// Which tools get their own label: the configured ones, then tools the
 /// upstream itself listed, up to a bound. A client calling made-up names
 /// cannot add labels; a server listing thousands of tools stops at the bound.
+/// The bounded label sets a VM keeps: tools (configured and learned from
+/// listings) and tenants (learned from verified tokens).
+#[derive(Debug, Clone, Default)]
+pub struct Labels {
+    pub tools: ToolLabels,
+    pub tenants: ToolLabels,
+}
+
+impl Labels {
+    pub fn with_tools(tools: ToolLabels) -> Self {
+        Self {
+            tools,
+            tenants: ToolLabels::default(),
+        }
+    }
+
+    /// The tenant's label, learning it while there is room.
+    pub fn tenant<'a>(&mut self, tenant: &'a str) -> &'a str {
+        // Dots would split the stat name into more segments than the tag rules expect.
+        if !tenant.contains('.') {
+            self.tenants.learn([&tenant.to_string()]);
+        }
+        self.tenants.label(tenant)
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ToolLabels {
     known: HashSet<String>,

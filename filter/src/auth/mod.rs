@@ -201,7 +201,7 @@ impl Authenticator {
                 if self
                     .schedule
                     .as_ref()
-                    .is_some_and(|s| s.in_flight() || s.may_fetch_for_unknown_key(now_ms)) =>
+                    .is_some_and(|s| s.may_fetch_for_unknown_key(now_ms)) =>
             {
                 Authenticated::NeedKeys
             }

@@ -2,7 +2,7 @@
 //! while paused, chunked responses) fed to the exchange, asserting each step.
 
 use super::*;
-use crate::telemetry::MetricKind;
+use crate::telemetry::{MetricKind, ToolLabels};
 
 fn config(json: &str) -> Rc<FilterConfig> {
     Rc::new(FilterConfig::from_json(json.as_bytes()).unwrap())
@@ -54,7 +54,7 @@ fn respond(ex: &mut Exchange, status: u16, content_type: &str, body: &[u8], chun
         Action::Continue
     );
     for piece in body.chunks(chunk.max(1)) {
-        let step = ex.on_response_body(piece);
+        let step = ex.on_response_body(piece, false);
         assert_eq!(
             step.action,
             Action::Continue,
@@ -104,7 +104,10 @@ fn an_observed_tool_call_is_forwarded_untouched_and_measured() {
         br#"{"jsonrpc":"2.0","id":3,"result":{"content":[]}}"#,
         7,
     );
-    let samples = ex.finish(1_012, &mut ToolLabels::new(&["add".into()], 10));
+    let samples = ex.finish(
+        1_012,
+        &mut Labels::with_tools(ToolLabels::new(&["add".into()], 10)),
+    );
     assert_eq!(
         names(&samples),
         vec![
@@ -189,7 +192,7 @@ fn unparseable_json_is_answered_400_with_a_parse_error() {
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], -32700);
     assert_eq!(body["id"], serde_json::Value::Null);
-    let samples = ex.finish(0, &mut ToolLabels::default());
+    let samples = ex.finish(0, &mut Labels::default());
     assert_eq!(
         names(&samples),
         vec!["mcp_rejections_total.reason=parse_error"]
@@ -228,7 +231,7 @@ fn oversized_bodies_get_413_by_header_or_by_bytes() {
     let (status, _) = reply_of(&feed_body(&mut ex, big.as_bytes(), 16));
     assert_eq!(status, 413);
     assert_eq!(
-        names(&ex.finish(0, &mut ToolLabels::default())),
+        names(&ex.finish(0, &mut Labels::default())),
         vec!["mcp_rejections_total.reason=too_large"]
     );
 }
@@ -274,7 +277,7 @@ fn get_and_delete_pass_untouched_but_not_with_a_body() {
             ex.on_request_body(0, true, || None).action,
             Action::Continue
         );
-        assert!(ex.finish(0, &mut ToolLabels::default()).is_empty());
+        assert!(ex.finish(0, &mut Labels::default()).is_empty());
 
         let mut ex = Exchange::new(config("{}"), 0);
         let mut h = request(method, "/mcp");
@@ -354,7 +357,7 @@ fn batches_are_refused_by_default_and_counted_per_element_when_allowed() {
     let mut ex = Exchange::new(config(r#"{"allow_batches":true}"#), 0);
     ex.on_request_headers(&post(&[]), false);
     assert_eq!(feed_body(&mut ex, batch, 1000).action, Action::Continue);
-    let samples = ex.finish(0, &mut ToolLabels::default());
+    let samples = ex.finish(0, &mut Labels::default());
     assert_eq!(
         names(&samples),
         vec![
@@ -368,7 +371,7 @@ fn batches_are_refused_by_default_and_counted_per_element_when_allowed() {
 #[test]
 fn tools_listed_by_the_upstream_get_their_own_label() {
     let cfg = config("{}");
-    let mut labels = ToolLabels::new(&[], 100);
+    let mut labels = Labels::with_tools(ToolLabels::new(&[], 100));
     let mut ex = Exchange::new(cfg.clone(), 0);
     ex.on_request_headers(&post(&[]), false);
     feed_body(
@@ -407,9 +410,9 @@ fn sse_outcome_is_the_same_at_every_chunk_split() {
         ex.on_request_headers(&post(&[]), false);
         feed_body(&mut ex, CALL.as_bytes(), 100);
         ex.on_response_headers(200, &[("content-type".into(), "text/event-stream".into())]);
-        ex.on_response_body(&body[..cut]);
-        ex.on_response_body(&body[cut..]);
-        let samples = ex.finish(0, &mut ToolLabels::default());
+        ex.on_response_body(&body[..cut], false);
+        ex.on_response_body(&body[cut..], true);
+        let samples = ex.finish(0, &mut Labels::default());
         assert!(
             names(&samples).contains(
                 &"mcp_responses_total.mcp_method_name=tools/call.outcome=invalid_params".into()
@@ -424,7 +427,7 @@ fn an_upstream_that_never_answers_is_counted_as_no_response() {
     let mut ex = Exchange::new(config("{}"), 0);
     ex.on_request_headers(&post(&[]), false);
     feed_body(&mut ex, CALL.as_bytes(), 100);
-    let samples = ex.finish(0, &mut ToolLabels::default());
+    let samples = ex.finish(0, &mut Labels::default());
     assert!(names(&samples)
         .contains(&"mcp_responses_total.mcp_method_name=tools/call.outcome=no_response".into()));
 }
@@ -439,7 +442,7 @@ fn notifications_are_accepted_with_202() {
         100,
     );
     respond(&mut ex, 202, "application/json", b"", 1);
-    let samples = ex.finish(0, &mut ToolLabels::default());
+    let samples = ex.finish(0, &mut Labels::default());
     assert!(names(&samples).contains(
         &"mcp_responses_total.mcp_method_name=notifications/initialized.outcome=accepted".into()
     ));
@@ -492,4 +495,269 @@ fn captured_exchanges_are_judged_like_the_real_servers_judged_them() {
         replayed += 1;
     }
     assert!(replayed >= 30, "replayed {replayed}");
+}
+
+// ---- authentication, authorization, sessions, filtered listings --------------
+
+mod authorized {
+    use super::*;
+    use crate::auth::token::AuthFailure;
+    use crate::policy::Caller;
+    use base64::Engine;
+
+    fn secure_config() -> Rc<FilterConfig> {
+        let secret = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+        config(
+            &serde_json::json!({
+                "auth": {
+                    "issuers": ["https://idp"], "audiences": ["https://mcp.example.com/mcp"],
+                    "shared_secret": {"base64": secret},
+                    "resource_metadata": {"resource": "https://mcp.example.com/mcp",
+                        "authorization_servers": ["https://idp"]},
+                },
+                "tenancy": {"tenant_claim": "tenant"},
+                "policy": {"rules": [
+                    {"name": "no-secret", "tenants": ["*"], "tools": ["secret"], "effect": "deny"},
+                    {"name": "deploy", "tenants": ["acme"], "tools": ["deploy"], "effect": "allow",
+                     "require_scopes": ["ops"]},
+                    {"name": "acme", "tenants": ["acme"], "tools": ["*"], "effect": "allow"},
+                ]},
+                "sessions": {"binding_keys": [{"id": "k1", "secret": secret}]},
+            })
+            .to_string(),
+        )
+    }
+
+    fn alice() -> Authenticated {
+        Authenticated::Caller(Rc::new(Caller {
+            issuer: "https://idp".into(),
+            subject: "alice".into(),
+            tenant: Some("acme".into()),
+            ..Caller::default()
+        }))
+    }
+
+    fn exchange(outcome: Authenticated) -> Exchange {
+        Exchange::new(secure_config(), 0).with_authenticator(Box::new(move |_| outcome.clone()))
+    }
+
+    fn call(tool: &str) -> String {
+        format!(r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"{tool}"}}}}"#)
+    }
+
+    #[test]
+    fn no_token_gets_401_with_the_resource_metadata_challenge() {
+        let mut ex = exchange(Authenticated::Failed(AuthFailure::MissingToken));
+        let step = ex.on_request_headers(&post(&[]), false);
+        let Action::Respond(reply) = &step.action else {
+            panic!("{step:?}")
+        };
+        assert_eq!(reply.status, 401);
+        let challenge = reply
+            .headers
+            .iter()
+            .find(|(k, _)| k == "www-authenticate")
+            .unwrap();
+        assert_eq!(
+            challenge.1,
+            r#"Bearer resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp""#
+        );
+        let samples = ex.finish(0, &mut Labels::default());
+        assert!(names(&samples).contains(&"mcp_auth_failures_total.reason=missing_token".into()));
+    }
+
+    #[test]
+    fn the_protected_resource_metadata_is_served_without_a_token() {
+        let mut ex = exchange(Authenticated::Failed(AuthFailure::MissingToken));
+        let step = ex.on_request_headers(
+            &request("GET", "/.well-known/oauth-protected-resource/mcp"),
+            true,
+        );
+        let (status, body) = reply_of(&step);
+        assert_eq!(status, 200);
+        assert_eq!(body["resource"], "https://mcp.example.com/mcp");
+    }
+
+    #[test]
+    fn an_allowed_call_goes_upstream_without_the_client_token() {
+        let mut ex = exchange(alice());
+        let step = ex.on_request_headers(&post(&[("authorization", "Bearer x")]), false);
+        assert_eq!(step.action, Action::Continue);
+        assert!(step
+            .header_edits
+            .contains(&HeaderEdit::Remove("authorization".into())));
+        let step = feed_body(&mut ex, call("add").as_bytes(), 100);
+        assert_eq!(step.action, Action::Continue);
+        assert!(step.properties.contains(&("mcp_decision", "allow".into())));
+        assert!(step
+            .properties
+            .contains(&("mcp_decision_reason", "rule:acme".into())));
+        let mut labels = Labels {
+            tools: ToolLabels::default(),
+            tenants: ToolLabels::new(&[], 10),
+        };
+        let samples = ex.finish(0, &mut labels);
+        assert!(names(&samples).contains(
+            &"mcp_authz_decisions_total.mcp_method_name=tools/call.gen_ai_tool_name=_other.tenant=acme.decision=allow".into()
+        ));
+    }
+
+    #[test]
+    fn a_denied_call_is_answered_403_with_its_id_and_no_policy_internals() {
+        let mut ex = exchange(alice());
+        ex.on_request_headers(&post(&[]), false);
+        let (status, body) = reply_of(&feed_body(&mut ex, call("secret").as_bytes(), 100));
+        assert_eq!(status, 403);
+        assert_eq!(body["id"], 7);
+        assert_eq!(body["error"]["message"], "tool `secret` is not allowed");
+        assert!(!body.to_string().contains("no-secret"));
+    }
+
+    #[test]
+    fn a_call_needing_a_scope_gets_the_insufficient_scope_challenge() {
+        let mut ex = exchange(alice());
+        ex.on_request_headers(&post(&[]), false);
+        let step = feed_body(&mut ex, call("deploy").as_bytes(), 100);
+        let Action::Respond(reply) = &step.action else {
+            panic!()
+        };
+        assert_eq!(reply.status, 403);
+        let challenge = &reply
+            .headers
+            .iter()
+            .find(|(k, _)| k == "www-authenticate")
+            .unwrap()
+            .1;
+        assert!(challenge
+            .starts_with(r#"Bearer error="insufficient_scope", scope="ops", resource_metadata=""#));
+    }
+
+    #[test]
+    fn an_unknown_key_holds_the_request_until_keys_are_fetched() {
+        let outcomes = std::cell::RefCell::new(vec![alice(), Authenticated::NeedKeys]);
+        let mut ex = Exchange::new(secure_config(), 0)
+            .with_authenticator(Box::new(move |_| outcomes.borrow_mut().pop().unwrap()));
+        assert_eq!(
+            ex.on_request_headers(&post(&[]), false).action,
+            Action::FetchKeys
+        );
+        let step = ex.resume_request_headers();
+        assert_eq!(step.action, Action::Continue);
+    }
+
+    #[test]
+    fn session_ids_are_wrapped_for_the_client_and_unwrapped_for_the_upstream() {
+        let mut ex = exchange(alice());
+        ex.on_request_headers(&post(&[]), false);
+        feed_body(
+            &mut ex,
+            br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#,
+            100,
+        );
+        let step = ex.on_response_headers(
+            200,
+            &[
+                ("mcp-session-id".into(), "up-1".into()),
+                ("content-type".into(), "application/json".into()),
+            ],
+        );
+        let wrapped = step
+            .header_edits
+            .iter()
+            .find_map(|e| match e {
+                HeaderEdit::Set(k, v) if k == "mcp-session-id" => Some(v.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert!(wrapped.starts_with("mf1.k1."));
+
+        let mut next = exchange(alice());
+        let step = next.on_request_headers(&post(&[("mcp-session-id", &wrapped)]), false);
+        assert!(step
+            .header_edits
+            .contains(&HeaderEdit::Set("mcp-session-id".into(), "up-1".into())));
+
+        let bob = Authenticated::Caller(Rc::new(Caller {
+            issuer: "https://idp".into(),
+            subject: "bob".into(),
+            tenant: Some("acme".into()),
+            ..Caller::default()
+        }));
+        let mut stolen = exchange(bob);
+        let (status, body) =
+            reply_of(&stolen.on_request_headers(&post(&[("mcp-session-id", &wrapped)]), false));
+        assert_eq!(status, 404);
+        assert_eq!(body["error"]["code"], -32001);
+        let mut raw = exchange(alice());
+        assert_eq!(
+            reply_of(&raw.on_request_headers(&post(&[("mcp-session-id", "up-1")]), false)).0,
+            404
+        );
+    }
+
+    fn listing_through(
+        content_type: &str,
+        body: &[u8],
+        chunk: usize,
+    ) -> (Vec<u8>, Vec<HeaderEdit>) {
+        let mut ex = exchange(alice());
+        ex.on_request_headers(&post(&[]), false);
+        feed_body(
+            &mut ex,
+            br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+            100,
+        );
+        let headers = vec![
+            ("content-type".to_string(), content_type.to_string()),
+            ("content-length".to_string(), body.len().to_string()),
+        ];
+        let edits = ex.on_response_headers(200, &headers).header_edits;
+        let mut out = Vec::new();
+        let pieces: Vec<&[u8]> = body.chunks(chunk).collect();
+        let mut held = Vec::new();
+        for (i, piece) in pieces.iter().enumerate() {
+            let step = ex.on_response_body(piece, i + 1 == pieces.len());
+            held.extend_from_slice(piece);
+            match (step.action, step.body) {
+                (Action::Pause, _) => {}
+                (Action::Continue, Some(replacement)) => {
+                    out.extend(replacement);
+                    held.clear();
+                }
+                (Action::Continue, None) => out.append(&mut held),
+                other => panic!("{other:?}"),
+            }
+        }
+        (out, edits)
+    }
+
+    #[test]
+    fn listings_are_filtered_in_json_and_sse_and_lose_their_content_length() {
+        let json = br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"add"},{"name":"secret"},{"name":"deploy"}]}}"#;
+        let (out, edits) = listing_through("application/json", json, 7);
+        assert!(edits.contains(&HeaderEdit::Remove("content-length".into())));
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        // `deploy` needs a scope alice lacks: not callable now, so not listed.
+        assert_eq!(v["result"]["tools"], serde_json::json!([{"name": "add"}]));
+
+        let sse = format!(
+            "event: message\ndata: {}\n\n",
+            String::from_utf8_lossy(json)
+        );
+        for chunk in 1..sse.len() {
+            let (out, _) = listing_through("text/event-stream", sse.as_bytes(), chunk);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"tools\":[{\"name\":\"add\"}]}}\n\n",
+                "chunk {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn without_an_authenticator_a_secured_filter_fails_closed() {
+        let mut ex = Exchange::new(secure_config(), 0);
+        let (status, _) = reply_of(&ex.on_request_headers(&post(&[]), false));
+        assert_eq!(status, 503);
+    }
 }
