@@ -6,7 +6,7 @@
 //! encoding, decoded here into the same JSON. A JSON *string* holding JSON
 //! (double-encoded by a templating layer) is unwrapped once.
 
-mod struct_pb;
+pub(crate) mod struct_pb;
 
 use crate::auth::{AuthConfig, RawAuth, RawTenancy};
 use crate::policy::{Policy, RawPolicy};

@@ -470,26 +470,30 @@ impl Exchange {
         if let Err(rejection) = self.mirrored.verify(&classified) {
             return self.refuse(rejection);
         }
+        // What the request is about goes to filter state whether it is allowed or not.
+        let mut properties = Vec::new();
+        if let Some(message) = classified.single() {
+            if let Some(method) = message.method.as_deref().filter(|m| !m.is_empty()) {
+                properties.push(("mcp_method", bounded(method)));
+            }
+            if let Some(subject) = &message.subject {
+                properties.push(("mcp_name", bounded(subject.name())));
+                if let Subject::Tool(tool) = subject {
+                    properties.push(("mcp_tool", bounded(tool)));
+                }
+            }
+        }
         let authorized = self.authorize(&classified);
-        let decision_properties = self.decision_properties();
+        properties.extend(self.decision_properties());
         if let Err(mut step) = authorized {
-            step.properties.extend(decision_properties);
+            step.properties.extend(properties);
             return *step;
         }
 
         let mut step = Step::go();
-        step.properties = decision_properties;
+        step.properties = properties;
         if let Some(message) = classified.single() {
             let method = message.method.as_deref().unwrap_or("");
-            if !method.is_empty() {
-                step.properties.push(("mcp_method", bounded(method)));
-            }
-            if let Some(subject) = &message.subject {
-                step.properties.push(("mcp_name", bounded(subject.name())));
-                if let Subject::Tool(tool) = subject {
-                    step.properties.push(("mcp_tool", bounded(tool)));
-                }
-            }
             if held {
                 let rh = &self.config.routing_headers;
                 if !method.is_empty() {
@@ -666,9 +670,10 @@ impl Exchange {
                 telemetry::AUTHZ_DECISIONS,
                 &[
                     ("mcp_method_name", method),
-                    ("gen_ai_tool_name", tool),
                     ("tenant", tenant),
                     ("decision", decision.label()),
+                    // Last: tool names may hold dots, so the tag rule matches to the end.
+                    ("gen_ai_tool_name", tool),
                 ],
             )));
         }

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod idp;
 pub mod scrape;
 
 pub fn repo_root() -> PathBuf {
@@ -190,6 +191,8 @@ pub struct EnvoySetup {
     pub upstream_port: u16,
     /// Extra routes ahead of the default: (header name, exact value, port).
     pub header_routes: Vec<(String, String, u16)>,
+    /// Extra named clusters (e.g. the identity provider serving a JWKS).
+    pub named_clusters: Vec<(String, u16)>,
 }
 
 impl EnvoySetup {
@@ -200,6 +203,7 @@ impl EnvoySetup {
             allow_headers_stop: true,
             upstream_port,
             header_routes: Vec::new(),
+            named_clusters: Vec::new(),
         }
     }
 
@@ -275,9 +279,14 @@ impl Envoy {
             ));
             cluster_ports.push(*port);
         }
-        for (i, port) in cluster_ports.iter().enumerate() {
+        let named = cluster_ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| (format!("upstream_{i}"), *port))
+            .chain(setup.named_clusters.iter().cloned());
+        for (name, port) in named {
             clusters.push_str(&format!(
-                "    - name: upstream_{i}\n      connect_timeout: 1s\n      type: STATIC\n      load_assignment:\n        cluster_name: upstream_{i}\n        endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }}] }}]\n"
+                "    - name: {name}\n      connect_timeout: 1s\n      type: STATIC\n      load_assignment:\n        cluster_name: {name}\n        endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }}] }}]\n"
             ));
         }
         let access_log = dir.join("access.log");
@@ -304,7 +313,7 @@ static_resources:
                       path: {access_log}
                       log_format:
                         text_format_source:
-                          inline_string: "method=%FILTER_STATE(wasm.mcp_method:PLAIN)% name=%FILTER_STATE(wasm.mcp_name:PLAIN)% tool=%FILTER_STATE(wasm.mcp_tool:PLAIN)% status=%RESPONSE_CODE%\n"
+                          inline_string: "method=%FILTER_STATE(wasm.mcp_method:PLAIN)% name=%FILTER_STATE(wasm.mcp_name:PLAIN)% tool=%FILTER_STATE(wasm.mcp_tool:PLAIN)% decision=%FILTER_STATE(wasm.mcp_decision:PLAIN)% reason=%FILTER_STATE(wasm.mcp_decision_reason:PLAIN)% subject=%FILTER_STATE(wasm.mcp_subject:PLAIN)% tenant=%FILTER_STATE(wasm.mcp_tenant:PLAIN)% status=%RESPONSE_CODE%\n"
                 route_config:
                   name: mcp
                   virtual_hosts:

@@ -259,6 +259,17 @@ impl Authenticator {
     }
 }
 
+/// The claims `jwt_authn` wrote under `key` (its `payload_in_metadata`) in
+/// its dynamic metadata namespace, which Envoy hands over as a protobuf
+/// `Struct`; as JSON for [`Authenticator::authenticate_claims`].
+pub fn claims_from_metadata(struct_bytes: &[u8], key: &str) -> Option<Vec<u8>> {
+    let value = crate::config::struct_pb::decode_struct(struct_bytes).ok()?;
+    value
+        .get(key)
+        .filter(|v| v.is_object())
+        .map(|v| v.to_string().into_bytes())
+}
+
 /// Builds the policy's view of a caller from verified claims.
 pub fn caller_from_claims(claims: Map<String, Value>, tenancy: &Tenancy) -> Caller {
     let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_string();

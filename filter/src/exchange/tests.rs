@@ -598,7 +598,7 @@ mod authorized {
         };
         let samples = ex.finish(0, &mut labels);
         assert!(names(&samples).contains(
-            &"mcp_authz_decisions_total.mcp_method_name=tools/call.gen_ai_tool_name=_other.tenant=acme.decision=allow".into()
+            &"mcp_authz_decisions_total.mcp_method_name=tools/call.tenant=acme.decision=allow.gen_ai_tool_name=_other".into()
         ));
     }
 

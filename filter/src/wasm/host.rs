@@ -56,6 +56,20 @@ extern "C" {
         value_size: usize,
     ) -> u32;
     fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
+    fn proxy_set_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        size: usize,
+        data: *const u8,
+        data_size: usize,
+    ) -> u32;
+    fn proxy_continue_stream(stream_type: u32) -> u32;
+    fn proxy_get_property(
+        path: *const u8,
+        path_size: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+    ) -> u32;
     fn proxy_define_metric(
         metric_type: u32,
         name: *const u8,
@@ -193,6 +207,33 @@ pub fn set_property(name: &str, value: &[u8]) -> Result<(), HostError> {
     // A property path is its segments joined by NUL; ours have one segment.
     // SAFETY: pointers and lengths of live slices.
     check(unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) })
+}
+
+/// Replaces bytes `[start, start + size)` of a buffer with `data`.
+pub fn set_buffer(
+    kind: BufferType,
+    start: usize,
+    size: usize,
+    data: &[u8],
+) -> Result<(), HostError> {
+    // SAFETY: pointer and length of a live slice.
+    check(unsafe { proxy_set_buffer_bytes(kind as u32, start, size, data.as_ptr(), data.len()) })
+}
+
+/// Lets a paused request go on (`StreamType::HttpRequest` is 0).
+pub fn resume_request() -> Result<(), HostError> {
+    // SAFETY: a plain value.
+    check(unsafe { proxy_continue_stream(0) })
+}
+
+/// A property by path segments (e.g. `metadata`, `filter_metadata`, namespace).
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    let joined = path.join("\0");
+    let mut data = null_mut();
+    let mut size = 0;
+    // SAFETY: pointer and length of a live slice, out-pointers to locals.
+    let status = unsafe { proxy_get_property(joined.as_ptr(), joined.len(), &mut data, &mut size) };
+    (status == OK).then(|| owned(data, size))
 }
 
 pub fn now_ms() -> u64 {

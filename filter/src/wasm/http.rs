@@ -18,17 +18,27 @@ pub struct McpHttp {
     /// Cumulative request body size last reported (trailers end the body).
     request_body_len: usize,
     request_body_done: bool,
+    /// Response body bytes already handed to the exchange while paused
+    /// (Envoy then reports the cumulative buffer, not the new chunk).
+    response_body_seen: usize,
+    /// Waiting for a JWKS fetch this context started.
+    awaiting_keys: bool,
 }
 
 impl McpHttp {
     pub fn new(shared: Rc<Shared>, now_ms: u64) -> Self {
-        let exchange = Exchange::new(shared.config.clone(), now_ms);
+        let for_auth = shared.clone();
+        let exchange = Exchange::new(shared.config.clone(), now_ms).with_authenticator(Box::new(
+            move |headers| for_auth.authenticate(headers, host::now_ms()),
+        ));
         Self {
             shared,
             exchange,
             request_headers_held: false,
             request_body_len: 0,
             request_body_done: false,
+            response_body_seen: 0,
+            awaiting_keys: false,
         }
     }
 
@@ -42,7 +52,11 @@ impl McpHttp {
                         HeaderEdit::Remove(name) => host::remove_header(headers, name),
                     };
                     if let Err(e) = result {
-                        warn!("{ROOT_ID}: header edit {edit:?} refused: status {}", e.0);
+                        warn!(
+                            "{ROOT_ID}: header edit on {name} refused: status {}",
+                            e.0,
+                            name = edit_name(edit)
+                        );
                     }
                 }
             } else {
@@ -57,6 +71,16 @@ impl McpHttp {
         match step.action {
             StepAction::Continue => Action::Continue,
             StepAction::Pause => Action::Pause,
+            StepAction::FetchKeys => {
+                if self.shared.fetch_jwks(self, host::now_ms()) {
+                    self.awaiting_keys = true;
+                    Action::Pause
+                } else {
+                    // No fetch could start: judge again, now without the fetch.
+                    let step = self.exchange.resume_request_headers();
+                    self.apply(step, headers)
+                }
+            }
             StepAction::Respond(reply) => {
                 let details = "mcp_filter_local_reply";
                 if let Err(e) =
@@ -83,13 +107,41 @@ impl McpHttp {
     }
 }
 
-impl Context for McpHttp {}
+fn edit_name(edit: &HeaderEdit) -> &str {
+    match edit {
+        HeaderEdit::Set(name, _) | HeaderEdit::Remove(name) => name,
+    }
+}
+
+impl Context for McpHttp {
+    fn on_http_call_response(
+        &mut self,
+        _token: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        if !self.awaiting_keys {
+            return;
+        }
+        self.awaiting_keys = false;
+        self.shared.jwks_fetched(body_size, host::now_ms());
+        let step = self.exchange.resume_request_headers();
+        // Otherwise a local reply was sent, or the headers stay held (routing headers).
+        if self.apply(step, MapType::HttpRequestHeaders) == Action::Continue {
+            self.request_headers_held = false;
+            if let Err(e) = host::resume_request() {
+                warn!("{ROOT_ID}: cannot resume the request: status {}", e.0);
+            }
+        }
+    }
+}
 
 impl HttpContext for McpHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let headers = host::headers(MapType::HttpRequestHeaders);
-        let step = self.exchange.on_request_headers(&headers, end_of_stream);
         self.request_headers_held = true;
+        let step = self.exchange.on_request_headers(&headers, end_of_stream);
         let action = self.apply(step, MapType::HttpRequestHeaders);
         self.request_headers_held = action == Action::Pause;
         action
@@ -118,20 +170,40 @@ impl HttpContext for McpHttp {
         self.apply(step, MapType::HttpResponseHeaders)
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
-        if body_size > 0 {
-            let chunk =
-                host::buffer(BufferType::HttpResponseBody, 0, body_size).unwrap_or_default();
-            let step = self.exchange.on_response_body(&chunk);
-            return self.apply(step, MapType::HttpResponseHeaders);
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if body_size == 0 && !end_of_stream {
+            return Action::Continue;
         }
-        Action::Continue
+        let start = self.response_body_seen.min(body_size);
+        let chunk = if body_size > start {
+            host::buffer(BufferType::HttpResponseBody, start, body_size - start).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let mut step = self.exchange.on_response_body(&chunk, end_of_stream);
+        if let Some(body) = step.body.take() {
+            // Replaces every byte Envoy holds for this callback (the cumulative
+            // buffer after pauses, else just this chunk).
+            if let Err(e) = host::set_buffer(BufferType::HttpResponseBody, 0, body_size, &body) {
+                warn!(
+                    "{ROOT_ID}: cannot rewrite the response body: status {}",
+                    e.0
+                );
+            }
+        }
+        let action = self.apply(step, MapType::HttpResponseHeaders);
+        self.response_body_seen = if action == Action::Pause {
+            body_size
+        } else {
+            0
+        };
+        action
     }
 
     fn on_log(&mut self) {
         let samples = self
             .exchange
-            .finish(host::now_ms(), &mut self.shared.tool_labels.borrow_mut());
+            .finish(host::now_ms(), &mut self.shared.labels.borrow_mut());
         self.shared.record(&samples);
     }
 }

@@ -1,0 +1,134 @@
+//! A test identity provider on loopback: ES256 keys made at run time, tokens
+//! signed with them, and the public keys served as a JWKS that Envoy fetches
+//! through a cluster. Keys can be rotated while it runs.
+
+use anyhow::{Context, Result};
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use p256::pkcs8::{EncodePrivateKey, LineEnding};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub const ISSUER: &str = "https://idp.test";
+pub const AUDIENCE: &str = "http://127.0.0.1/mcp";
+
+/// A signing key with its `kid`.
+#[derive(Clone)]
+pub struct SigningKey {
+    pub kid: String,
+    key: EncodingKey,
+    jwk: Value,
+}
+
+impl SigningKey {
+    /// A fresh P-256 key.
+    pub fn generate(kid: &str) -> Result<Self> {
+        let secret = p256::SecretKey::random(&mut rand_core::OsRng);
+        let pem = secret
+            .to_pkcs8_pem(LineEnding::LF)
+            .context("encoding the test key")?;
+        let key = EncodingKey::from_ec_pem(pem.as_bytes())?;
+        let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256)?;
+        jwk.common.key_id = Some(kid.to_string());
+        Ok(Self {
+            kid: kid.to_string(),
+            key,
+            jwk: serde_json::to_value(jwk)?,
+        })
+    }
+
+    pub fn sign(&self, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        encode(&header, claims, &self.key).expect("signing a test token")
+    }
+}
+
+struct Shared {
+    published: Mutex<Vec<Value>>,
+    fetches: AtomicUsize,
+}
+
+/// The running provider.
+pub struct Idp {
+    pub port: u16,
+    shared: Arc<Shared>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Claims of a valid token for `sub`, valid for ten minutes.
+pub fn claims(sub: &str, extra: Value) -> Value {
+    let mut claims = json!({
+        "iss": ISSUER, "aud": AUDIENCE, "sub": sub,
+        "iat": now(), "exp": now() + 600,
+    });
+    if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            c.insert(k.clone(), v.clone());
+        }
+    }
+    claims
+}
+
+impl Idp {
+    /// Serves `/jwks` with the public halves of `keys`.
+    pub async fn start(keys: &[&SigningKey]) -> Result<Self> {
+        let shared = Arc::new(Shared {
+            published: Mutex::new(keys.iter().map(|k| k.jwk.clone()).collect()),
+            fetches: AtomicUsize::new(0),
+        });
+        let app = Router::new()
+            .route("/jwks", get(jwks))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self {
+            port,
+            shared,
+            server,
+        })
+    }
+
+    /// Publishes another key set (a rotation).
+    pub fn publish(&self, keys: &[&SigningKey]) {
+        if let Ok(mut published) = self.shared.published.lock() {
+            *published = keys.iter().map(|k| k.jwk.clone()).collect();
+        }
+    }
+
+    /// How many times the JWKS was fetched.
+    pub fn fetches(&self) -> usize {
+        self.shared.fetches.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn jwks(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    shared.fetches.fetch_add(1, Ordering::SeqCst);
+    let keys = shared
+        .published
+        .lock()
+        .map(|k| k.clone())
+        .unwrap_or_default();
+    Json(json!({ "keys": keys }))
+}
