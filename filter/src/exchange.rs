@@ -34,8 +34,8 @@ pub enum Action {
     Pause,
     /// Answer the client now; the request goes no further.
     Respond(LocalReply),
-    /// Hold the request, fetch the remote JWKS, then call
-    /// [`Exchange::resume_request_headers`].
+    /// Hold the request headers, fetch the remote JWKS, then call
+    /// [`Exchange::keys_ready`] (a request without a body).
     FetchKeys,
 }
 
@@ -56,6 +56,9 @@ pub struct Step {
     pub properties: Vec<(&'static str, String)>,
     /// Replace the body bytes the event delivered (all buffered bytes while paused).
     pub body: Option<Vec<u8>>,
+    /// Start a remote JWKS fetch, then call [`Exchange::keys_ready`]; the
+    /// request goes on meanwhile, and its body is held until then.
+    pub fetch_keys: bool,
 }
 
 impl Step {
@@ -75,6 +78,7 @@ impl From<Action> for Step {
             header_edits: Vec::new(),
             properties: Vec::new(),
             body: None,
+            fetch_keys: false,
         }
     }
 }
@@ -85,6 +89,8 @@ enum Phase {
     Passthrough,
     /// GET (server stream) or DELETE (end session): forwarded untouched, but a body is refused.
     NoBodyAllowed,
+    /// Headers held while the JWKS is fetched (a request without a body).
+    AwaitingKeys,
     /// An MCP POST whose body is being buffered; `held` when headers wait too.
     AwaitingBody { held: bool },
     /// The request was judged and forwarded.
@@ -118,8 +124,11 @@ pub struct Exchange {
     auth_failure: Option<&'static str>,
     /// The last policy decision, with the method and tool it was about.
     decision: Option<(Decision, String, Option<String>)>,
-    /// Request headers kept while the JWKS is fetched.
+    /// Request headers kept while the JWKS is fetched and the headers wait.
     pending_headers: Option<(Vec<(String, String)>, bool)>,
+    /// Request headers kept while the JWKS is fetched and the headers went
+    /// on: authentication completes before the body is released.
+    deferred_auth: Option<Vec<(String, String)>>,
     listing: Option<ListingRewrite>,
     started_ms: u64,
     phase: Phase,
@@ -143,6 +152,7 @@ impl Exchange {
             auth_failure: None,
             decision: None,
             pending_headers: None,
+            deferred_auth: None,
             listing: None,
             started_ms: now_ms,
             phase: Phase::Passthrough,
@@ -161,12 +171,41 @@ impl Exchange {
         self
     }
 
-    /// The JWKS fetch a [`Action::FetchKeys`] asked for is over (either way):
-    /// judge the held request headers again.
-    pub fn resume_request_headers(&mut self) -> Step {
-        match self.pending_headers.take() {
-            Some((headers, end_of_stream)) => self.on_request_headers(&headers, end_of_stream),
-            None => Step::go(),
+    /// Whether the filter answered the request itself.
+    pub fn answered(&self) -> bool {
+        self.phase == Phase::Answered
+    }
+
+    /// Whether the request headers are held for a JWKS fetch.
+    pub fn headers_await_keys(&self) -> bool {
+        self.pending_headers.is_some()
+    }
+
+    /// The JWKS fetch asked for is over (either way; the keys, if any, are
+    /// installed). Headers held for it are judged again; a deferred
+    /// authentication completes, and if the body is already complete
+    /// (`body_done`, `buffered_len` bytes) it is judged too. A `Pause`
+    /// answer means: keep waiting for the body.
+    pub fn keys_ready(
+        &mut self,
+        body_done: bool,
+        buffered_len: usize,
+        read_body: impl FnOnce() -> Option<Vec<u8>>,
+    ) -> Step {
+        if let Some((headers, end_of_stream)) = self.pending_headers.take() {
+            self.phase = Phase::Passthrough;
+            return self.on_request_headers(&headers, end_of_stream);
+        }
+        let Some(headers) = self.deferred_auth.take() else {
+            return Step::go();
+        };
+        if let Err(step) = self.complete_authentication(&headers) {
+            return *step;
+        }
+        if body_done {
+            self.on_request_body(buffered_len, true, read_body)
+        } else {
+            Step::pause()
         }
     }
 
@@ -273,6 +312,7 @@ impl Exchange {
         self.phase = Phase::AwaitingBody { held };
         let mut step = if held { Step::pause() } else { Step::go() };
         step.header_edits = auth_edits;
+        step.fetch_keys = self.deferred_auth.is_some();
         step
     }
 
@@ -291,27 +331,8 @@ impl Exchange {
             Some(authenticate) => authenticate(headers),
             None => Authenticated::Failed(AuthFailure::NoKeys),
         };
-        let caller = match outcome {
-            Authenticated::Caller(caller) => caller,
-            Authenticated::NeedKeys => {
-                self.pending_headers = Some((headers.to_vec(), end_of_stream));
-                return Err(Box::new(Step::from(Action::FetchKeys)));
-            }
-            Authenticated::Failed(failure) => {
-                self.auth_failure = Some(failure.label());
-                let reply = if failure == AuthFailure::NoKeys {
-                    challenge::keys_unavailable()
-                } else {
-                    challenge::unauthorized(&failure, &auth.metadata)
-                };
-                let mut step = self.answer(reply);
-                step.properties.push((
-                    "mcp_decision",
-                    format!("unauthenticated:{}", failure.label()),
-                ));
-                return Err(Box::new(step));
-            }
-        };
+        // These do not depend on who the caller is, so they are safe to apply
+        // before authentication completes.
         let mut edits = Vec::new();
         if !auth.forward_token {
             edits.push(HeaderEdit::Remove("authorization".into()));
@@ -319,6 +340,33 @@ impl Exchange {
         if let Some(credential) = &auth.upstream_authorization {
             edits.push(HeaderEdit::Set("authorization".into(), credential.clone()));
         }
+        let caller = match outcome {
+            Authenticated::Caller(caller) => caller,
+            Authenticated::NeedKeys if body_follows(headers, end_of_stream) => {
+                // Without `allow_on_headers_stop_iteration` Envoy cannot hold
+                // headers while a body arrives; so the headers go on (the
+                // session id provisionally unwrapped), and the body is held
+                // until the keys are in and the caller is known.
+                if let (Some(binding), Some(presented)) =
+                    (&self.config.sessions, header(headers, "mcp-session-id"))
+                {
+                    match binding.peek(presented) {
+                        Ok(upstream) => {
+                            edits.push(HeaderEdit::Set("mcp-session-id".into(), upstream))
+                        }
+                        Err(e) => return Err(Box::new(self.session_not_found(e))),
+                    }
+                }
+                self.deferred_auth = Some(headers.to_vec());
+                return Ok(edits);
+            }
+            Authenticated::NeedKeys => {
+                self.pending_headers = Some((headers.to_vec(), end_of_stream));
+                self.phase = Phase::AwaitingKeys;
+                return Err(Box::new(Step::from(Action::FetchKeys)));
+            }
+            Authenticated::Failed(failure) => return Err(Box::new(self.unauthenticated(failure))),
+        };
         if let (Some(binding), Some(presented)) =
             (&self.config.sessions, header(headers, "mcp-session-id"))
         {
@@ -326,24 +374,66 @@ impl Exchange {
                 Ok(upstream) => edits.push(HeaderEdit::Set("mcp-session-id".into(), upstream)),
                 Err(e) => {
                     self.caller = Some(caller);
-                    let why = match e {
-                        SessionError::Unrecognised => "session_unknown",
-                        SessionError::OtherCaller => "session_other_caller",
-                    };
-                    self.auth_failure = Some(why);
-                    // 404 is what the spec prescribes for a session the server does not know;
-                    // the client starts a new session (with its own token).
-                    let reply = LocalReply {
-                        status: 404,
-                        headers: json_content_type(),
-                        body: error_body(None, code::SESSION_NOT_FOUND, "Session not found"),
-                    };
-                    return Err(Box::new(self.answer(reply)));
+                    return Err(Box::new(self.session_not_found(e)));
                 }
             }
         }
         self.caller = Some(caller);
         Ok(edits)
+    }
+
+    /// Authentication deferred at the headers, now that the keys are in.
+    fn complete_authentication(&mut self, headers: &[(String, String)]) -> Result<(), Box<Step>> {
+        let outcome = match self.authenticate.as_mut() {
+            Some(authenticate) => authenticate(headers),
+            None => Authenticated::Failed(AuthFailure::NoKeys),
+        };
+        let caller = match outcome {
+            Authenticated::Caller(caller) => caller,
+            // Still unknown after a fetch: the key does not exist.
+            Authenticated::NeedKeys => {
+                return Err(Box::new(self.unauthenticated(AuthFailure::UnknownKey)))
+            }
+            Authenticated::Failed(failure) => return Err(Box::new(self.unauthenticated(failure))),
+        };
+        if let (Some(binding), Some(presented)) =
+            (&self.config.sessions, header(headers, "mcp-session-id"))
+        {
+            if let Err(e) = binding.unwrap(&caller, presented) {
+                self.caller = Some(caller);
+                return Err(Box::new(self.session_not_found(e)));
+            }
+        }
+        self.caller = Some(caller);
+        Ok(())
+    }
+
+    fn unauthenticated(&mut self, failure: AuthFailure) -> Step {
+        self.auth_failure = Some(failure.label());
+        let reply = match (&self.config.auth, &failure) {
+            (_, AuthFailure::NoKeys) | (None, _) => challenge::keys_unavailable(),
+            (Some(auth), _) => challenge::unauthorized(&failure, &auth.metadata),
+        };
+        let mut step = self.answer(reply);
+        step.properties.push((
+            "mcp_decision",
+            format!("unauthenticated:{}", failure.label()),
+        ));
+        step
+    }
+
+    fn session_not_found(&mut self, error: SessionError) -> Step {
+        self.auth_failure = Some(match error {
+            SessionError::Unrecognised => "session_unknown",
+            SessionError::OtherCaller => "session_other_caller",
+        });
+        // 404 is what the spec prescribes for a session the server does not
+        // know; the client starts a new session (with its own token).
+        self.answer(LocalReply {
+            status: 404,
+            headers: json_content_type(),
+            body: error_body(None, code::SESSION_NOT_FOUND, "Session not found"),
+        })
     }
 
     fn caller_properties(&self) -> Vec<(&'static str, String)> {
@@ -438,7 +528,7 @@ impl Exchange {
                 if buffered_len > self.config.max_request_bytes {
                     return self.too_large();
                 }
-                if !end_of_stream {
+                if !end_of_stream || self.deferred_auth.is_some() {
                     return Step::pause();
                 }
                 match read_body() {
@@ -454,6 +544,7 @@ impl Exchange {
                     }),
                 }
             }
+            Phase::AwaitingKeys => Step::pause(),
             Phase::NoBodyAllowed if buffered_len > 0 => self.refuse(Rejection::new(
                 Reason::BodyNotAllowed,
                 "GET and DELETE to the MCP endpoint must not carry a body",
@@ -796,6 +887,10 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
+}
+
+fn body_follows(headers: &[(String, String)], end_of_stream: bool) -> bool {
+    !end_of_stream && header(headers, ":method") == Some("POST")
 }
 
 fn has_body(headers: &[(String, String)]) -> bool {

@@ -78,8 +78,14 @@ impl SessionBinding {
         ))
     }
 
-    /// The upstream's id inside a client's session id, if it belongs to `caller`.
-    pub fn unwrap(&self, caller: &Caller, presented: &str) -> Result<String, SessionError> {
+    /// The upstream's id inside a session id this filter issued, without
+    /// checking whose it is: only for a request whose body is held until
+    /// [`SessionBinding::unwrap`] has checked it.
+    pub fn peek(&self, presented: &str) -> Result<String, SessionError> {
+        self.parse(presented).map(|(_, upstream, _)| upstream)
+    }
+
+    fn parse(&self, presented: &str) -> Result<(&BindingKey, String, Vec<u8>), SessionError> {
         let mut parts = presented.trim().split('.');
         let (Some(PREFIX), Some(key_id), Some(id), Some(tag), None) = (
             parts.next(),
@@ -103,6 +109,12 @@ impl SessionBinding {
         let tag = URL_SAFE_NO_PAD
             .decode(tag)
             .map_err(|_| SessionError::Unrecognised)?;
+        Ok((key, upstream, tag))
+    }
+
+    /// The upstream's id inside a client's session id, if it belongs to `caller`.
+    pub fn unwrap(&self, caller: &Caller, presented: &str) -> Result<String, SessionError> {
+        let (key, upstream, tag) = self.parse(presented)?;
         let verifier = mac(key, caller, &upstream).ok_or(SessionError::Unrecognised)?;
         // `verify_slice` compares in constant time.
         if verifier.verify_slice(&tag).is_ok() {

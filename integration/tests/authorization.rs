@@ -144,7 +144,10 @@ async fn a_real_client_sees_and_calls_only_what_its_token_allows() -> Result<()>
         for r in &received {
             assert!(
                 r.header("authorization").is_none(),
-                "the client's token was passed upstream"
+                "the client's token was passed upstream: {} {} {}",
+                r.method,
+                r.path,
+                r.body
             );
             if let Some(session) = r.header("mcp-session-id") {
                 assert!(
@@ -363,5 +366,32 @@ async fn a_session_is_bound_to_the_caller_that_opened_it() -> Result<()> {
         upstream_ids.iter().all(|id| !id.starts_with("mf1.")),
         "{upstream_ids:?}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_jwks_fails_closed() -> Result<()> {
+    let Some(bin) = envoy_bin() else {
+        return Ok(());
+    };
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let peer = Peer::start(PeerMode::StatelessJson)?;
+    let mut setup = EnvoySetup::new(peer.port, filter_config());
+    setup.named_clusters.push(("idp".into(), closed));
+    setup.allow_headers_stop = false;
+    let mut envoy = Envoy::start(&bin, &setup)?;
+    let key = SigningKey::generate("key-1")?;
+    let auth = format!("Bearer {}", alice(&key));
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let r = post_raw(&envoy.url(), &[("authorization", &auth)], list).await?;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.header("retry-after").is_some());
+    assert!(
+        peer.received().await?.is_empty(),
+        "nothing reached the upstream"
+    );
+    assert!(envoy.alive());
     Ok(())
 }

@@ -95,32 +95,24 @@ impl KeySet {
         Ok(Self { keys })
     }
 
-    /// A PEM public key (RSA, EC or Ed25519, SPKI or PKCS#1).
+    /// A PEM public key: SPKI (`BEGIN PUBLIC KEY`: RSA, P-256, P-384,
+    /// Ed25519) or PKCS#1 (`BEGIN RSA PUBLIC KEY`).
     pub fn pem_key(
         kid: Option<String>,
         pem: &str,
         allowed: &[Algorithm],
     ) -> Result<VerifyKey, String> {
-        type Parse = fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>;
-        let attempts: [(Parse, AlgorithmFamily); 3] = [
-            (DecodingKey::from_rsa_pem, AlgorithmFamily::Rsa),
-            (DecodingKey::from_ec_pem, AlgorithmFamily::Ec),
-            (DecodingKey::from_ed_pem, AlgorithmFamily::Ed),
-        ];
-        for (parse, family) in attempts {
-            if let Ok(key) = parse(pem.as_bytes()) {
-                let algorithms = allowed_of_family(allowed, family, None);
-                if algorithms.is_empty() {
-                    return Err(format!("no allowed algorithm verifies a {family:?} key"));
-                }
-                return Ok(VerifyKey {
-                    kid,
-                    algorithms,
-                    key,
-                });
-            }
+        let (label, der) = pem_der(pem)?;
+        let (key, family, curve) = public_key_of(&label, &der)?;
+        let algorithms = allowed_of_family(allowed, family, curve.as_ref());
+        if algorithms.is_empty() {
+            return Err(format!("no allowed algorithm verifies this {family:?} key"));
         }
-        Err("not a PEM public key (RSA, EC or Ed25519)".into())
+        Ok(VerifyKey {
+            kid,
+            algorithms,
+            key,
+        })
     }
 
     /// An explicitly configured HMAC secret: the only way HS* is accepted.
@@ -130,6 +122,70 @@ impl KeySet {
             algorithms: allowed.iter().copied().filter(|a| is_hmac(*a)).collect(),
             key: DecodingKey::from_secret(secret),
         }
+    }
+}
+
+/// The label and DER bytes of one PEM block.
+fn pem_der(pem: &str) -> Result<(String, Vec<u8>), String> {
+    use base64::Engine;
+    let text = pem.trim();
+    let label = text
+        .strip_prefix("-----BEGIN ")
+        .and_then(|rest| rest.split_once("-----"))
+        .map(|(label, _)| label.to_string())
+        .ok_or("not a PEM block (`-----BEGIN ...-----`)")?;
+    let end = format!("-----END {label}-----");
+    let body = text
+        .split_once('\n')
+        .map(|(_, rest)| rest)
+        .and_then(|rest| rest.trim_end().strip_suffix(end.as_str()))
+        .ok_or("the PEM block does not end with its END line")?;
+    let base64: String = body.split_whitespace().collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(base64)
+        .map_err(|e| format!("the PEM body is not base64: {e}"))?;
+    Ok((label, der))
+}
+
+/// Decodes a public key; the curve is returned for EC and Ed keys.
+fn public_key_of(
+    label: &str,
+    der: &[u8],
+) -> Result<(DecodingKey, AlgorithmFamily, Option<EllipticCurve>), String> {
+    use p256::pkcs8::DecodePublicKey;
+    use rsa::pkcs1::DecodeRsaPublicKey;
+    use rsa::traits::PublicKeyParts;
+    let rsa = |key: rsa::RsaPublicKey| {
+        let key =
+            DecodingKey::from_rsa_raw_components(&key.n().to_bytes_be(), &key.e().to_bytes_be());
+        (key, AlgorithmFamily::Rsa, None)
+    };
+    match label {
+        "RSA PUBLIC KEY" => rsa::RsaPublicKey::from_pkcs1_der(der)
+            .map(rsa)
+            .map_err(|e| format!("not a PKCS#1 RSA public key: {e}")),
+        "PUBLIC KEY" => {
+            if let Ok(key) = rsa::RsaPublicKey::from_public_key_der(der) {
+                return Ok(rsa(key));
+            }
+            // EC keys are handed to the verifier as their SEC1 point.
+            if let Ok(key) = p256::PublicKey::from_public_key_der(der) {
+                let point = p256::EncodedPoint::from(key);
+                let key = DecodingKey::from_ec_der(point.as_bytes());
+                return Ok((key, AlgorithmFamily::Ec, Some(EllipticCurve::P256)));
+            }
+            if let Ok(key) = p384::PublicKey::from_public_key_der(der) {
+                let point = p384::EncodedPoint::from(key);
+                let key = DecodingKey::from_ec_der(point.as_bytes());
+                return Ok((key, AlgorithmFamily::Ec, Some(EllipticCurve::P384)));
+            }
+            if let Ok(key) = ed25519_dalek::VerifyingKey::from_public_key_der(der) {
+                let key = DecodingKey::from_ed_der(key.as_bytes());
+                return Ok((key, AlgorithmFamily::Ed, Some(EllipticCurve::Ed25519)));
+            }
+            Err("not an RSA, P-256, P-384 or Ed25519 public key".into())
+        }
+        other => Err(format!("`{other}` is not a public key PEM block")),
     }
 }
 

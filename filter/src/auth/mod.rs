@@ -9,6 +9,7 @@ pub mod jwks_refresh;
 pub mod keys;
 mod strict_json;
 pub mod token;
+pub mod verifiers;
 
 use crate::config::{invalid, ConfigError};
 use crate::policy::Caller;

@@ -19,6 +19,8 @@ const ISS: &str = "https://idp.example.com";
 const AUD: &str = "https://mcp.example.com/mcp";
 
 fn jwk(kid: &str, key: &EncodingKey, alg: Algorithm) -> Value {
+    // Ours verifies; jsonwebtoken's own provider (a test-only dependency) signs.
+    super::verifiers::install();
     let mut jwk = Jwk::from_encoding_key(key, alg).unwrap();
     jwk.common.key_id = Some(kid.into());
     serde_json::to_value(jwk).unwrap()
@@ -57,6 +59,7 @@ fn claims() -> Value {
 }
 
 fn sign(alg: Algorithm, kid: Option<&str>, key: &EncodingKey, claims: &Value) -> String {
+    super::verifiers::install();
     let mut header = Header::new(alg);
     header.kid = kid.map(str::to_string);
     encode(&header, claims, key).unwrap()
@@ -418,4 +421,37 @@ fn the_metadata_url_is_derived_per_rfc_9728() {
         .metadata
         .paths
         .contains(&"/.well-known/oauth-protected-resource".to_string()));
+}
+
+#[test]
+fn pem_public_keys_of_each_type_verify_their_tokens() {
+    let cfg = config(json!({
+        "jwks": null,
+        "pem_keys": [
+            {"kid": "rsa1", "pem": RSA1_PUB},
+            {"kid": "ec1", "pem": include_str!("testdata/ec256.pub")},
+            {"kid": "ed1", "pem": include_str!("testdata/ed.pub")},
+        ],
+    }));
+    let c = claims();
+    let ec = EncodingKey::from_ec_pem(EC_KEY.as_bytes()).unwrap();
+    let ed = EncodingKey::from_ed_pem(ED_KEY.as_bytes()).unwrap();
+    assert!(check(&cfg, &rs256(&c)).is_ok());
+    assert!(check(&cfg, &sign(Algorithm::PS256, Some("rsa1"), &rsa1(), &c)).is_ok());
+    assert!(check(&cfg, &sign(Algorithm::ES256, Some("ec1"), &ec, &c)).is_ok());
+    assert!(check(&cfg, &sign(Algorithm::EdDSA, Some("ed1"), &ed, &c)).is_ok());
+    // The EC key cannot stand in for the RSA one.
+    assert_eq!(
+        check(&cfg, &sign(Algorithm::ES256, Some("rsa1"), &ec, &c)).unwrap_err(),
+        AuthFailure::AlgorithmNotAllowed
+    );
+    let bad = serde_json::from_value::<RawAuth>(json!({
+        "issuers": [ISS], "audiences": [AUD],
+        "pem_keys": [{"pem": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"}],
+        "resource_metadata": {"resource": AUD, "authorization_servers": [ISS]},
+    }))
+    .unwrap()
+    .compile(Tenancy::default())
+    .unwrap_err();
+    assert_eq!(bad.field, "auth.pem_keys[0].pem");
 }

@@ -115,6 +115,7 @@ pub fn verify(
     rules: &TokenRules,
     now: u64,
 ) -> Result<VerifiedToken, AuthFailure> {
+    super::verifiers::install();
     if token.len() > rules.max_token_bytes {
         return Err(AuthFailure::TooLarge);
     }

@@ -632,17 +632,71 @@ mod authorized {
             .starts_with(r#"Bearer error="insufficient_scope", scope="ops", resource_metadata=""#));
     }
 
+    /// An authenticator that answers `NeedKeys` until `ready` is set.
+    fn keys_arrive_later(after: Authenticated) -> (Exchange, Rc<std::cell::Cell<bool>>) {
+        let ready = Rc::new(std::cell::Cell::new(false));
+        let flag = ready.clone();
+        let ex = Exchange::new(secure_config(), 0).with_authenticator(Box::new(move |_| {
+            if flag.get() {
+                after.clone()
+            } else {
+                Authenticated::NeedKeys
+            }
+        }));
+        (ex, ready)
+    }
+
     #[test]
-    fn an_unknown_key_holds_the_request_until_keys_are_fetched() {
-        let outcomes = std::cell::RefCell::new(vec![alice(), Authenticated::NeedKeys]);
-        let mut ex = Exchange::new(secure_config(), 0)
-            .with_authenticator(Box::new(move |_| outcomes.borrow_mut().pop().unwrap()));
+    fn a_bodiless_request_with_an_unknown_key_is_held_until_keys_are_fetched() {
+        let (mut ex, ready) = keys_arrive_later(alice());
+        let step = ex.on_request_headers(&request("GET", "/mcp"), true);
+        assert_eq!(step.action, Action::FetchKeys);
+        assert!(ex.headers_await_keys());
+        ready.set(true);
+        assert_eq!(ex.keys_ready(false, 0, || None).action, Action::Continue);
+    }
+
+    #[test]
+    fn a_post_with_an_unknown_key_goes_on_but_its_body_waits_for_the_keys() {
+        for keys_before_body_ends in [false, true] {
+            let (mut ex, ready) = keys_arrive_later(alice());
+            let step = ex.on_request_headers(&post(&[("authorization", "Bearer t")]), false);
+            assert_eq!(step.action, Action::Continue);
+            assert!(step.fetch_keys);
+            assert!(step
+                .header_edits
+                .contains(&HeaderEdit::Remove("authorization".into())));
+            let body = call("add");
+            if keys_before_body_ends {
+                ready.set(true);
+                assert_eq!(ex.keys_ready(false, 0, || None).action, Action::Pause);
+                assert_eq!(
+                    feed_body(&mut ex, body.as_bytes(), 7).action,
+                    Action::Continue
+                );
+            } else {
+                assert_eq!(feed_body(&mut ex, body.as_bytes(), 7).action, Action::Pause);
+                ready.set(true);
+                let step = ex.keys_ready(true, body.len(), || Some(body.clone().into_bytes()));
+                assert_eq!(step.action, Action::Continue);
+                assert!(step.properties.contains(&("mcp_decision", "allow".into())));
+            }
+        }
+    }
+
+    #[test]
+    fn a_deferred_authentication_that_fails_answers_401_before_the_body_goes() {
+        let (mut ex, ready) = keys_arrive_later(Authenticated::Failed(AuthFailure::BadSignature));
+        ex.on_request_headers(&post(&[]), false);
+        let body = call("add");
         assert_eq!(
-            ex.on_request_headers(&post(&[]), false).action,
-            Action::FetchKeys
+            feed_body(&mut ex, body.as_bytes(), 100).action,
+            Action::Pause
         );
-        let step = ex.resume_request_headers();
-        assert_eq!(step.action, Action::Continue);
+        ready.set(true);
+        let (status, _) =
+            reply_of(&ex.keys_ready(true, body.len(), || Some(body.clone().into_bytes())));
+        assert_eq!(status, 401);
     }
 
     #[test]

@@ -42,8 +42,53 @@ impl McpHttp {
         }
     }
 
-    /// Applies a step's edits, properties and action.
+    /// Applies a step's edits, properties and action, and starts the JWKS
+    /// fetch it may ask for.
     fn apply(&mut self, step: Step, headers: MapType) -> Action {
+        let fetch_keys = step.fetch_keys;
+        let action = self.apply_step(step, headers);
+        if !fetch_keys {
+            return action;
+        }
+        if self.shared.fetch_jwks(self, host::now_ms()) {
+            self.awaiting_keys = true;
+            return action;
+        }
+        // No fetch could start: finish authentication now (it fails closed).
+        let (done, len) = (self.request_body_done, self.request_body_len);
+        let step = self.exchange.keys_ready(done, len, || {
+            host::buffer(BufferType::HttpRequestBody, 0, len)
+        });
+        let next = self.apply_step(step, headers);
+        if self.exchange.answered() {
+            Action::Pause
+        } else if done {
+            next
+        } else {
+            action
+        }
+    }
+
+    /// The JWKS fetch is over: let the exchange finish what waited for it,
+    /// and release the request if it is now allowed to go on.
+    fn keys_ready(&mut self) {
+        let headers_held = self.exchange.headers_await_keys();
+        let (done, len) = (self.request_body_done, self.request_body_len);
+        let step = self.exchange.keys_ready(done, len, || {
+            host::buffer(BufferType::HttpRequestBody, 0, len)
+        });
+        let action = self.apply(step, MapType::HttpRequestHeaders);
+        // Held headers, or a complete body held at its end: Envoy waits for us.
+        // Otherwise the body is still arriving and its callbacks decide.
+        if action == Action::Continue && (headers_held || done) {
+            self.request_headers_held = false;
+            if let Err(e) = host::resume_request() {
+                warn!("{ROOT_ID}: cannot resume the request: status {}", e.0);
+            }
+        }
+    }
+
+    fn apply_step(&mut self, step: Step, headers: MapType) -> Action {
         if !step.header_edits.is_empty() {
             if self.request_headers_held || headers != MapType::HttpRequestHeaders {
                 for edit in &step.header_edits {
@@ -77,7 +122,8 @@ impl McpHttp {
                     Action::Pause
                 } else {
                     // No fetch could start: judge again, now without the fetch.
-                    let step = self.exchange.resume_request_headers();
+                    let (done, len) = (self.request_body_done, self.request_body_len);
+                    let step = self.exchange.keys_ready(done, len, || None);
                     self.apply(step, headers)
                 }
             }
@@ -126,14 +172,7 @@ impl Context for McpHttp {
         }
         self.awaiting_keys = false;
         self.shared.jwks_fetched(body_size, host::now_ms());
-        let step = self.exchange.resume_request_headers();
-        // Otherwise a local reply was sent, or the headers stay held (routing headers).
-        if self.apply(step, MapType::HttpRequestHeaders) == Action::Continue {
-            self.request_headers_held = false;
-            if let Err(e) = host::resume_request() {
-                warn!("{ROOT_ID}: cannot resume the request: status {}", e.0);
-            }
-        }
+        self.keys_ready();
     }
 }
 
