@@ -453,3 +453,37 @@ mod tests {
         assert_eq!(err.field, "mcp_paths[0]");
     }
 }
+
+#[cfg(test)]
+mod shipped_examples {
+    use super::FilterConfig;
+
+    /// The JSON block under `value: |` in a YAML file (the filter's configuration).
+    pub fn embedded_configs(yaml: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let lines: Vec<&str> = yaml.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if line.trim_end().ends_with("value: |") {
+                let indent = line.len() - line.trim_start().len();
+                let block: Vec<&str> = lines[i + 1..]
+                    .iter()
+                    .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent)
+                    .copied()
+                    .collect();
+                out.push(block.join("\n"));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_shipped_envoy_yaml_carries_a_configuration_the_filter_accepts() {
+        let yaml = include_str!("../../envoy.yaml");
+        let configs = embedded_configs(yaml);
+        assert_eq!(configs.len(), 1);
+        let config = FilterConfig::from_json(configs[0].as_bytes()).unwrap();
+        assert!(config.auth.is_some());
+        assert!(config.policy.has_rules());
+        assert!(config.sessions.is_some());
+    }
+}

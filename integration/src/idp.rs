@@ -42,6 +42,11 @@ impl SigningKey {
         })
     }
 
+    /// The public half, as a JWK.
+    pub fn public_jwk(&self) -> Value {
+        self.jwk.clone()
+    }
+
     pub fn sign(&self, claims: &Value) -> String {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());
