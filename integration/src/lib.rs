@@ -193,6 +193,8 @@ pub struct EnvoySetup {
     pub header_routes: Vec<(String, String, u16)>,
     /// Extra named clusters (e.g. the identity provider serving a JWKS).
     pub named_clusters: Vec<(String, u16)>,
+    /// HTTP filters (YAML list items, unindented) placed before the filter.
+    pub filters_before: Vec<String>,
 }
 
 impl EnvoySetup {
@@ -204,6 +206,7 @@ impl EnvoySetup {
             upstream_port,
             header_routes: Vec::new(),
             named_clusters: Vec::new(),
+            filters_before: Vec::new(),
         }
     }
 
@@ -290,6 +293,14 @@ impl Envoy {
             ));
         }
         let access_log = dir.join("access.log");
+        let mut filters_before = String::new();
+        for filter in &setup.filters_before {
+            for line in filter.lines() {
+                filters_before.push_str("                  ");
+                filters_before.push_str(line);
+                filters_before.push('\n');
+            }
+        }
         Ok(format!(
             r#"# Frequent flushes so histograms show up in a scrape soon after traffic.
 stats_flush_interval: 0.1s
@@ -323,7 +334,7 @@ static_resources:
 {routes}                    - match: {{ prefix: "/" }}
                       route: {{ cluster: upstream_0, timeout: 0s }}
                 http_filters:
-                  - name: mcp_filter
+{filters_before}                  - name: mcp_filter
                     typed_config:
                       "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
                       config:

@@ -395,3 +395,65 @@ async fn an_unreachable_jwks_fails_closed() -> Result<()> {
     assert!(envoy.alive());
     Ok(())
 }
+
+/// Operators who already run Envoy's `jwt_authn` reuse it: the filter takes
+/// the claims it verified from its dynamic metadata and applies the policy.
+#[tokio::test(flavor = "multi_thread")]
+async fn claims_verified_by_envoys_jwt_authn_are_used_for_the_policy() -> Result<()> {
+    let Some(bin) = envoy_bin() else {
+        return Ok(());
+    };
+    let key = SigningKey::generate("key-1")?;
+    let idp = Idp::start(&[&key]).await?;
+    let peer = Peer::start(PeerMode::StatelessJson)?;
+    let mut config = filter_config();
+    config["auth"] = json!({
+        "source": "jwt_authn",
+        "jwt_authn": {"payload_key": "jwt_payload"},
+        "resource_metadata": {"resource": AUDIENCE, "authorization_servers": [ISSUER]},
+    });
+    config.as_object_mut().map(|c| c.remove("sessions"));
+    let mut setup = EnvoySetup::new(peer.port, config);
+    setup.named_clusters.push(("idp".into(), idp.port));
+    setup.allow_headers_stop = false;
+    setup.filters_before.push(format!(
+        r#"- name: envoy.filters.http.jwt_authn
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+    providers:
+      idp:
+        issuer: {ISSUER}
+        audiences: [{AUDIENCE}]
+        remote_jwks:
+          http_uri: {{ uri: "http://127.0.0.1:{port}/jwks", cluster: idp, timeout: 2s }}
+          cache_duration: 300s
+        payload_in_metadata: jwt_payload
+    rules:
+      - match: {{ prefix: /mcp }}
+        requires: {{ provider_name: idp }}"#,
+        port = idp.port
+    ));
+    let envoy = Envoy::start(&bin, &setup)?;
+    let call = |tool: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}","arguments":{{"a":1,"b":2}}}}}}"#
+        )
+    };
+    let auth = format!("Bearer {}", alice(&key));
+    let r = post_raw(&envoy.url(), &[("authorization", &auth)], call("add")).await?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = post_raw(&envoy.url(), &[("authorization", &auth)], call("big")).await?;
+    assert_eq!(r.status, 403, "{}", r.text());
+    // No token: jwt_authn itself refuses (401) before the filter runs.
+    let r = post_raw(&envoy.url(), &[], call("add")).await?;
+    assert_eq!(r.status, 401);
+    let calls: Vec<String> = peer
+        .received()
+        .await?
+        .iter()
+        .filter(|r| r.rpc_method().as_deref() == Some("tools/call"))
+        .map(|r| r.body.clone())
+        .collect();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    Ok(())
+}

@@ -367,9 +367,10 @@ async fn routing_headers_from_the_body_pick_the_route() -> Result<()> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
         let log = envoy.access_log();
-        if log.contains("method=tools/call name=echo tool=echo status=200")
-            && log.contains("tool=add")
-        {
+        let echo_line = log.lines().any(|l| {
+            l.starts_with("method=tools/call name=echo tool=echo ") && l.ends_with("status=200")
+        });
+        if echo_line && log.contains("tool=add") {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "access log: {log}");

@@ -261,10 +261,11 @@ impl Authenticator {
 }
 
 /// The claims `jwt_authn` wrote under `key` (its `payload_in_metadata`) in
-/// its dynamic metadata namespace, which Envoy hands over as a protobuf
-/// `Struct`; as JSON for [`Authenticator::authenticate_claims`].
-pub fn claims_from_metadata(struct_bytes: &[u8], key: &str) -> Option<Vec<u8>> {
-    let value = crate::config::struct_pb::decode_struct(struct_bytes).ok()?;
+/// its `namespace` of the request's dynamic metadata (the serialized
+/// `Metadata` message Envoy hands over), as JSON for
+/// [`Authenticator::authenticate_claims`].
+pub fn claims_from_metadata(metadata: &[u8], namespace: &str, key: &str) -> Option<Vec<u8>> {
+    let value = crate::config::struct_pb::decode_metadata_namespace(metadata, namespace).ok()??;
     value
         .get(key)
         .filter(|v| v.is_object())

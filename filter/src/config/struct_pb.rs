@@ -22,6 +22,34 @@ pub fn decode_struct(bytes: &[u8]) -> Result<Value, String> {
     struct_fields(bytes, 0).map(Value::Object)
 }
 
+/// The `Struct` a filter wrote under `namespace` in an
+/// `envoy.config.core.v3.Metadata` (field 1, `filter_metadata`, a map of
+/// namespace to Struct), as JSON. What Envoy hands over for the `metadata`
+/// property.
+pub fn decode_metadata_namespace(bytes: &[u8], namespace: &str) -> Result<Option<Value>, String> {
+    let mut reader = Reader { bytes };
+    let mut found = None;
+    while let Some((number, field)) = reader.next()? {
+        let (1, Field::Bytes(entry)) = (number, field) else {
+            // typed_filter_metadata and anything newer: not ours to read.
+            continue;
+        };
+        let mut entry_reader = Reader { bytes: entry };
+        let (mut key, mut value) = (None, None);
+        while let Some((n, f)) = entry_reader.next()? {
+            match (n, f) {
+                (1, Field::Bytes(k)) => key = Some(k),
+                (2, Field::Bytes(v)) => value = Some(v),
+                _ => return Err("malformed filter_metadata entry".into()),
+            }
+        }
+        if key == Some(namespace.as_bytes()) {
+            found = Some(decode_struct(value.unwrap_or_default())?);
+        }
+    }
+    Ok(found)
+}
+
 struct Reader<'a> {
     bytes: &'a [u8],
 }
@@ -142,6 +170,31 @@ fn number(n: f64) -> Result<Value, String> {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    #[test]
+    fn a_namespace_is_found_in_envoy_metadata() {
+        use super::*;
+        // Metadata{filter_metadata: {"other": {}, "ns": {"k": "v"}}}, hand-encoded.
+        let value = [0x1a, 0x01, b'v']; // Value.string_value
+        let mut field = vec![0x0a, 0x01, b'k', 0x12, value.len() as u8];
+        field.extend_from_slice(&value);
+        let mut strukt = vec![0x0a, field.len() as u8];
+        strukt.extend_from_slice(&field);
+        let mut entry = vec![0x0a, 0x02, b'n', b's', 0x12, strukt.len() as u8];
+        entry.extend_from_slice(&strukt);
+        let mut metadata = vec![
+            0x0a, 0x09, 0x0a, 0x05, b'o', b't', b'h', b'e', b'r', 0x12, 0x00,
+        ];
+        metadata.push(0x0a);
+        metadata.push(entry.len() as u8);
+        metadata.extend_from_slice(&entry);
+        assert_eq!(
+            decode_metadata_namespace(&metadata, "ns").unwrap(),
+            Some(serde_json::json!({"k": "v"}))
+        );
+        assert_eq!(decode_metadata_namespace(&metadata, "none").unwrap(), None);
+        assert!(decode_metadata_namespace(&[0x0a, 0x05, 0x01], "ns").is_err());
+    }
+
     use super::*;
 
     fn varint(mut n: u64, out: &mut Vec<u8>) {

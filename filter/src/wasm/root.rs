@@ -58,8 +58,10 @@ impl Shared {
                 auth.authenticate_bearer(authorization, headers, now_ms)
             }
             ClaimsSource::JwtAuthn { namespace, key } => {
-                let claims = host::property(&["metadata", "filter_metadata", &namespace])
-                    .and_then(|bytes| claims_from_metadata(&bytes, &key));
+                // The whole `Metadata` message: a sub-path comes back in the
+                // map encoding, which loses the claims' types.
+                let claims = host::property(&["metadata"])
+                    .and_then(|bytes| claims_from_metadata(&bytes, &namespace, &key));
                 auth.authenticate_claims(claims.as_deref(), headers)
             }
         }
