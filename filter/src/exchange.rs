@@ -264,6 +264,13 @@ impl Exchange {
             }
             // CORS preflight is answered by Envoy's cors filter or the server.
             "OPTIONS" => return Step::go(),
+            // With authentication on, nothing unauthenticated reaches the MCP endpoint.
+            _ if self.config.auth.is_some() => {
+                return self.refuse(Rejection::new(
+                    Reason::MethodNotAllowed,
+                    "the MCP endpoint serves GET, POST and DELETE",
+                ))
+            }
             _ => {
                 return self.non_mcp(
                     Reason::MethodNotAllowed,

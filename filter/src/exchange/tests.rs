@@ -815,3 +815,51 @@ mod authorized {
         assert_eq!(status, 503);
     }
 }
+
+mod secured_edges {
+    use super::*;
+    use crate::auth::Authenticated;
+    use crate::policy::Caller;
+
+    fn secured(extra: serde_json::Value) -> Exchange {
+        let mut json = serde_json::json!({
+            "auth": {
+                "issuers": ["https://idp"], "audiences": ["https://mcp.example.com/mcp"],
+                "remote_jwks": {"cluster": "idp", "path": "/jwks"},
+                "resource_metadata": {"resource": "https://mcp.example.com/mcp",
+                    "authorization_servers": ["https://idp"]},
+            },
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            json["auth"][k] = v.clone();
+        }
+        let caller = Authenticated::Caller(Rc::new(Caller {
+            subject: "alice".into(),
+            ..Caller::default()
+        }));
+        Exchange::new(config(&json.to_string()), 0)
+            .with_authenticator(Box::new(move |_| caller.clone()))
+    }
+
+    #[test]
+    fn other_methods_on_the_mcp_endpoint_are_refused_when_authentication_is_on() {
+        let mut ex = secured(serde_json::json!({}));
+        assert_eq!(reply_of(&ex.on_request_headers(&request("PUT", "/mcp"), false)).0, 405);
+    }
+
+    #[test]
+    fn an_upstream_credential_replaces_the_clients_token() {
+        let mut ex = secured(serde_json::json!({"upstream_authorization": "Bearer upstream-secret"}));
+        let step = ex.on_request_headers(&post(&[("authorization", "Bearer client")]), false);
+        assert_eq!(
+            step.header_edits,
+            vec![
+                HeaderEdit::Remove("authorization".into()),
+                HeaderEdit::Set("authorization".into(), "Bearer upstream-secret".into()),
+            ]
+        );
+        let mut ex = secured(serde_json::json!({"forward_token": true}));
+        let step = ex.on_request_headers(&post(&[("authorization", "Bearer client")]), false);
+        assert!(step.header_edits.is_empty());
+    }
+}
