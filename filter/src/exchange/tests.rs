@@ -844,12 +844,16 @@ mod secured_edges {
     #[test]
     fn other_methods_on_the_mcp_endpoint_are_refused_when_authentication_is_on() {
         let mut ex = secured(serde_json::json!({}));
-        assert_eq!(reply_of(&ex.on_request_headers(&request("PUT", "/mcp"), false)).0, 405);
+        assert_eq!(
+            reply_of(&ex.on_request_headers(&request("PUT", "/mcp"), false)).0,
+            405
+        );
     }
 
     #[test]
     fn an_upstream_credential_replaces_the_clients_token() {
-        let mut ex = secured(serde_json::json!({"upstream_authorization": "Bearer upstream-secret"}));
+        let mut ex =
+            secured(serde_json::json!({"upstream_authorization": "Bearer upstream-secret"}));
         let step = ex.on_request_headers(&post(&[("authorization", "Bearer client")]), false);
         assert_eq!(
             step.header_edits,
