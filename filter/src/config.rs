@@ -17,6 +17,7 @@ use std::rc::Rc;
 
 /// Requests to paths or with methods that are not the MCP endpoint's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum NonMcpTraffic {
     /// Forward untouched (the filter only observes the MCP endpoint).
@@ -125,34 +126,54 @@ pub(crate) fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
 // The wire shape: every field optional, unknown fields refused so a typo is an
 // error rather than a silently ignored setting.
 #[derive(Deserialize, Default)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 struct RawConfig {
+    /// Largest POST body accepted (default 1048576; 413 above).
     max_request_bytes: Option<u64>,
+    /// Largest JSON body / SSE event read from responses (default 8388608).
     max_response_bytes: Option<u64>,
+    /// Accept JSON-RPC batches, each element checked (default false).
     allow_batches: Option<bool>,
+    /// Paths that are the MCP endpoint (default: every path).
     mcp_paths: Option<Vec<String>>,
+    /// `pass` (default) or `reject` requests to other paths or with other methods.
     non_mcp_traffic: Option<NonMcpTraffic>,
+    /// Request headers set from the body for routing (needs allow_on_headers_stop_iteration).
     routing_headers: Option<RawRoutingHeaders>,
+    /// Bounds on metric labels.
     metrics: Option<RawMetrics>,
+    /// Authentication (JWT); without it callers are anonymous and no policy applies.
     auth: Option<RawAuth>,
+    /// Where the caller's tenant and workspace come from.
     tenancy: Option<RawTenancy>,
+    /// Ordered authorization rules.
     policy: Option<RawPolicy>,
+    /// Binding of Mcp-Session-Id to the caller.
     sessions: Option<RawSessions>,
 }
 
 #[derive(Deserialize, Default)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 struct RawRoutingHeaders {
+    /// Hold request headers until the body is read, then set the two headers (default false).
     enabled: Option<bool>,
+    /// Header carrying the JSON-RPC method (default x-mcp-method).
     method: Option<String>,
+    /// Header carrying the tool, prompt or resource name (default x-mcp-tool).
     name: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 struct RawMetrics {
+    /// Tool names that always get their own metric label.
     tool_labels: Option<Vec<String>>,
+    /// Bound on distinct tool labels per worker (default 256).
     max_tool_labels: Option<u64>,
+    /// Bound on distinct tenant labels per worker (default 100).
     max_tenant_labels: Option<u64>,
 }
 
@@ -485,5 +506,41 @@ mod shipped_examples {
         assert!(config.auth.is_some());
         assert!(config.policy.has_rules());
         assert!(config.sessions.is_some());
+    }
+}
+
+#[cfg(test)]
+mod schema {
+    /// The JSON Schema of the plugin configuration, for editors and CI checks.
+    pub fn generate() -> String {
+        let mut schema = schemars::schema_for!(super::RawConfig);
+        schema.insert("title".into(), "mcp-filter plugin configuration".into());
+        let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+
+    /// `config.schema.json` is generated from the configuration types; this
+    /// fails when it is stale (`UPDATE_SCHEMA=1 cargo test -p mcp-filter schema` rewrites it).
+    #[test]
+    fn the_committed_json_schema_matches_the_configuration_types() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config.schema.json");
+        let fresh = generate();
+        if std::env::var("UPDATE_SCHEMA").is_ok_and(|v| v == "1") {
+            std::fs::write(path, &fresh).unwrap();
+        }
+        let committed = include_str!("../../config.schema.json");
+        assert!(
+            committed == fresh,
+            "config.schema.json is stale: run UPDATE_SCHEMA=1 cargo test -p mcp-filter schema"
+        );
+    }
+
+    #[test]
+    fn the_schema_refuses_unknown_fields_like_the_parser() {
+        let schema: serde_json::Value = serde_json::from_str(&generate()).unwrap();
+        assert_eq!(schema["additionalProperties"], false);
+        assert!(schema["properties"]["auth"].is_object());
+        assert!(schema["properties"]["policy"].is_object());
     }
 }

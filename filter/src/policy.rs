@@ -288,6 +288,7 @@ impl Policy {
 // ---- configuration -----------------------------------------------------------
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Effect {
     Allow,
@@ -296,6 +297,7 @@ pub enum Effect {
 
 /// `policy` in the plugin configuration.
 #[derive(Debug, Deserialize, Default)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct RawPolicy {
     /// What happens when no rule matches: `deny` by default once any rule exists.
@@ -304,6 +306,7 @@ pub struct RawPolicy {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
     pub name: Option<String>,
@@ -324,6 +327,7 @@ pub struct RawRule {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum OneOrMany {
     One(String),

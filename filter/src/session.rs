@@ -126,6 +126,7 @@ impl SessionBinding {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawSessionKey {
     id: String,
@@ -134,6 +135,7 @@ pub struct RawSessionKey {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawSessions {
     binding_keys: Vec<RawSessionKey>,

@@ -316,6 +316,7 @@ fn claim_string(claims: &Map<String, Value>, path: &str) -> Option<String> {
 // ---- configuration -----------------------------------------------------------
 
 #[derive(Debug, Deserialize, Default)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum RawSource {
     #[default]
@@ -324,6 +325,7 @@ pub enum RawSource {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
     #[serde(default)]
@@ -352,6 +354,7 @@ pub struct RawAuth {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawPemKey {
     kid: Option<String>,
@@ -359,6 +362,7 @@ struct RawPemKey {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawSecret {
     kid: Option<String>,
@@ -367,6 +371,7 @@ struct RawSecret {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawRemoteJwks {
     cluster: String,
@@ -378,6 +383,7 @@ struct RawRemoteJwks {
 }
 
 #[derive(Debug, Deserialize, Default)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawJwtAuthn {
     /// Dynamic metadata namespace (default `envoy.filters.http.jwt_authn`).
@@ -387,6 +393,7 @@ struct RawJwtAuthn {
 }
 
 #[derive(Debug, Deserialize, Default)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawResourceMetadata {
     resource: String,
@@ -401,6 +408,7 @@ struct RawResourceMetadata {
 }
 
 #[derive(Debug, Deserialize, Default)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawTenancy {
     tenant_claim: Option<String>,
