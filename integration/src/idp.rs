@@ -137,3 +137,33 @@ async fn jwks(State(shared): State<Arc<Shared>>) -> Json<Value> {
         .unwrap_or_default();
     Json(json!({ "keys": keys }))
 }
+
+/// A filter configuration that authenticates with this provider (its JWKS
+/// through the Envoy cluster `idp`), with tenants, a policy and session
+/// binding: acme may use `add` and `echo`, `secret` needs `mcp:admin`.
+pub fn secured_config() -> Value {
+    let session_key =
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [42u8; 32]);
+    json!({
+        "mcp_paths": ["/mcp"],
+        "auth": {
+            "issuers": [ISSUER],
+            "audiences": [AUDIENCE],
+            "remote_jwks": {"cluster": "idp", "path": "/jwks", "min_refetch_seconds": 1},
+            "resource_metadata": {
+                "resource": AUDIENCE,
+                "authorization_servers": [ISSUER],
+                "scopes_supported": ["mcp:tools", "mcp:admin"],
+                "challenge_scopes": ["mcp:tools"],
+            },
+        },
+        "tenancy": {"tenant_claim": "tenant"},
+        "policy": {"rules": [
+            {"name": "secret-needs-admin", "tenants": ["acme"], "tools": ["secret"],
+             "effect": "allow", "require_scopes": ["mcp:admin"]},
+            {"name": "acme-tools", "tenants": ["acme"], "tools": ["add", "echo"], "effect": "allow"},
+            {"name": "globex-echo", "tenants": ["globex"], "tools": ["echo"], "effect": "allow"},
+        ]},
+        "sessions": {"binding_keys": [{"id": "k1", "secret": session_key}]},
+    })
+}

@@ -5,8 +5,9 @@
 //! means "never reached it".
 
 use anyhow::Result;
-use base64::Engine;
-use mcp_filter_integration::idp::{self, claims, Idp, SigningKey, AUDIENCE, ISSUER};
+use mcp_filter_integration::idp::{
+    self, claims, secured_config as filter_config, Idp, SigningKey, AUDIENCE, ISSUER,
+};
 use mcp_filter_integration::{envoy_bin, post_raw, Envoy, EnvoySetup, Peer, PeerMode};
 use rmcp::model::CallToolRequestParams;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
@@ -14,32 +15,6 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::ServiceExt;
 use serde_json::{json, Value};
 use std::time::Duration;
-
-fn filter_config() -> Value {
-    let session_key = base64::engine::general_purpose::STANDARD.encode([42u8; 32]);
-    json!({
-        "mcp_paths": ["/mcp"],
-        "auth": {
-            "issuers": [ISSUER],
-            "audiences": [AUDIENCE],
-            "remote_jwks": {"cluster": "idp", "path": "/jwks", "min_refetch_seconds": 1},
-            "resource_metadata": {
-                "resource": AUDIENCE,
-                "authorization_servers": [ISSUER],
-                "scopes_supported": ["mcp:tools", "mcp:admin"],
-                "challenge_scopes": ["mcp:tools"],
-            },
-        },
-        "tenancy": {"tenant_claim": "tenant"},
-        "policy": {"rules": [
-            {"name": "secret-needs-admin", "tenants": ["acme"], "tools": ["secret"],
-             "effect": "allow", "require_scopes": ["mcp:admin"]},
-            {"name": "acme-tools", "tenants": ["acme"], "tools": ["add", "echo"], "effect": "allow"},
-            {"name": "globex-echo", "tenants": ["globex"], "tools": ["echo"], "effect": "allow"},
-        ]},
-        "sessions": {"binding_keys": [{"id": "k1", "secret": session_key}]},
-    })
-}
 
 struct World {
     peer: Peer,

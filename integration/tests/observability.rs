@@ -1,0 +1,116 @@
+//! The Grafana dashboard cannot drift: after traffic that exercises every
+//! panel (calls, a denial, an authentication failure, a refused request, an
+//! error), every metric and label the dashboard queries is in a real Envoy's
+//! scrape, fetched the way the shipped Prometheus snippet fetches it.
+
+use anyhow::Result;
+use mcp_filter_integration::idp::{claims, secured_config, Idp, SigningKey};
+use mcp_filter_integration::scrape::Scrape;
+use mcp_filter_integration::{envoy_bin, post_raw, repo_root, Envoy, EnvoySetup, Peer, PeerMode};
+use regex::Regex;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+/// (metric, labels it is grouped or filtered by) for every dashboard query.
+fn dashboard_queries() -> Vec<(String, BTreeSet<String>, String)> {
+    let path = repo_root().join("examples/observability/grafana-dashboard.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let metric = Regex::new(r"\b(mcp_[a-z_]+)\s*[\[{]").unwrap();
+    let grouped = Regex::new(r"by \(([^)]*)\)").unwrap();
+    let matcher = Regex::new(r"\{([^}]*)\}").unwrap();
+    let label = Regex::new(r"([a-z_]+)\s*(=~|!~|!=|=)").unwrap();
+    let mut out = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap().to_string();
+            let mut labels = BTreeSet::new();
+            for c in grouped.captures_iter(&expr) {
+                labels.extend(
+                    c[1].split(',')
+                        .map(|l| l.trim().to_string())
+                        .filter(|l| l != "le"),
+                );
+            }
+            for c in matcher.captures_iter(&expr) {
+                labels.extend(label.captures_iter(&c[1]).map(|l| l[1].to_string()));
+            }
+            for m in metric.captures_iter(&expr) {
+                out.push((m[1].to_string(), labels.clone(), expr.clone()));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_metric_the_dashboard_queries_is_in_a_real_scrape() -> Result<()> {
+    let Some(bin) = envoy_bin() else {
+        return Ok(());
+    };
+    let key = SigningKey::generate("key-1")?;
+    let idp = Idp::start(&[&key]).await?;
+    let peer = Peer::start(PeerMode::StatelessJson)?;
+    let mut setup = EnvoySetup::new(peer.port, secured_config());
+    setup.named_clusters.push(("idp".into(), idp.port));
+    let envoy = Envoy::start(&bin, &setup)?;
+
+    let auth = format!(
+        "Bearer {}",
+        key.sign(&claims(
+            "alice",
+            json!({"tenant": "acme", "scope": "mcp:tools"})
+        ))
+    );
+    let h = [("authorization", auth.as_str())];
+    let call = |tool: &str, args: Value| {
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+               "params": {"name": tool, "arguments": args}})
+        .to_string()
+    };
+    let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+    assert_eq!(post_raw(&envoy.url(), &h, list).await?.status, 200);
+    assert_eq!(
+        post_raw(&envoy.url(), &h, call("add", json!({"a": 1, "b": 2})))
+            .await?
+            .status,
+        200
+    );
+    // An error answered by the server (missing argument), a denial, an
+    // authentication failure and a refused (unparseable) request.
+    post_raw(&envoy.url(), &h, call("echo", json!({}))).await?;
+    assert_eq!(
+        post_raw(&envoy.url(), &h, call("big", json!({"n": 1})))
+            .await?
+            .status,
+        403
+    );
+    assert_eq!(post_raw(&envoy.url(), &[], list).await?.status, 401);
+    assert_eq!(post_raw(&envoy.url(), &h, "{not json").await?.status, 400);
+
+    // Scrape as prometheus-scrape.yaml does (its `filter` parameter).
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let text = reqwest::get(format!(
+        "http://{}/stats/prometheus?filter=mcp_",
+        envoy.admin
+    ))
+    .await?
+    .text()
+    .await?;
+    let scrape = Scrape::parse(&text);
+    let queries = dashboard_queries();
+    assert!(queries.len() >= 8, "{queries:?}");
+    for (metric, labels, expr) in queries {
+        let series: Vec<_> = scrape.series.iter().filter(|s| s.name == metric).collect();
+        assert!(
+            !series.is_empty(),
+            "`{metric}` (in `{expr}`) is not in the scrape:\n{text}"
+        );
+        for label in &labels {
+            assert!(
+                series.iter().any(|s| s.labels.contains_key(label)),
+                "no `{metric}` series has label `{label}` (in `{expr}`):\n{text}"
+            );
+        }
+    }
+    Ok(())
+}
