@@ -129,6 +129,10 @@ pub(crate) fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 struct RawConfig {
+    /// The JSON Schema this file follows (for editors; ignored by the filter).
+    #[serde(rename = "$schema")]
+    #[allow(dead_code)]
+    schema: Option<String>,
     /// Largest POST body accepted (default 1048576; 413 above).
     max_request_bytes: Option<u64>,
     /// Largest JSON body / SSE event read from responses (default 8388608).
@@ -455,6 +459,12 @@ mod tests {
         let err = FilterConfig::from_json(br#"{"metrics": {"tool_labels": ["ok", "no spaces"]}}"#)
             .unwrap_err();
         assert_eq!(err.field, "metrics.tool_labels[1]");
+    }
+
+    #[test]
+    fn a_schema_reference_for_editors_is_accepted() {
+        let cfg = FilterConfig::from_json(br#"{"$schema": "./config.schema.json"}"#).unwrap();
+        assert_eq!(cfg, FilterConfig::default());
     }
 
     #[test]
