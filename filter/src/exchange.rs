@@ -130,6 +130,8 @@ pub struct Exchange {
     /// on: authentication completes before the body is released.
     deferred_auth: Option<Vec<(String, String)>>,
     listing: Option<ListingRewrite>,
+    /// Tool labels still have room: collect the names a `tools/list` answer lists.
+    learn_tool_labels: bool,
     started_ms: u64,
     phase: Phase,
     mirrored: MirroredHeaders,
@@ -154,6 +156,7 @@ impl Exchange {
             pending_headers: None,
             deferred_auth: None,
             listing: None,
+            learn_tool_labels: true,
             started_ms: now_ms,
             phase: Phase::Passthrough,
             mirrored: MirroredHeaders::default(),
@@ -168,6 +171,13 @@ impl Exchange {
     /// without it every request is refused, fail closed).
     pub fn with_authenticator(mut self, authenticate: Authenticate) -> Self {
         self.authenticate = Some(authenticate);
+        self
+    }
+
+    /// Whether to collect tool names from a `tools/list` answer for metric
+    /// labels (pointless once the label set is full).
+    pub fn with_label_learning(mut self, learn: bool) -> Self {
+        self.learn_tool_labels = learn;
         self
     }
 
@@ -648,11 +658,14 @@ impl Exchange {
                         message.id.as_ref(),
                         self.config.max_response_bytes,
                     );
-                    self.response = Some(if message.method.as_deref() == Some("tools/list") {
-                        observer.collecting_tools()
-                    } else {
-                        observer
-                    });
+                    let learn = self.learn_tool_labels;
+                    self.response = Some(
+                        if learn && message.method.as_deref() == Some("tools/list") {
+                            observer.collecting_tools()
+                        } else {
+                            observer
+                        },
+                    );
                 }
             }
         }

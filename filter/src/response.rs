@@ -192,15 +192,22 @@ impl ResponseObserver {
         if !answers_request || self.outcome.is_some() {
             return;
         }
-        self.outcome = Some(match (&message.result, &message.error) {
+        // The result is kept raw: only `isError` is read, and the tool names
+        // only when asked for (a 1,000-tool listing is not parsed for nothing).
+        let result = message
+            .result
+            .map(|raw| serde_json::from_str::<ResultView>(raw.get()).unwrap_or_default());
+        self.outcome = Some(match (&result, &message.error) {
             (_, Some(error)) => Outcome::RpcError(error.code),
             (Some(result), None) if result.is_error == Some(true) => Outcome::ToolError,
             (Some(_), None) => Outcome::Result,
             (None, None) => return,
         });
         if self.collect_tools {
-            if let Some(tools) = message.result.and_then(|r| r.tools) {
-                self.tools = tools.into_iter().map(|t| t.name).collect();
+            if let Some(raw) = message.result {
+                if let Ok(ToolsView { tools: Some(tools) }) = serde_json::from_str(raw.get()) {
+                    self.tools = tools.into_iter().map(|t: NamedItem| t.name).collect();
+                }
             }
         }
     }
@@ -210,14 +217,19 @@ impl ResponseObserver {
 struct ResponseView<'a> {
     #[serde(borrow)]
     id: Option<&'a RawValue>,
-    result: Option<ResultView>,
+    #[serde(borrow)]
+    result: Option<&'a RawValue>,
     error: Option<ErrorView>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct ResultView {
     #[serde(rename = "isError")]
     is_error: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct ToolsView {
     tools: Option<Vec<NamedItem>>,
 }
 

@@ -158,6 +158,11 @@ impl ToolLabels {
     }
 
     /// Learns names from a `tools/list` result the upstream sent.
+    /// No room for another learned label.
+    pub fn is_full(&self) -> bool {
+        self.known.len() >= self.max
+    }
+
     pub fn learn<'a>(&mut self, listed: impl IntoIterator<Item = &'a String>) {
         for tool in listed {
             if self.known.len() >= self.max {

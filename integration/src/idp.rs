@@ -21,6 +21,7 @@ pub const AUDIENCE: &str = "http://127.0.0.1/mcp";
 #[derive(Clone)]
 pub struct SigningKey {
     pub kid: String,
+    alg: Algorithm,
     key: EncodingKey,
     jwk: Value,
 }
@@ -37,6 +38,7 @@ impl SigningKey {
         jwk.common.key_id = Some(kid.to_string());
         Ok(Self {
             kid: kid.to_string(),
+            alg: Algorithm::ES256,
             key,
             jwk: serde_json::to_value(jwk)?,
         })
@@ -47,8 +49,24 @@ impl SigningKey {
         self.jwk.clone()
     }
 
+    /// A fresh 2048-bit RSA key (RS256).
+    pub fn generate_rs256(kid: &str) -> Result<Self> {
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+        let private = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048)?;
+        let der = private.to_pkcs1_der().context("encoding the RSA key")?;
+        let key = EncodingKey::from_rsa_der(der.as_bytes());
+        let mut jwk = Jwk::from_encoding_key(&key, Algorithm::RS256)?;
+        jwk.common.key_id = Some(kid.to_string());
+        Ok(Self {
+            kid: kid.to_string(),
+            alg: Algorithm::RS256,
+            key,
+            jwk: serde_json::to_value(jwk)?,
+        })
+    }
+
     pub fn sign(&self, claims: &Value) -> String {
-        let mut header = Header::new(Algorithm::ES256);
+        let mut header = Header::new(self.alg);
         header.kid = Some(self.kid.clone());
         encode(&header, claims, &self.key).expect("signing a test token")
     }

@@ -28,9 +28,15 @@ pub struct McpHttp {
 impl McpHttp {
     pub fn new(shared: Rc<Shared>, now_ms: u64) -> Self {
         let for_auth = shared.clone();
-        let exchange = Exchange::new(shared.config.clone(), now_ms).with_authenticator(Box::new(
-            move |headers| for_auth.authenticate(headers, host::now_ms()),
-        ));
+        let learn = shared
+            .labels
+            .try_borrow()
+            .is_ok_and(|labels| !labels.tools.is_full());
+        let exchange = Exchange::new(shared.config.clone(), now_ms)
+            .with_authenticator(Box::new(move |headers| {
+                for_auth.authenticate(headers, host::now_ms())
+            }))
+            .with_label_learning(learn);
         Self {
             shared,
             exchange,

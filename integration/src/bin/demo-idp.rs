@@ -3,7 +3,7 @@
 //! cluster) and mints tokens at `/token?sub=..&tenant=..&scope=..`. A real
 //! deployment points the filter's `remote_jwks` at its own IdP instead.
 //!
-//!   demo-idp --port 8082 --issuer http://127.0.0.1:8082 --audience http://127.0.0.1:10000/mcp
+//!   demo-idp --port 8082 --issuer http://127.0.0.1:8082 --audience http://127.0.0.1:10000/mcp [--alg RS256]
 
 use anyhow::{Context, Result};
 use axum::extract::{Query, State};
@@ -34,7 +34,11 @@ async fn main() -> Result<()> {
         .unwrap_or_else(|| "8082".into())
         .parse()?;
     let demo = Arc::new(Demo {
-        key: SigningKey::generate("demo-1")?,
+        key: match arg(&args, "--alg").as_deref() {
+            Some("RS256") => SigningKey::generate_rs256("demo-rs-1")?,
+            None | Some("ES256") => SigningKey::generate("demo-1")?,
+            Some(other) => anyhow::bail!("--alg {other}: ES256 or RS256"),
+        },
         issuer: arg(&args, "--issuer").context("--issuer")?,
         audience: arg(&args, "--audience").context("--audience")?,
     });

@@ -226,13 +226,20 @@ async fn main() -> anyhow::Result<()> {
             }
         }),
     );
-    let app = Router::new()
-        .nest_service("/mcp", service)
-        .layer(middleware::from_fn_with_state(log.clone(), record))
-        .merge(peer_api);
+    // `--bench`: nothing is recorded (the log would grow with every request).
+    let bench = args.iter().any(|a| a == "--bench");
+    let mut app = Router::new().nest_service("/mcp", service);
+    if !bench {
+        app = app.layer(middleware::from_fn_with_state(log.clone(), record));
+    }
+    let app = app.merge(peer_api);
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening on {}", listener.local_addr()?);
+    // Small JSON-RPC answers must not wait for Nagle.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

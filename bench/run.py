@@ -1,0 +1,350 @@
+#!/usr/bin/env python3
+"""Side-by-side load benchmark of mcp-filter (scripts/bench runs this).
+
+Setups, each against the same real MCP server (rmcp, `mcp-peer --bench`):
+  direct    client -> upstream
+  plain     client -> Envoy (router only)
+  native    client -> Envoy + envoy.filters.http.mcp + RBAC allowing a tool list
+  observe   client -> Envoy + mcp-filter, `{}` (parse + metrics)
+  full      client -> Envoy + mcp-filter: RS256 JWT (remote JWKS) + per-tool
+            policy + tenant + filtered listings + session binding + metrics
+Workloads: small tools/call and a 16 KiB argument (JSON), a 1,000-tool
+tools/list (JSON and SSE), small tools/call over SSE (stateful sessions).
+
+The primary figure is Envoy CPU time per request, read from /proc/<pid>/stat
+around each run: on 2 shared cores throughput is contention-prone, CPU time
+per request is not. Envoy runs with --concurrency 1; wrk with 1 thread and
+fixed connections; every cell is repeated and the median reported.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENVOY = os.environ.get("ENVOY_BIN", "envoy")
+PEER = os.path.join(ROOT, "target/release/mcp-peer")
+IDP = os.path.join(ROOT, "target/release/demo-idp")
+WASM = os.environ.get("MCP_FILTER_WASM", os.path.join(ROOT, "target/wasm32-wasip1/release/mcp_filter.wasm"))
+TICK = os.sysconf("SC_CLK_TCK")
+
+ENVOY_PORT, ADMIN_PORT, UPSTREAM_PORT, IDP_PORT = 18080, 18901, 18081, 18082
+ISSUER = f"http://127.0.0.1:{IDP_PORT}"
+AUDIENCE = f"http://127.0.0.1:{ENVOY_PORT}/mcp"
+
+
+def full_config(sessions):
+    config = {
+        "mcp_paths": ["/mcp"],
+        "auth": {
+            "issuers": [ISSUER],
+            "audiences": [AUDIENCE],
+            "algorithms": ["RS256"],
+            "remote_jwks": {"cluster": "idp", "path": "/jwks"},
+            "resource_metadata": {"resource": AUDIENCE, "authorization_servers": [ISSUER]},
+        },
+        "tenancy": {"tenant_claim": "tenant"},
+        "policy": {"rules": [
+            {"name": "no-secret", "tenants": ["*"], "tools": ["secret"], "effect": "deny"},
+            # Half of the generated tools: the listing filter has work to do.
+            {"name": "evens", "tenants": ["bench"], "tools": ["tool_*0", "tool_*2", "tool_*4", "tool_*6", "tool_*8"], "effect": "allow"},
+            {"name": "basics", "tenants": ["bench"], "tools": ["add", "echo", "big"], "effect": "allow"},
+        ]},
+    }
+    if sessions:
+        config["sessions"] = {"binding_keys": [{"id": "b1", "secret": "YmVuY2gtc2Vzc2lvbi1rZXktMzItYnl0ZXMtbG9uZyEh"}]}
+    return config
+
+
+def wasm_filter(config):
+    return f"""
+                  - name: mcp_filter
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+                      config:
+                        name: mcp_filter
+                        root_id: mcp_filter
+                        failure_policy: FAIL_CLOSED
+                        vm_config:
+                          runtime: envoy.wasm.runtime.v8
+                          code: {{ local: {{ filename: {json.dumps(WASM)} }} }}
+                        configuration:
+                          "@type": type.googleapis.com/google.protobuf.StringValue
+                          value: {json.dumps(json.dumps(config))}"""
+
+
+NATIVE = """
+                  - name: envoy.filters.http.mcp
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.mcp.v3.Mcp
+                  - name: envoy.filters.http.rbac
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
+                      rules:
+                        action: ALLOW
+                        policies:
+                          tools:
+                            principals: [{ any: true }]
+                            permissions:
+                              - or_rules:
+                                  rules:
+                                    - not_rule: { metadata: { filter: envoy.filters.http.mcp, path: [{ key: method }], value: { string_match: { exact: tools/call } } } }
+                                    - metadata: { filter: envoy.filters.http.mcp, path: [{ key: params }, { key: name }], value: { string_match: { exact: add } } }
+                                    - metadata: { filter: envoy.filters.http.mcp, path: [{ key: params }, { key: name }], value: { string_match: { exact: echo } } }"""
+
+
+def envoy_yaml(filters):
+    return f"""
+admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {ADMIN_PORT} }} }}
+static_resources:
+  listeners:
+    - name: mcp
+      address: {{ socket_address: {{ address: 127.0.0.1, port_value: {ENVOY_PORT} }} }}
+      filter_chains:
+        - filters:
+            - name: envoy.filters.network.http_connection_manager
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                stat_prefix: mcp
+                route_config:
+                  virtual_hosts:
+                    - name: mcp
+                      domains: ["*"]
+                      routes:
+                        - match: {{ prefix: "/" }}
+                          route: {{ cluster: upstream, timeout: 0s }}
+                http_filters:{filters}
+                  - name: envoy.filters.http.router
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+    - name: upstream
+      connect_timeout: 1s
+      type: STATIC
+      load_assignment:
+        cluster_name: upstream
+        endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {UPSTREAM_PORT} }} }} }} }}] }}]
+    - name: idp
+      connect_timeout: 1s
+      type: STATIC
+      load_assignment:
+        cluster_name: idp
+        endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {IDP_PORT} }} }} }} }}] }}]
+"""
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wait_http(url, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except Exception:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def post(url, body, headers):
+    req = urllib.request.Request(url, data=body.encode(), method="POST")
+    req.add_header("content-type", "application/json")
+    req.add_header("accept", "application/json, text/event-stream")
+    for k, v in headers.items():
+        req.add_header(k, v)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.status, dict(r.headers), r.read()
+
+
+class Process:
+    def __init__(self, args, log):
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def wrk_script(tmp, body_expr, headers):
+    lines = ["local n = 0", "request = function()", "  n = n + 1"]
+    lines.append(f"  local body = {body_expr}")
+    hdr = ", ".join(f'["{k}"] = "{v}"' for k, v in headers.items())
+    lines.append(f"  return wrk.format('POST', '/mcp', {{ {hdr} }}, body)")
+    lines.append("end")
+    path = os.path.join(tmp, "wrk.lua")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+WORKLOADS = {
+    # name: (peer mode, tools, Lua body expression)
+    "call_small_json": ("stateless-json", 0,
+        """string.format('{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello"}}}', n)"""),
+    "call_16k_json": ("stateless-json", 0,
+        """string.format('{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"echo","arguments":{"message":"%s"}}}', n, string.rep("x", 16384))"""),
+    "list_1000_json": ("stateless-json", 1000,
+        """string.format('{"jsonrpc":"2.0","id":%d,"method":"tools/list"}', n)"""),
+    "list_1000_sse": ("stateful", 1000,
+        """string.format('{"jsonrpc":"2.0","id":%d,"method":"tools/list"}', n)"""),
+    "call_small_sse": ("stateful", 0,
+        """string.format('{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello"}}}', n)"""),
+}
+SETUPS = ["direct", "plain", "native", "observe", "full"]
+
+
+def parse_wrk(text):
+    out = {"requests": 0, "rps": 0.0, "p50_ms": None, "p99_ms": None, "errors": 0}
+
+    def ms(v):
+        for unit, f in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+            if v.endswith(unit):
+                return float(v[: -len(unit)]) * f
+        return float(v)
+
+    for line in text.splitlines():
+        parts = line.split()
+        if line.strip().startswith("50%"):
+            out["p50_ms"] = ms(parts[1])
+        elif line.strip().startswith("99%"):
+            out["p99_ms"] = ms(parts[1])
+        elif "requests in" in line:
+            out["requests"] = int(parts[0])
+        elif line.startswith("Requests/sec:"):
+            out["rps"] = float(parts[1])
+        elif "Non-2xx" in line or "Socket errors" in line:
+            out["errors"] += sum(int(p.rstrip(",")) for p in parts if p.rstrip(",").isdigit())
+    return out
+
+
+def run_cell(setup, workload, args, tmp, token):
+    mode, tools, body = WORKLOADS[workload]
+    log = open(os.path.join(tmp, f"{setup}-{workload}.log"), "w")
+    procs = []
+    try:
+        peer_args = [PEER, "--port", str(UPSTREAM_PORT), "--mode", mode, "--bench"]
+        if tools:
+            peer_args += ["--tools", str(tools)]
+        procs.append(Process(peer_args, log))
+        envoy = None
+        if setup != "direct":
+            filters = {"plain": "", "native": NATIVE, "observe": wasm_filter({}),
+                       "full": wasm_filter(full_config(mode == "stateful"))}[setup]
+            cfg = os.path.join(tmp, "envoy.yaml")
+            with open(cfg, "w") as f:
+                f.write(envoy_yaml(filters))
+            envoy = Process([ENVOY, "-c", cfg, "--concurrency", "1", "--disable-hot-restart",
+                             "--log-level", "warn"], log)
+            procs.append(envoy)
+            wait_http(f"http://127.0.0.1:{ADMIN_PORT}/ready")
+        port = UPSTREAM_PORT if setup == "direct" else ENVOY_PORT
+        url = f"http://127.0.0.1:{port}/mcp"
+        headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+        if setup == "full":
+            headers["authorization"] = f"Bearer {token}"
+        deadline = time.time() + 30
+        while True:
+            try:
+                if mode == "stateful":
+                    init = '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}'
+                    status, h, _ = post(url, init, headers)
+                    session = {k.lower(): v for k, v in h.items()}.get("mcp-session-id", "")
+                    headers["mcp-session-id"] = session
+                    headers["mcp-protocol-version"] = "2025-06-18"
+                    post(url, '{"jsonrpc":"2.0","method":"notifications/initialized"}', headers)
+                status, _, answer = post(url, '{"jsonrpc":"2.0","id":1,"method":"tools/list"}', headers)
+                if status == 200:
+                    break
+            except Exception as e:  # the upstream or the JWKS may not be up yet
+                if time.time() > deadline:
+                    raise RuntimeError(f"{setup}/{workload}: no answer: {e}")
+                time.sleep(0.1)
+        listed = answer.count(b'"name":"tool_')
+        script = wrk_script(tmp, body, headers)
+        wrk = ["wrk", "-t1", f"-c{args.connections}", "--latency", "-s", script, url]
+        # Warm-up (JIT, caches, connections), then the measured run.
+        subprocess.run(wrk + ["-d", "1s"], capture_output=True, text=True)
+        pid = envoy.proc.pid if envoy else procs[0].proc.pid
+        before = cpu_seconds(pid)
+        result = subprocess.run(wrk + ["-d", f"{args.duration}s"], capture_output=True, text=True)
+        spent = cpu_seconds(pid) - before
+        out = parse_wrk(result.stdout)
+        out["cpu_s_per_10k"] = spent / out["requests"] * 10_000 if out["requests"] else None
+        out["rss_mib"] = rss_mib(pid)
+        out["listed_generated_tools"] = listed
+        return out
+    finally:
+        for p in reversed(procs):
+            p.stop()
+        log.close()
+
+
+def mint_token(tmp):
+    log = open(os.path.join(tmp, "idp.log"), "w")
+    idp = Process([IDP, "--port", str(IDP_PORT), "--issuer", ISSUER, "--audience", AUDIENCE, "--alg", "RS256"], log)
+    wait_http(f"{ISSUER}/jwks")
+    token = urllib.request.urlopen(f"{ISSUER}/token?sub=bench&tenant=bench").read().decode()
+    return idp, token
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=int, default=4)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--setups", default=",".join(SETUPS))
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench/results/latest.json"))
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="mcp-bench-")
+    idp, token = mint_token(tmp)
+    results = {"meta": {
+        "envoy": subprocess.run([ENVOY, "--version"], capture_output=True, text=True).stdout.strip(),
+        "wasm_bytes": os.path.getsize(WASM), "duration_s": args.duration, "runs": args.runs,
+        "connections": args.connections, "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
+    }, "cells": {}}
+    try:
+        for workload in args.workloads.split(","):
+            for setup in args.setups.split(","):
+                runs = [run_cell(setup, workload, args, tmp, token) for _ in range(args.runs)]
+                med = {k: statistics.median([r[k] for r in runs if r[k] is not None])
+                       for k in ("rps", "p50_ms", "p99_ms", "cpu_s_per_10k", "rss_mib")
+                       if any(r[k] is not None for r in runs)}
+                med["errors"] = sum(r["errors"] for r in runs)
+                med["requests"] = sum(r["requests"] for r in runs)
+                med["listed_generated_tools"] = runs[0]["listed_generated_tools"]
+                results["cells"].setdefault(workload, {})[setup] = med
+                print(f"{workload:16} {setup:8} {med.get('rps', 0):9.0f} rps  p50 {med.get('p50_ms', 0):6.2f} ms  "
+                      f"p99 {med.get('p99_ms', 0):6.2f} ms  cpu/10k {med.get('cpu_s_per_10k', 0):6.3f} s  "
+                      f"rss {med.get('rss_mib', 0):5.1f} MiB  errors {med['errors']}", flush=True)
+    finally:
+        idp.stop()
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+//! Microbenchmarks of the pure core, run natively (`scripts/bench --micro`):
+//! classifying a `tools/call`, one policy decision over 100 rules, JWT
+//! verification (RS256, ES256; uncached, the cost a cache hit avoids), and
+//! filtering a 1,000-tool SSE listing (reported as throughput).
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use mcp_filter::auth::keys::KeySet;
+use mcp_filter::auth::token::{verify, TokenRules};
+use mcp_filter::classify::classify;
+use mcp_filter::jsonrpc::RequestId;
+use mcp_filter::listing::{ListKind, SseListingFilter};
+use mcp_filter::policy::{Caller, Policy, RawPolicy, SubjectKind, Target};
+use serde_json::json;
+
+const CALL: &[u8] = br#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"github__create_issue","arguments":{"title":"Bug","body":"It broke","labels":["bug","p1"]}}}"#;
+
+fn parse(c: &mut Criterion) {
+    c.bench_function("classify tools/call", |b| {
+        b.iter(|| classify(black_box(CALL), false))
+    });
+}
+
+fn policy(c: &mut Criterion) {
+    let rules: Vec<_> = (0..100)
+        .map(|i| {
+            json!({"name": format!("r{i}"), "tenants": [format!("t{}", i % 10)],
+                        "claims": {"groups": [format!("g{i}")]}, "tools": [format!("svc{i}__*")],
+                        "effect": "allow"})
+        })
+        .collect();
+    let raw: RawPolicy = serde_json::from_value(json!({"rules": rules})).unwrap();
+    let policy: Policy = raw.compile(true).unwrap();
+    let caller = Caller {
+        subject: "alice".into(),
+        tenant: Some("t9".into()),
+        claims: json!({"groups": ["g99"]}).as_object().cloned().unwrap(),
+        ..Caller::default()
+    };
+    c.bench_function("policy decision, 100 rules (last matches)", |b| {
+        b.iter(|| {
+            policy.decide(
+                black_box(&caller),
+                &Target::call(SubjectKind::Tool, black_box("svc99__deploy")),
+            )
+        })
+    });
+}
+
+/// DER bytes of a PEM block.
+fn der(pem: &str) -> Vec<u8> {
+    use base64::Engine;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
+}
+
+/// Signs with the RustCrypto crates directly: jsonwebtoken's signing path
+/// is not in the filter (its verify-only provider is installed here).
+fn token(alg: &str, kid: &str, claims: &serde_json::Value, key_pem: &str) -> String {
+    use base64::Engine;
+    use p256::pkcs8::DecodePrivateKey;
+    use rsa::signature::{SignatureEncoding, Signer};
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let header = json!({"alg": alg, "kid": kid, "typ": "JWT"});
+    let message = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let signature = match alg {
+        "RS256" => {
+            let key = rsa::RsaPrivateKey::from_pkcs8_der(&der(key_pem)).unwrap();
+            rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key)
+                .sign(message.as_bytes())
+                .to_vec()
+        }
+        _ => {
+            let key = p256::ecdsa::SigningKey::from_pkcs8_der(&der(key_pem)).unwrap();
+            let sig: p256::ecdsa::Signature = key.sign(message.as_bytes());
+            sig.to_vec()
+        }
+    };
+    format!("{message}.{}", b64(&signature))
+}
+
+fn jwt(c: &mut Criterion) {
+    use jsonwebtoken::Algorithm;
+    mcp_filter::auth::verifiers::install();
+    let claims = json!({"iss": "https://idp", "aud": "https://mcp/mcp", "sub": "alice", "exp": 4_000_000_000u64});
+    let rules = TokenRules {
+        issuers: vec!["https://idp".into()],
+        audiences: vec!["https://mcp/mcp".into()],
+        algorithms: vec![Algorithm::RS256, Algorithm::ES256],
+        leeway_seconds: 60,
+        required_claims: vec![],
+        max_token_bytes: 8192,
+    };
+    let cases = [
+        (
+            "RS256",
+            "../src/auth/testdata/rsa1.key",
+            include_str!("../src/auth/testdata/rsa1.key"),
+            include_str!("../src/auth/testdata/rsa1.pub"),
+        ),
+        (
+            "ES256",
+            "../src/auth/testdata/ec256.key",
+            include_str!("../src/auth/testdata/ec256.key"),
+            include_str!("../src/auth/testdata/ec256.pub"),
+        ),
+    ];
+    for (alg, _, private, public) in cases {
+        let mut set = KeySet::default();
+        set.keys
+            .push(KeySet::pem_key(Some("k".into()), public, &rules.algorithms).unwrap());
+        let token = token(alg, "k", &claims, private);
+        c.bench_function(&format!("JWT verification {alg} (uncached)"), |b| {
+            b.iter(|| verify(black_box(&token), &set, &rules, 1_900_000_000).unwrap())
+        });
+    }
+}
+
+fn listing(c: &mut Criterion) {
+    let tools: Vec<_> = (0..1000)
+        .map(|i| {
+            json!({"name": format!("tool_{i:04}"), "description": "A generated tool",
+                        "inputSchema": {"type": "object", "properties": {"q": {"type": "string"}}}})
+        })
+        .collect();
+    let body = json!({"jsonrpc": "2.0", "id": 7, "result": {"tools": tools}}).to_string();
+    let sse = format!("event: message\ndata: {body}\n\n");
+    let id = RequestId::from_raw(&serde_json::value::RawValue::from_string("7".into()).unwrap())
+        .unwrap();
+    let mut group = c.benchmark_group("listing");
+    group.throughput(Throughput::Bytes(sse.len() as u64));
+    group.bench_function("filter a 1,000-tool SSE listing (half hidden)", |b| {
+        b.iter(|| {
+            let mut filter = SseListingFilter::new(ListKind::Tools, id.clone(), 1 << 22);
+            let mut even = |name: &str| name.ends_with(['0', '2', '4', '6', '8']);
+            let out = filter.push(black_box(sse.as_bytes()), &mut even);
+            black_box(out)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, parse, policy, jwt, listing);
+criterion_main!(benches);
