@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failure is a broken setup
 //! Microbenchmarks of the pure core, run natively (`scripts/bench --micro`):
 //! classifying a `tools/call`, one policy decision over 100 rules, JWT
 //! verification (RS256, ES256; uncached, the cost a cache hit avoids), and

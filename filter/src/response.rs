@@ -180,10 +180,19 @@ impl ResponseObserver {
     }
 
     fn read_message(&mut self, bytes: &[u8]) {
-        let Ok(message) = serde_json::from_slice::<ResponseView<'_>>(bytes) else {
+        // One pass either way; tool names are only built when asked for (a
+        // 1,000-tool listing is not turned into strings for nothing).
+        let view = if self.collect_tools {
+            serde_json::from_slice::<ResponseView<'_, ResultWithTools>>(bytes)
+                .map(|m| (m.id, m.error, m.result.map(|r| (r.is_error, r.tools))))
+        } else {
+            serde_json::from_slice::<ResponseView<'_, ResultView>>(bytes)
+                .map(|m| (m.id, m.error, m.result.map(|r| (r.is_error, None))))
+        };
+        let Ok((id, error, result)) = view else {
             return;
         };
-        let answers_request = match (&self.want, message.id) {
+        let answers_request = match (&self.want, id) {
             (Some(want), Some(raw)) => {
                 serde_json::from_str::<serde_json::Value>(raw.get()).is_ok_and(|id| &id == want)
             }
@@ -192,44 +201,36 @@ impl ResponseObserver {
         if !answers_request || self.outcome.is_some() {
             return;
         }
-        // The result is kept raw: only `isError` is read, and the tool names
-        // only when asked for (a 1,000-tool listing is not parsed for nothing).
-        let result = message
-            .result
-            .map(|raw| serde_json::from_str::<ResultView>(raw.get()).unwrap_or_default());
-        self.outcome = Some(match (&result, &message.error) {
+        self.outcome = Some(match (&result, &error) {
             (_, Some(error)) => Outcome::RpcError(error.code),
-            (Some(result), None) if result.is_error == Some(true) => Outcome::ToolError,
+            (Some((Some(true), _)), None) => Outcome::ToolError,
             (Some(_), None) => Outcome::Result,
             (None, None) => return,
         });
-        if self.collect_tools {
-            if let Some(raw) = message.result {
-                if let Ok(ToolsView { tools: Some(tools) }) = serde_json::from_str(raw.get()) {
-                    self.tools = tools.into_iter().map(|t: NamedItem| t.name).collect();
-                }
-            }
+        if let Some((_, Some(tools))) = result {
+            self.tools = tools.into_iter().map(|t| t.name).collect();
         }
     }
 }
 
 #[derive(Deserialize)]
-struct ResponseView<'a> {
+struct ResponseView<'a, R> {
     #[serde(borrow)]
     id: Option<&'a RawValue>,
-    #[serde(borrow)]
-    result: Option<&'a RawValue>,
+    result: Option<R>,
     error: Option<ErrorView>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 struct ResultView {
     #[serde(rename = "isError")]
     is_error: Option<bool>,
 }
 
 #[derive(Deserialize)]
-struct ToolsView {
+struct ResultWithTools {
+    #[serde(rename = "isError")]
+    is_error: Option<bool>,
     tools: Option<Vec<NamedItem>>,
 }
 

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Renders bench/results/latest.json into BENCHMARKS.md (between the
+`results:start` / `results:end` markers) and bench/results/cpu.png."""
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SETUPS = ["direct", "plain", "native", "observe", "full"]
+LABELS = {
+    "direct": "client → upstream",
+    "plain": "Envoy (router only)",
+    "native": "Envoy + native mcp + RBAC",
+    "observe": "Envoy + mcp-filter observe-only",
+    "full": "Envoy + mcp-filter full",
+}
+
+
+def fmt(v, digits=2):
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def ratio(cells, a, b):
+    x, y = cells.get(a, {}).get("cpu_s_per_10k"), cells.get(b, {}).get("cpu_s_per_10k")
+    return None if not x or not y else x / y
+
+
+def tables(results):
+    meta = results["meta"]
+    out = [
+        f"Measured {meta['date']} with `{meta['envoy'].split()[-1] if meta['envoy'] else 'envoy'}`, "
+        f"{meta['cpus']} cores, {meta['runs']} runs of {meta['duration_s']} s per cell (medians), "
+        f"wrk 1 thread / {meta['connections']} connections, Envoy `--concurrency 1`; "
+        f"`mcp_filter.wasm` {meta['wasm_bytes']:,} bytes.",
+        "",
+    ]
+    for workload, cells in results["cells"].items():
+        out += [f"### {workload}", "",
+                "| setup | req/s | p50 ms | p99 ms | Envoy CPU s / 10k req | Envoy RSS MiB | errors |",
+                "|---|---:|---:|---:|---:|---:|---:|"]
+        for s in SETUPS:
+            c = cells.get(s)
+            if not c:
+                continue
+            cpu = "(upstream's)" if s == "direct" else fmt(c.get("cpu_s_per_10k"), 3)
+            rss = "–" if s == "direct" else fmt(c.get("rss_mib"), 1)
+            out.append(f"| {LABELS[s]} | {fmt(c.get('rps'), 0)} | {fmt(c.get('p50_ms'))} | "
+                       f"{fmt(c.get('p99_ms'))} | {cpu} | {rss} | {c.get('errors', 0)} |")
+        out += ["", "CPU ratios: "
+                f"observe/plain **{fmt(ratio(cells, 'observe', 'plain'))}×**, "
+                f"full/plain **{fmt(ratio(cells, 'full', 'plain'))}×**, "
+                f"full/native **{fmt(ratio(cells, 'full', 'native'))}×**, "
+                f"native/plain {fmt(ratio(cells, 'native', 'plain'))}×.", ""]
+    return "\n".join(out)
+
+
+def chart(results, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    workloads = list(results["cells"])
+    setups = [s for s in SETUPS if s != "direct"]
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    width = 0.8 / len(setups)
+    for i, s in enumerate(setups):
+        vals = [results["cells"][w].get(s, {}).get("cpu_s_per_10k") or 0 for w in workloads]
+        ax.bar([x + i * width for x in range(len(workloads))], vals, width, label=LABELS[s])
+    ax.set_xticks([x + width * (len(setups) - 1) / 2 for x in range(len(workloads))])
+    ax.set_xticklabels(workloads, rotation=10)
+    ax.set_ylabel("Envoy CPU seconds per 10k requests")
+    ax.set_title("Envoy CPU per request (lower is better)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    src = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "bench/results/latest.json")
+    results = json.load(open(src))
+    md_path = os.path.join(ROOT, "BENCHMARKS.md")
+    md = open(md_path).read()
+    start, end = "<!-- results:start -->", "<!-- results:end -->"
+    head, rest = md.split(start, 1)
+    _, tail = rest.split(end, 1)
+    open(md_path, "w").write(head + start + "\n" + tables(results) + "\n" + end + tail)
+    chart(results, os.path.join(ROOT, "bench/results/cpu.png"))
+    print(f"updated {md_path} and bench/results/cpu.png")
+
+
+if __name__ == "__main__":
+    main()
