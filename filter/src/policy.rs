@@ -38,17 +38,23 @@ impl Caller {
     /// Values of a claim (a dotted path into nested objects): a string, or the
     /// strings of an array. Other types never match.
     fn claim_values(&self, path: &str) -> Vec<&str> {
-        let mut parts = path.split('.');
-        let mut value = parts.next().and_then(|first| self.claims.get(first));
-        for part in parts {
-            value = value.and_then(|v| v.get(part));
-        }
-        match value {
+        match claim_at(&self.claims, path) {
             Some(Value::String(s)) => vec![s.as_str()],
             Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
             _ => Vec::new(),
         }
     }
+}
+
+/// The claim at a dotted path into nested objects (`realm_access.roles`).
+/// A key that itself contains a dot is not reachable: paths are not escaped.
+pub fn claim_at<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    let mut parts = path.split('.');
+    let mut value = parts.next().and_then(|first| claims.get(first));
+    for part in parts {
+        value = value.and_then(|v| v.get(part));
+    }
+    value
 }
 
 /// What a request (or a listed item) would act on.

@@ -302,12 +302,7 @@ pub fn caller_from_claims(claims: Map<String, Value>, tenancy: &Tenancy) -> Call
 
 /// A string claim at a dotted path.
 fn claim_string(claims: &Map<String, Value>, path: &str) -> Option<String> {
-    let mut parts = path.split('.');
-    let mut value = parts.next().and_then(|p| claims.get(p));
-    for part in parts {
-        value = value.and_then(|v| v.get(part));
-    }
-    value
+    crate::policy::claim_at(claims, path)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .map(str::to_string)
