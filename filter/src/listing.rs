@@ -71,6 +71,21 @@ impl<'a> RawObject<'a> {
     fn get(&self, key: &str) -> Option<&'a RawValue> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
+
+    /// Writes the object back in its key order, each value's exact text
+    /// unless `replace` gives another for its key.
+    fn write_with<'r>(&self, out: &mut String, replace: impl Fn(&str) -> Option<&'r str>) {
+        out.push('{');
+        for (i, (key, value)) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&serde_json::Value::String(key.to_string()).to_string());
+            out.push(':');
+            out.push_str(replace(key).unwrap_or(value.get()));
+        }
+        out.push('}');
+    }
 }
 
 impl<'de> Deserialize<'de> for RawObject<'de> {
@@ -94,23 +109,6 @@ impl<'de> Deserialize<'de> for RawObject<'de> {
         }
         d.deserialize_map(V)
     }
-}
-
-fn write_object(out: &mut Vec<u8>, fields: &[(Cow<'_, str>, Cow<'_, str>)]) {
-    out.push(b'{');
-    for (i, (key, value)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(
-            serde_json::Value::String(key.to_string())
-                .to_string()
-                .as_bytes(),
-        );
-        out.push(b':');
-        out.extend_from_slice(value.as_bytes());
-    }
-    out.push(b'}');
 }
 
 /// What one message of the response is, with respect to the listing request.
@@ -167,35 +165,17 @@ pub fn filter_message(
     }
 
     let array = format!("[{}]", kept.join(","));
-    let result_fields: Vec<(Cow<'_, str>, Cow<'_, str>)> = result
-        .0
-        .iter()
-        .map(|(k, v)| {
-            let value = match k.as_ref() {
-                key if key == array_key => Cow::Owned(array.clone()),
-                "cacheScope" => Cow::Borrowed(r#""private""#),
-                _ => Cow::Borrowed(v.get()),
-            };
-            (k.clone(), value)
-        })
-        .collect();
-    let mut result_bytes = Vec::with_capacity(message.len());
-    write_object(&mut result_bytes, &result_fields);
-    let result_text = String::from_utf8_lossy(&result_bytes).into_owned();
-    let message_fields: Vec<(Cow<'_, str>, Cow<'_, str>)> = object
-        .0
-        .iter()
-        .map(|(k, v)| {
-            let value = if k == "result" {
-                Cow::Owned(result_text.clone())
-            } else {
-                Cow::Borrowed(v.get())
-            };
-            (k.clone(), value)
-        })
-        .collect();
-    let mut bytes = Vec::with_capacity(message.len());
-    write_object(&mut bytes, &message_fields);
+    let mut result_text = String::with_capacity(message.len());
+    result.write_with(&mut result_text, |key| match key {
+        key if key == array_key => Some(array.as_str()),
+        "cacheScope" => Some(r#""private""#),
+        _ => None,
+    });
+    let mut text = String::with_capacity(message.len());
+    object.write_with(&mut text, |key| {
+        (key == "result").then_some(result_text.as_str())
+    });
+    let bytes = text.into_bytes();
     Ok(Filtered::Rewritten { bytes, hidden })
 }
 
