@@ -109,12 +109,20 @@ struct Judged {
 /// authenticator, or to `jwt_authn`'s metadata).
 pub type Authenticate = Box<dyn FnMut(&[(String, String)]) -> Authenticated>;
 
-/// How a listing response is being filtered.
-enum ListingRewrite {
+/// A listing response being filtered.
+struct ListingRewrite {
+    kind: ListKind,
+    framing: ListingFraming,
+}
+
+enum ListingFraming {
     /// `application/json`: the whole body is held, then rewritten.
-    Json { kind: ListKind, body: Vec<u8> },
+    Json {
+        request_id: RequestId,
+        body: Vec<u8>,
+    },
     /// `text/event-stream`: events are rewritten as they complete.
-    Sse(SseListingFilter, ListKind),
+    Sse(SseListingFilter),
 }
 
 pub struct Exchange {
@@ -344,10 +352,7 @@ impl Exchange {
         let Some(auth) = self.config.auth.clone() else {
             return Ok(Vec::new());
         };
-        let outcome = match self.authenticate.as_mut() {
-            Some(authenticate) => authenticate(headers),
-            None => Authenticated::Failed(AuthFailure::NoKeys),
-        };
+        let outcome = self.run_authenticator(headers);
         // These do not depend on who the caller is, so they are safe to apply
         // before authentication completes.
         let mut edits = Vec::new();
@@ -384,28 +389,42 @@ impl Exchange {
             }
             Authenticated::Failed(failure) => return Err(Box::new(self.unauthenticated(failure))),
         };
-        if let (Some(binding), Some(presented)) =
-            (&self.config.sessions, header(headers, "mcp-session-id"))
-        {
-            match binding.unwrap(&caller, presented) {
-                Ok(upstream) => edits.push(HeaderEdit::Set("mcp-session-id".into(), upstream)),
-                Err(e) => {
-                    self.caller = Some(caller);
-                    return Err(Box::new(self.session_not_found(e)));
-                }
-            }
+        if let Some(upstream) = self.bind_caller(caller, headers)? {
+            edits.push(HeaderEdit::Set("mcp-session-id".into(), upstream));
         }
-        self.caller = Some(caller);
         Ok(edits)
+    }
+
+    fn run_authenticator(&mut self, headers: &[(String, String)]) -> Authenticated {
+        match self.authenticate.as_mut() {
+            Some(authenticate) => authenticate(headers),
+            None => Authenticated::Failed(AuthFailure::NoKeys),
+        }
+    }
+
+    /// Records the caller and checks the session id it presents belongs to
+    /// it; the upstream's own session id, if one was presented.
+    fn bind_caller(
+        &mut self,
+        caller: Rc<Caller>,
+        headers: &[(String, String)],
+    ) -> Result<Option<String>, Box<Step>> {
+        let presented = header(headers, "mcp-session-id");
+        let unwrapped = match (&self.config.sessions, presented) {
+            (Some(binding), Some(presented)) => Some(binding.unwrap(&caller, presented)),
+            _ => None,
+        };
+        self.caller = Some(caller);
+        match unwrapped {
+            Some(Err(e)) => Err(Box::new(self.session_not_found(e))),
+            Some(Ok(upstream)) => Ok(Some(upstream)),
+            None => Ok(None),
+        }
     }
 
     /// Authentication deferred at the headers, now that the keys are in.
     fn complete_authentication(&mut self, headers: &[(String, String)]) -> Result<(), Box<Step>> {
-        let outcome = match self.authenticate.as_mut() {
-            Some(authenticate) => authenticate(headers),
-            None => Authenticated::Failed(AuthFailure::NoKeys),
-        };
-        let caller = match outcome {
+        let caller = match self.run_authenticator(headers) {
             Authenticated::Caller(caller) => caller,
             // Still unknown after a fetch: the key does not exist.
             Authenticated::NeedKeys => {
@@ -413,16 +432,8 @@ impl Exchange {
             }
             Authenticated::Failed(failure) => return Err(Box::new(self.unauthenticated(failure))),
         };
-        if let (Some(binding), Some(presented)) =
-            (&self.config.sessions, header(headers, "mcp-session-id"))
-        {
-            if let Err(e) = binding.unwrap(&caller, presented) {
-                self.caller = Some(caller);
-                return Err(Box::new(self.session_not_found(e)));
-            }
-        }
-        self.caller = Some(caller);
-        Ok(())
+        // The provisional unwrap at the headers is now checked against the caller.
+        self.bind_caller(caller, headers).map(|_| ())
     }
 
     fn unauthenticated(&mut self, failure: AuthFailure) -> Step {
@@ -685,17 +696,19 @@ impl Exchange {
         if !(200..300).contains(&status) {
             return None;
         }
-        match Framing::from_content_type(header(headers, "content-type")) {
-            Framing::Json => Some(ListingRewrite::Json {
-                kind,
+        let framing = match Framing::from_content_type(header(headers, "content-type")) {
+            Framing::Json => ListingFraming::Json {
+                request_id: id,
                 body: Vec::new(),
-            }),
-            Framing::Sse => Some(ListingRewrite::Sse(
-                SseListingFilter::new(kind, id, self.config.max_response_bytes),
+            },
+            Framing::Sse => ListingFraming::Sse(SseListingFilter::new(
                 kind,
+                id,
+                self.config.max_response_bytes,
             )),
-            Framing::Other => None,
-        }
+            Framing::Other => return None,
+        };
+        Some(ListingRewrite { kind, framing })
     }
 
     /// A response body chunk: only the bytes new since the last call. Observed
@@ -709,48 +722,31 @@ impl Exchange {
             return Step::go();
         };
         let policy = &self.config.policy;
-        let request_id = self
-            .judged
-            .as_ref()
-            .and_then(|j| j.body.single())
-            .and_then(|m| m.id.clone());
-        let Some(request_id) = request_id else {
-            return Step::go();
+        let subject = listing.kind.subject_kind();
+        let mut visible = |name: &str| {
+            policy
+                .decide(caller, &Target::call(subject, name))
+                .is_allowed()
         };
-        match listing {
-            ListingRewrite::Json { kind, body } => {
+        let out = match &mut listing.framing {
+            ListingFraming::Json { request_id, body } => {
                 body.extend_from_slice(chunk);
                 if !end_of_stream {
                     return Step::pause();
                 }
-                let subject = kind.subject_kind();
-                let mut visible = |name: &str| {
-                    policy
-                        .decide(caller, &Target::call(subject, name))
-                        .is_allowed()
-                };
-                let (out, _hidden) =
-                    listing::filter_json_body(body, *kind, &request_id, &mut visible);
-                let mut step = Step::go();
-                step.body = Some(out);
-                step
+                listing::filter_json_body(body, listing.kind, request_id, &mut visible).0
             }
-            ListingRewrite::Sse(filter, kind) => {
-                let subject = kind.subject_kind();
-                let mut visible = |name: &str| {
-                    policy
-                        .decide(caller, &Target::call(subject, name))
-                        .is_allowed()
-                };
+            ListingFraming::Sse(filter) => {
                 let mut out = filter.push(chunk, &mut visible);
                 if end_of_stream {
                     out.extend(filter.finish(&mut visible));
                 }
-                let mut step = Step::go();
-                step.body = Some(out);
-                step
+                out
             }
-        }
+        };
+        let mut step = Step::go();
+        step.body = Some(out);
+        step
     }
 
     /// The exchange is over: the samples to record. Learns tool labels from
