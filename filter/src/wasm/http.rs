@@ -61,14 +61,11 @@ impl McpHttp {
             return action;
         }
         // No fetch could start: finish authentication now (it fails closed).
-        let (done, len) = (self.request_body_done, self.request_body_len);
-        let step = self.exchange.keys_ready(done, len, || {
-            host::buffer(BufferType::HttpRequestBody, 0, len)
-        });
+        let step = self.exchange_keys_ready();
         let next = self.apply_step(step, headers);
         if self.exchange.answered() {
             Action::Pause
-        } else if done {
+        } else if self.request_body_done {
             next
         } else {
             action
@@ -79,10 +76,8 @@ impl McpHttp {
     /// and release the request if it is now allowed to go on.
     fn keys_ready(&mut self) {
         let headers_held = self.exchange.headers_await_keys();
-        let (done, len) = (self.request_body_done, self.request_body_len);
-        let step = self.exchange.keys_ready(done, len, || {
-            host::buffer(BufferType::HttpRequestBody, 0, len)
-        });
+        let done = self.request_body_done;
+        let step = self.exchange_keys_ready();
         let action = self.apply(step, MapType::HttpRequestHeaders);
         // Held headers, or a complete body held at its end: Envoy waits for us.
         // Otherwise the body is still arriving and its callbacks decide.
@@ -92,6 +87,14 @@ impl McpHttp {
                 warn!("{ROOT_ID}: cannot resume the request: status {}", e.0);
             }
         }
+    }
+
+    /// [`Exchange::keys_ready`] with what Envoy has buffered of the body.
+    fn exchange_keys_ready(&mut self) -> Step {
+        let (done, len) = (self.request_body_done, self.request_body_len);
+        self.exchange.keys_ready(done, len, || {
+            host::buffer(BufferType::HttpRequestBody, 0, len)
+        })
     }
 
     fn apply_step(&mut self, step: Step, headers: MapType) -> Action {
@@ -128,8 +131,7 @@ impl McpHttp {
                     Action::Pause
                 } else {
                     // No fetch could start: judge again, now without the fetch.
-                    let (done, len) = (self.request_body_done, self.request_body_len);
-                    let step = self.exchange.keys_ready(done, len, || None);
+                    let step = self.exchange_keys_ready();
                     self.apply(step, headers)
                 }
             }
