@@ -362,7 +362,7 @@ fn body_limit(field: &str, value: Option<u64>, default: usize) -> Result<usize, 
     }
 }
 
-fn header_name(field: &str, value: Option<String>, default: &str) -> Result<String, ConfigError> {
+pub(crate) fn header_name(field: &str, value: Option<String>, default: &str) -> Result<String, ConfigError> {
     let name = value.unwrap_or_else(|| default.to_string());
     let valid = !name.is_empty()
         && name

@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 pub mod auth;
+pub mod backends;
 pub mod classify;
 pub mod config;
 pub mod exchange;
@@ -14,6 +15,7 @@ pub mod jsonrpc;
 pub mod listing;
 pub mod mirrored;
 pub mod policy;
+pub mod raw_json;
 pub mod reject;
 pub mod response;
 pub mod session;

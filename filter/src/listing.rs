@@ -9,11 +9,11 @@
 //! it becomes a JSON-RPC error (fail closed).
 
 use crate::classify::Text;
+use crate::raw_json::RawObject;
 use crate::jsonrpc::{code, error_body, RequestId};
 use crate::policy::SubjectKind;
 use crate::sse::{SseError, SseEvent, SseFramer};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
@@ -61,53 +61,6 @@ impl ListKind {
             ListKind::Prompts => SubjectKind::Prompt,
             ListKind::Resources | ListKind::ResourceTemplates => SubjectKind::Resource,
         }
-    }
-}
-
-/// A JSON object as its keys and raw values, in order; a repeated key is an error.
-struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl<'a> RawObject<'a> {
-    fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
-    }
-
-    /// Writes the object back in its key order, each value's exact text
-    /// unless `replace` gives another for its key.
-    fn write_with<'r>(&self, out: &mut String, replace: impl Fn(&str) -> Option<&'r str>) {
-        out.push('{');
-        for (i, (key, value)) in self.0.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(&serde_json::Value::String(key.to_string()).to_string());
-            out.push(':');
-            out.push_str(replace(key).unwrap_or(value.get()));
-        }
-        out.push('}');
-    }
-}
-
-impl<'de> Deserialize<'de> for RawObject<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawObject<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut fields: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::new();
-                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-                    if fields.iter().any(|(k, _)| *k == key) {
-                        return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
-                    }
-                    fields.push((key, map.next_value()?));
-                }
-                Ok(RawObject(fields))
-            }
-        }
-        d.deserialize_map(V)
     }
 }
 

@@ -8,7 +8,7 @@
 //! decides. Tenants are isolation boundaries: with tenancy configured, every
 //! rule names the tenants it governs, and a caller without a tenant is denied.
 
-mod glob;
+pub(crate) mod glob;
 
 pub use glob::Glob;
 
@@ -349,7 +349,7 @@ impl OneOrMany {
     }
 }
 
-fn globs(field: &str, values: Option<Vec<String>>) -> Result<Option<Vec<Glob>>, ConfigError> {
+pub(crate) fn globs(field: &str, values: Option<Vec<String>>) -> Result<Option<Vec<Glob>>, ConfigError> {
     let Some(values) = values else {
         return Ok(None);
     };
