@@ -9,7 +9,7 @@ use mcp_filter::auth::keys::KeySet;
 use mcp_filter::auth::token::{verify, TokenRules};
 use mcp_filter::classify::classify;
 use mcp_filter::jsonrpc::RequestId;
-use mcp_filter::listing::{ListKind, SseListingFilter};
+use mcp_filter::listing::{ListKind, Listed, SseListingFilter};
 use mcp_filter::policy::{Caller, Policy, RawPolicy, SubjectKind, Target};
 use serde_json::json;
 
@@ -135,14 +135,23 @@ fn listing(c: &mut Criterion) {
         .unwrap();
     let mut group = c.benchmark_group("listing");
     group.throughput(Throughput::Bytes(sse.len() as u64));
-    group.bench_function("filter a 1,000-tool SSE listing (half hidden)", |b| {
-        b.iter(|| {
-            let mut filter = SseListingFilter::new(ListKind::Tools, id.clone(), 1 << 22);
-            let mut even = |name: &str| name.ends_with(['0', '2', '4', '6', '8']);
-            let out = filter.push(black_box(sse.as_bytes()), &mut even);
-            black_box(out)
-        })
-    });
+    group.bench_function(
+        "filter a 1,000-tool SSE listing (half hidden, half renamed)",
+        |b| {
+            b.iter(|| {
+                let mut filter = SseListingFilter::new(ListKind::Tools, id.clone(), 1 << 22);
+                let mut even = |name: &str| {
+                    if name.ends_with(['0', '2', '4', '6', '8']) {
+                        Listed::Rename(format!("gh__{name}"))
+                    } else {
+                        Listed::Hide
+                    }
+                };
+                let out = filter.push(black_box(sse.as_bytes()), &mut even);
+                black_box(out)
+            })
+        },
+    );
     group.finish();
 }
 

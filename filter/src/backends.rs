@@ -36,8 +36,9 @@ pub struct Backends {
     /// The backend for requests that name no tool or prompt (initialize,
     /// resources, GET streams): the unprefixed one, else the first.
     pub default: usize,
-    /// Per kind: whether any backend renames or hides names of that kind.
-    renames: [bool; 2],
+    /// Whether any backend renames or hides tools / prompts.
+    renames_tools: bool,
+    renames_prompts: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -96,7 +97,10 @@ impl Backends {
 
     /// Whether names of `kind` are rewritten or filtered at all.
     pub fn renames(&self, kind: Named) -> bool {
-        self.renames[kind as usize]
+        match kind {
+            Named::Tool => self.renames_tools,
+            Named::Prompt => self.renames_prompts,
+        }
     }
 
     /// Whether a listing of `kind` is gathered from every backend.
@@ -151,7 +155,12 @@ impl Backends {
 
     fn candidate<'a>(&'a self, kind: Named, public: &'a str) -> Option<Route<'a>> {
         for (backend, server) in self.servers.iter().enumerate() {
-            if let Some(alias) = server.naming(kind).aliases.iter().find(|a| a.public == public) {
+            if let Some(alias) = server
+                .naming(kind)
+                .aliases
+                .iter()
+                .find(|a| a.public == public)
+            {
                 return Some(Route {
                     backend,
                     upstream: Cow::Borrowed(alias.upstream.as_str()),
@@ -296,8 +305,12 @@ impl RawBackends {
         for kind in [Named::Tool, Named::Prompt] {
             check_names_unambiguous(&servers, kind)?;
         }
-        let renames = [Named::Tool, Named::Prompt]
-            .map(|kind| servers.iter().any(|s| !s.naming(kind).is_identity()));
+        let renames = |kind| {
+            servers
+                .iter()
+                .any(|s: &Backend| !s.naming(kind).is_identity())
+        };
+        let (renames_tools, renames_prompts) = (renames(Named::Tool), renames(Named::Prompt));
         let default = servers
             .iter()
             .position(|s| s.tools.prefix.is_none())
@@ -307,7 +320,8 @@ impl RawBackends {
             header,
             listing_timeout_ms,
             default,
-            renames,
+            renames_tools,
+            renames_prompts,
         })
     }
 }
@@ -346,9 +360,7 @@ fn compile_backend(i: usize, raw: RawBackend) -> Result<Backend, ConfigError> {
     }
     let tools = naming(
         &at("tools"),
-        raw.prefix_tools
-            .unwrap_or(true)
-            .then(|| prefix.clone()),
+        raw.prefix_tools.unwrap_or(true).then(|| prefix.clone()),
         raw.tools.unwrap_or_default(),
         Named::Tool,
     )?;
@@ -419,7 +431,11 @@ fn check_names_unambiguous(servers: &[Backend], kind: Named) -> Result<(), Confi
     // (otherwise every prompt request goes to the default backend).
     let renaming = kind == Named::Tool || servers.iter().any(|s| !s.naming(kind).is_identity());
     let unprefixed: Vec<usize> = (0..servers.len())
-        .filter(|&i| servers.get(i).is_some_and(|s| s.naming(kind).prefix.is_none()))
+        .filter(|&i| {
+            servers
+                .get(i)
+                .is_some_and(|s| s.naming(kind).prefix.is_none())
+        })
         .collect();
     if renaming && servers.len() > 1 && unprefixed.len() > 1 {
         let second = unprefixed.get(1).copied().unwrap_or_default();

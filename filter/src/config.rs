@@ -9,6 +9,7 @@
 pub(crate) mod struct_pb;
 
 use crate::auth::{AuthConfig, RawAuth, RawTenancy};
+use crate::backends::{Backends, RawBackends};
 use crate::policy::{Policy, RawPolicy};
 use crate::session::{RawSessions, SessionBinding};
 use serde::Deserialize;
@@ -43,6 +44,8 @@ pub struct FilterConfig {
     pub policy: Policy,
     /// Binding of `Mcp-Session-Id` to the caller (needs `auth`).
     pub sessions: Option<SessionBinding>,
+    /// The MCP servers behind this endpoint, their public names and routing.
+    pub backends: Option<Backends>,
 }
 
 /// Request headers the filter sets from the parsed body so Envoy can route,
@@ -89,6 +92,7 @@ impl Default for FilterConfig {
             auth: None,
             policy: Policy::allow_all(),
             sessions: None,
+            backends: None,
         }
     }
 }
@@ -155,6 +159,9 @@ struct RawConfig {
     policy: Option<RawPolicy>,
     /// Binding of Mcp-Session-Id to the caller.
     sessions: Option<RawSessions>,
+    /// The MCP servers behind this endpoint: public names (prefixes, aliases,
+    /// exposure) and routing by tool name.
+    backends: Option<RawBackends>,
 }
 
 #[derive(Deserialize, Default)]
@@ -322,10 +329,21 @@ impl FilterConfig {
             None => None,
         };
 
+        let backends = raw.backends.map(RawBackends::compile).transpose()?;
+        if let Some(b) = &backends {
+            if b.header == routing_headers.method || b.header == routing_headers.name {
+                return Err(invalid(
+                    "backends.header",
+                    "must differ from the routing_headers names",
+                ));
+            }
+        }
+
         Ok(Self {
             auth,
             policy,
             sessions,
+            backends,
             max_request_bytes,
             max_response_bytes,
             allow_batches: raw.allow_batches.unwrap_or(defaults.allow_batches),
@@ -362,7 +380,11 @@ fn body_limit(field: &str, value: Option<u64>, default: usize) -> Result<usize, 
     }
 }
 
-pub(crate) fn header_name(field: &str, value: Option<String>, default: &str) -> Result<String, ConfigError> {
+pub(crate) fn header_name(
+    field: &str,
+    value: Option<String>,
+    default: &str,
+) -> Result<String, ConfigError> {
     let name = value.unwrap_or_else(|| default.to_string());
     let valid = !name.is_empty()
         && name

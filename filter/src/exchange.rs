@@ -9,13 +9,15 @@
 //! the headers are held too, so headers derived from the body can be set
 //! before Envoy picks the route; that needs `allow_on_headers_stop_iteration`.
 
+use crate::aggregate::{Aggregation, BackendAnswer, Failure, Fetch};
 use crate::auth::challenge;
 use crate::auth::token::AuthFailure;
 use crate::auth::Authenticated;
+use crate::backends::Named;
 use crate::classify::{classify, Classified, Message, MessageKind, Subject};
 use crate::config::{FilterConfig, NonMcpTraffic};
 use crate::jsonrpc::{code, error_body, RequestId};
-use crate::listing::{self, ListKind, SseListingFilter};
+use crate::listing::{self, ListKind, Listed, SseListingFilter};
 use crate::mirrored::MirroredHeaders;
 use crate::policy::{Caller, Decision, SubjectKind, Target, Verdict, RESPONSE_METHOD};
 use crate::reject::{quote, LocalReply, Reason, Rejection};
@@ -23,6 +25,7 @@ use crate::response::{Framing, Outcome, ResponseObserver};
 use crate::session::SessionError;
 use crate::telemetry::{self, method_label, stat_name, Labels, Sample};
 use base64::Engine;
+use std::borrow::Cow;
 use std::rc::Rc;
 
 /// What the shell does with the current event.
@@ -59,6 +62,9 @@ pub struct Step {
     /// Start a remote JWKS fetch, then call [`Exchange::keys_ready`]; the
     /// request goes on meanwhile, and its body is held until then.
     pub fetch_keys: bool,
+    /// Send these requests to backends (a gathered listing), then call
+    /// [`Exchange::on_listing_answer`] with each answer.
+    pub fetches: Vec<Fetch>,
 }
 
 impl Step {
@@ -79,6 +85,7 @@ impl From<Action> for Step {
             properties: Vec::new(),
             body: None,
             fetch_keys: false,
+            fetches: Vec::new(),
         }
     }
 }
@@ -95,6 +102,8 @@ enum Phase {
     AwaitingBody { held: bool },
     /// The request was judged and forwarded.
     Forwarded,
+    /// A listing is being gathered from every backend.
+    Aggregating,
     /// The filter answered the request itself.
     Answered,
 }
@@ -148,6 +157,18 @@ pub struct Exchange {
     response: Option<ResponseObserver>,
     /// Whether the POST's response headers arrived (an upstream reset leaves it false).
     responded: bool,
+    /// The backend named in the request headers when they went on unheld.
+    routed_at_headers: Option<usize>,
+    /// The backend the request went to (whose names a listing answer has).
+    backend: Option<usize>,
+    /// What a gathered listing forwards: headers, and the session id as the
+    /// default backend knows it.
+    fanout: Option<Fanout>,
+    aggregation: Option<Aggregation>,
+    /// Backends missing from a gathered listing, for the failure counter.
+    backend_failures: Vec<(usize, Failure)>,
+    /// Outcome and listed tools of a listing the filter answered itself.
+    answered_listing: Option<(Outcome, Vec<String>)>,
 }
 
 /// Longest value copied into filter state or a routing header.
@@ -172,6 +193,12 @@ impl Exchange {
             rejected: None,
             response: None,
             responded: false,
+            routed_at_headers: None,
+            backend: None,
+            fanout: None,
+            aggregation: None,
+            backend_failures: Vec::new(),
+            answered_listing: None,
         }
     }
 
@@ -235,10 +262,15 @@ impl Exchange {
     ) -> Step {
         let mut edits = Vec::new();
         // A client must not be able to pre-set the headers Envoy trusts as ours.
+        let backend_header = self.config.backends.as_ref().map(|b| &b.header);
         for name in [
-            &self.config.routing_headers.method,
-            &self.config.routing_headers.name,
-        ] {
+            Some(&self.config.routing_headers.method),
+            Some(&self.config.routing_headers.name),
+            backend_header,
+        ]
+        .into_iter()
+        .flatten()
+        {
             if header(headers, name).is_some() {
                 edits.push(HeaderEdit::Remove(name.clone()));
             }
@@ -277,6 +309,7 @@ impl Exchange {
                 self.phase = Phase::NoBodyAllowed;
                 let mut step = Step::go();
                 step.header_edits = edits;
+                step.header_edits.extend(self.route_head(false, false));
                 step.properties = self.caller_properties();
                 return step;
             }
@@ -336,7 +369,11 @@ impl Exchange {
         let held = self.config.routing_headers.enabled;
         self.phase = Phase::AwaitingBody { held };
         let mut step = if held { Step::pause() } else { Step::go() };
+        if self.config.backends.is_some() {
+            self.fanout = Some(fanout_headers(headers, &auth_edits));
+        }
         step.header_edits = auth_edits;
+        step.header_edits.extend(self.route_head(held, true));
         step.fetch_keys = self.deferred_auth.is_some();
         step
     }
@@ -609,8 +646,28 @@ impl Exchange {
             return *step;
         }
 
+        let routed = match self.route_body(&classified, body, held) {
+            Ok(routed) => routed,
+            Err(step) => {
+                let mut step = *step;
+                step.properties.extend(properties);
+                return step;
+            }
+        };
+        let (route_edits, new_body) = match routed {
+            Routed::Gather(kind) => {
+                return self.start_gathering(kind, classified, body, properties)
+            }
+            Routed::Forward { edits, body } => (edits, body),
+        };
+        if let Some(server) = self.backend.and_then(|b| self.backend_name(b)) {
+            properties.push(("mcp_backend", server.to_string()));
+        }
+
         let mut step = Step::go();
         step.properties = properties;
+        step.header_edits = route_edits;
+        step.body = new_body;
         if let Some(message) = classified.single() {
             let method = message.method.as_deref().unwrap_or("");
             if held {
@@ -630,6 +687,306 @@ impl Exchange {
         self.judged = Some(Judged { body: classified });
         self.phase = Phase::Forwarded;
         step
+    }
+
+    fn backend_name(&self, backend: usize) -> Option<&str> {
+        let servers = &self.config.backends.as_ref()?.servers;
+        servers.get(backend).map(|s| s.name.as_str())
+    }
+
+    /// Routing decided from the request headers alone, for headers that go
+    /// on before the body is read: the backend the 2026-07-28 `Mcp-Name`
+    /// header names (and that header in the backend's own name), else the
+    /// default backend. The body must agree, or it is refused.
+    fn route_head(&mut self, held: bool, post: bool) -> Vec<HeaderEdit> {
+        let config = self.config.clone();
+        let Some(backends) = config.backends.as_ref() else {
+            return Vec::new();
+        };
+        if held {
+            // Decided from the body, while Envoy still holds the headers.
+            return Vec::new();
+        }
+        let mut edits = Vec::new();
+        let mut backend = backends.default;
+        if let Some((method, public)) = self.mirrored.declared() {
+            let kind = match method.as_str() {
+                "tools/call" => Some(Named::Tool),
+                "prompts/get" if backends.renames(Named::Prompt) => Some(Named::Prompt),
+                _ => None,
+            };
+            if let Some(route) = kind.and_then(|k| backends.resolve(k, &public)) {
+                backend = route.backend;
+                if route.upstream != public {
+                    edits.push(HeaderEdit::Set(
+                        "mcp-name".into(),
+                        header_safe(&route.upstream),
+                    ));
+                }
+            }
+        }
+        if post && (backends.renames(Named::Tool) || backends.renames(Named::Prompt)) {
+            // The body may be rewritten; Envoy then sends it chunked.
+            edits.push(HeaderEdit::Remove("content-length".into()));
+        }
+        if let Some(server) = backends.servers.get(backend) {
+            edits.push(HeaderEdit::Set(
+                backends.header.clone(),
+                server.name.clone(),
+            ));
+        }
+        self.routed_at_headers = Some(backend);
+        self.backend = Some(backend);
+        edits
+    }
+
+    /// Where an accepted body goes, and what changes on its way: the backend
+    /// header (held headers), the upstream's name in `params.name` and
+    /// `Mcp-Name`. Unknown or hidden names are refused, never passed.
+    fn route_body(
+        &mut self,
+        classified: &Classified,
+        body: &[u8],
+        held: bool,
+    ) -> Result<Routed, Box<Step>> {
+        let config = self.config.clone();
+        let Some(backends) = config.backends.as_ref() else {
+            return Ok(Routed::forward());
+        };
+        fn named_kind<'s>(
+            backends: &crate::backends::Backends,
+            subject: &'s Option<Subject>,
+        ) -> Option<(Named, &'s str)> {
+            match subject {
+                Some(Subject::Tool(n)) => Some((Named::Tool, n.as_str())),
+                Some(Subject::Prompt(n)) if backends.renames(Named::Prompt) => {
+                    Some((Named::Prompt, n.as_str()))
+                }
+                _ => None,
+            }
+        }
+        let rewritten_listing = |method: Option<&str>| {
+            method
+                .and_then(ListKind::from_method)
+                .and_then(ListKind::named)
+                .is_some_and(|n| backends.renames(n))
+        };
+        if classified.batch {
+            if let Some(m) = classified.messages.iter().find(|m| {
+                named_kind(backends, &m.subject).is_some() || rewritten_listing(m.method.as_deref())
+            }) {
+                return Err(Box::new(self.refuse(
+                    Rejection::new(
+                        Reason::InvalidRequest,
+                        "a batch cannot carry tool calls, renamed prompts or listings behind several backends; send them alone",
+                    )
+                    .with_id(m.id.clone()),
+                )));
+            }
+        }
+        let message = classified.single();
+        let listing = message
+            .filter(|m| m.kind == MessageKind::Request)
+            .and_then(|m| m.method.as_deref())
+            .and_then(ListKind::from_method);
+        if let Some(kind) = listing {
+            if kind.named().is_some_and(|n| backends.aggregates(n)) {
+                if has_cursor(body) {
+                    return Err(Box::new(
+                        self.refuse(
+                            Rejection::new(
+                                Reason::InvalidParams,
+                                "Invalid cursor: this endpoint lists every backend in one page",
+                            )
+                            .with_id(message.and_then(|m| m.id.clone())),
+                        ),
+                    ));
+                }
+                return Ok(Routed::Gather(kind));
+            }
+        }
+
+        let mut backend = backends.default;
+        let mut upstream = None;
+        if let Some((kind, public)) = message.and_then(|m| named_kind(backends, &m.subject)) {
+            let Some(route) = backends.resolve(kind, public) else {
+                let what = if kind == Named::Tool {
+                    "tool"
+                } else {
+                    "prompt"
+                };
+                return Err(Box::new(
+                    self.refuse(
+                        Rejection::new(
+                            Reason::UnknownName,
+                            format!("Unknown {what}: {}", quote(public)),
+                        )
+                        .with_id(message.and_then(|m| m.id.clone())),
+                    ),
+                ));
+            };
+            backend = route.backend;
+            if route.upstream != public {
+                upstream = Some(route.upstream.into_owned());
+            }
+        }
+        if !held && self.routed_at_headers != Some(backend) {
+            let name = self.backend_name(backend).unwrap_or_default().to_string();
+            return Err(Box::new(self.refuse(
+                Rejection::new(
+                    Reason::Unroutable,
+                    format!(
+                        "this request is for backend {}, but its headers were already routed: send the MCP 2026-07-28 Mcp-Name header, or enable routing_headers (needs allow_on_headers_stop_iteration)",
+                        quote(&name)
+                    ),
+                )
+                .with_id(message.and_then(|m| m.id.clone())),
+            )));
+        }
+        self.backend = Some(backend);
+
+        let mut routed = Routed::forward();
+        if let Routed::Forward {
+            edits,
+            body: new_body,
+        } = &mut routed
+        {
+            if held {
+                if let Some(server) = backends.servers.get(backend) {
+                    edits.push(HeaderEdit::Set(
+                        backends.header.clone(),
+                        server.name.clone(),
+                    ));
+                }
+            }
+            if let Some(upstream) = upstream {
+                let Some(rewritten) =
+                    crate::raw_json::replace_param_string(body, "name", &upstream)
+                else {
+                    return Err(Box::new(
+                        self.refuse(
+                            Rejection::new(
+                                Reason::InvalidParams,
+                                "`params.name` could not be rewritten",
+                            )
+                            .with_id(message.and_then(|m| m.id.clone())),
+                        ),
+                    ));
+                };
+                if held {
+                    edits.push(HeaderEdit::Remove("content-length".into()));
+                    if !self.mirrored.name.is_empty() {
+                        edits.push(HeaderEdit::Set("mcp-name".into(), header_safe(&upstream)));
+                    }
+                }
+                *new_body = Some(rewritten);
+            }
+        }
+        Ok(routed)
+    }
+
+    /// Sends the listing to every backend; the answer waits for theirs.
+    fn start_gathering(
+        &mut self,
+        kind: ListKind,
+        classified: Classified,
+        body: &[u8],
+        properties: Vec<(&'static str, String)>,
+    ) -> Step {
+        let config = self.config.clone();
+        let (Some(backends), Some(id)) = (
+            config.backends.as_ref(),
+            classified.single().and_then(|m| m.id.clone()),
+        ) else {
+            return Step::go();
+        };
+        let Fanout {
+            mut forward,
+            session,
+        } = self.fanout.take().unwrap_or_default();
+        if let Some(credential) = config
+            .auth
+            .as_ref()
+            .and_then(|a| a.upstream_authorization.clone())
+        {
+            forward.push(("authorization".into(), credential));
+        }
+        let (aggregation, fetches) = Aggregation::start(
+            backends,
+            kind,
+            id,
+            body,
+            forward,
+            session,
+            config.max_response_bytes,
+        );
+        self.aggregation = Some(aggregation);
+        self.judged = Some(Judged { body: classified });
+        self.phase = Phase::Aggregating;
+        let mut step = Step::pause();
+        step.properties = properties;
+        step.fetches = fetches;
+        step
+    }
+
+    /// A backend answered a gathered listing (`status` `None`: the call
+    /// failed). The last answer completes the listing: the step then answers
+    /// the client.
+    pub fn on_listing_answer(&mut self, backend: usize, answer: BackendAnswer<'_>) -> Step {
+        let Some(mut aggregation) = self.aggregation.take() else {
+            return Step::pause();
+        };
+        let config = self.config.clone();
+        let Some(backends) = config.backends.as_ref() else {
+            return Step::pause();
+        };
+        let kind = aggregation.kind();
+        let caller = self.caller.clone();
+        let mut decide = |name: &str| decide_item(&config, caller.as_deref(), kind, backend, name);
+        let next = aggregation.on_answer(backends, backend, answer, &mut decide);
+        self.settle_gathering(aggregation, next)
+    }
+
+    /// A request to a backend could not be sent at all.
+    pub fn on_listing_unreachable(&mut self, backend: usize) -> Step {
+        let Some(mut aggregation) = self.aggregation.take() else {
+            return Step::pause();
+        };
+        aggregation.unreachable(backend);
+        self.settle_gathering(aggregation, None)
+    }
+
+    fn settle_gathering(&mut self, aggregation: Aggregation, next: Option<Fetch>) -> Step {
+        if !aggregation.is_complete() {
+            let mut step = Step::pause();
+            step.fetches.extend(next);
+            self.aggregation = Some(aggregation);
+            return step;
+        }
+        self.backend_failures = aggregation.failures().to_vec();
+        let reply = aggregation.reply();
+        let id = self.request_id().cloned();
+        let mut observer = ResponseObserver::new(
+            reply.status,
+            Framing::Json,
+            id.as_ref(),
+            self.config.max_response_bytes,
+        );
+        if self.learn_tool_labels && aggregation.kind() == ListKind::Tools {
+            observer = observer.collecting_tools();
+        }
+        observer.observe(&reply.body);
+        let outcome = observer.finish();
+        self.answered_listing = Some((outcome, observer.listed_tools().to_vec()));
+        self.answer(reply)
+    }
+
+    /// Backends that failed the gathered listing, by name (for logs).
+    pub fn backend_failures(&self) -> Vec<(&str, &'static str)> {
+        self.backend_failures
+            .iter()
+            .filter_map(|(b, f)| Some((self.backend_name(*b)?, f.label())))
+            .collect()
     }
 
     /// Response headers arrived (from the upstream, or a local reply).
@@ -684,14 +1041,19 @@ impl Exchange {
     }
 
     /// Whether (and how) this response's listing is filtered: only when a
-    /// policy with rules applies, the request was a single listing, and the
-    /// upstream answered 2xx in JSON or SSE.
+    /// policy with rules applies or the backend's names are rewritten, the
+    /// request was a single listing, and the upstream answered 2xx in JSON or SSE.
     fn listing_rewrite(&self, status: u16, headers: &[(String, String)]) -> Option<ListingRewrite> {
-        if self.config.auth.is_none() || !self.config.policy.has_rules() {
-            return None;
-        }
         let message = self.judged.as_ref()?.body.single()?;
         let kind = ListKind::from_method(message.method.as_deref()?)?;
+        let policy_applies = self.config.auth.is_some() && self.config.policy.has_rules();
+        let renamed = kind
+            .named()
+            .zip(self.config.backends.as_ref())
+            .is_some_and(|(named, backends)| backends.renames(named));
+        if !policy_applies && !renamed {
+            return None;
+        }
         let id = message.id.clone()?;
         if !(200..300).contains(&status) {
             return None;
@@ -715,35 +1077,40 @@ impl Exchange {
     /// for metrics; a filtered listing is rewritten (JSON: held whole, then
     /// replaced; SSE: each chunk replaced by the events it completes).
     pub fn on_response_body(&mut self, chunk: &[u8], end_of_stream: bool) -> Step {
-        if let Some(observer) = &mut self.response {
-            observer.observe(chunk);
-        }
-        let (Some(listing), Some(caller)) = (self.listing.as_mut(), self.caller.as_deref()) else {
+        let Some(listing) = self.listing.as_mut() else {
+            if let Some(observer) = &mut self.response {
+                observer.observe(chunk);
+            }
             return Step::go();
         };
-        let policy = &self.config.policy;
-        let subject = listing.kind.subject_kind();
-        let mut visible = |name: &str| {
-            policy
-                .decide(caller, &Target::call(subject, name))
-                .is_allowed()
-        };
+        let config = &self.config;
+        let caller = self.caller.as_deref();
+        let backend = self
+            .backend
+            .or(config.backends.as_ref().map(|b| b.default))
+            .unwrap_or(0);
+        let kind = listing.kind;
+        let mut decide = |name: &str| decide_item(config, caller, kind, backend, name);
         let out = match &mut listing.framing {
             ListingFraming::Json { request_id, body } => {
                 body.extend_from_slice(chunk);
                 if !end_of_stream {
                     return Step::pause();
                 }
-                listing::filter_json_body(body, listing.kind, request_id, &mut visible).0
+                listing::filter_json_body(body, kind, request_id, &mut decide).0
             }
             ListingFraming::Sse(filter) => {
-                let mut out = filter.push(chunk, &mut visible);
+                let mut out = filter.push(chunk, &mut decide);
                 if end_of_stream {
-                    out.extend(filter.finish(&mut visible));
+                    out.extend(filter.finish(&mut decide));
                 }
                 out
             }
         };
+        // Metrics see what the client sees: public names, filtered.
+        if let Some(observer) = &mut self.response {
+            observer.observe(&out);
+        }
         let mut step = Step::go();
         step.body = Some(out);
         step
@@ -784,6 +1151,14 @@ impl Exchange {
                 ],
             )));
         }
+        for (backend, failure) in &self.backend_failures {
+            if let Some(name) = self.backend_name(*backend) {
+                samples.push(Sample::count(stat_name(
+                    telemetry::BACKEND_FAILURES,
+                    &[("backend", name), ("reason", failure.label())],
+                )));
+            }
+        }
         let tool_labels = &mut labels.tools;
         let Some(judged) = &self.judged else {
             return samples;
@@ -804,10 +1179,14 @@ impl Exchange {
         let Some(message) = judged.body.single() else {
             return samples;
         };
-        let outcome = match (&mut self.response, self.responded) {
-            (Some(observer), _) => observer.finish(),
-            (None, false) => Outcome::NoResponse,
-            (None, true) => Outcome::Accepted,
+        let outcome = match (&self.answered_listing, &mut self.response, self.responded) {
+            (Some((outcome, listed)), _, _) => {
+                tool_labels.learn(listed);
+                *outcome
+            }
+            (None, Some(observer), _) => observer.finish(),
+            (None, None, false) => Outcome::NoResponse,
+            (None, None, true) => Outcome::Accepted,
         };
         if let Some(observer) = &self.response {
             tool_labels.learn(observer.listed_tools());
@@ -939,6 +1318,101 @@ fn header_safe(value: &str) -> String {
             base64::engine::general_purpose::STANDARD.encode(bounded(value))
         )
     }
+}
+
+/// Where an accepted body goes.
+enum Routed {
+    /// Upstream, with these request edits and (if renamed) this body.
+    Forward {
+        edits: Vec<HeaderEdit>,
+        body: Option<Vec<u8>>,
+    },
+    /// Nowhere: the filter gathers this listing from every backend.
+    Gather(ListKind),
+}
+
+impl Routed {
+    fn forward() -> Self {
+        Routed::Forward {
+            edits: Vec::new(),
+            body: None,
+        }
+    }
+}
+
+/// What a listed item becomes: its backend's public name (or hidden, if that
+/// backend does not publish it), then the policy's decision on that name.
+/// Calls are decided on the same public name, so listed <=> callable.
+fn decide_item(
+    config: &FilterConfig,
+    caller: Option<&Caller>,
+    kind: ListKind,
+    backend: usize,
+    name: &str,
+) -> Listed {
+    let public = match (config.backends.as_ref(), kind.named()) {
+        (Some(backends), Some(named)) if backends.renames(named) => {
+            match backends.publish(named, backend, name) {
+                Some(public) => public,
+                None => return Listed::Hide,
+            }
+        }
+        _ => Cow::Borrowed(name),
+    };
+    if config.auth.is_some() {
+        let allowed = caller.is_some_and(|caller| {
+            config
+                .policy
+                .decide(caller, &Target::call(kind.subject_kind(), &public))
+                .is_allowed()
+        });
+        if !allowed {
+            return Listed::Hide;
+        }
+    }
+    if public == name {
+        Listed::Keep
+    } else {
+        Listed::Rename(public.into_owned())
+    }
+}
+
+/// What a gathered listing carries to each backend.
+#[derive(Debug, Default)]
+struct Fanout {
+    /// Headers as the client sent them (protocol version, mirrored method).
+    forward: Vec<(String, String)>,
+    /// The session id the default backend knows.
+    session: Option<String>,
+}
+
+/// The headers a gathered listing carries to each backend, as the client
+/// sent them, and the session id the default backend knows.
+fn fanout_headers(headers: &[(String, String)], auth_edits: &[HeaderEdit]) -> Fanout {
+    let forward = ["mcp-protocol-version", "mcp-method"]
+        .into_iter()
+        .filter_map(|name| header(headers, name).map(|v| (name.to_string(), v.to_string())))
+        .collect();
+    let unwrapped = auth_edits.iter().find_map(|edit| match edit {
+        HeaderEdit::Set(name, value) if name == "mcp-session-id" => Some(value.clone()),
+        _ => None,
+    });
+    let session = unwrapped.or_else(|| header(headers, "mcp-session-id").map(str::to_string));
+    Fanout { forward, session }
+}
+
+/// Whether a request's params carry a `cursor`.
+fn has_cursor(body: &[u8]) -> bool {
+    use crate::raw_json::RawObject;
+    serde_json::from_slice::<RawObject<'_>>(body)
+        .ok()
+        .and_then(|m| m.get("params").map(|p| p.get().to_string()))
+        .and_then(|p| {
+            serde_json::from_str::<RawObject<'_>>(&p)
+                .ok()
+                .map(|p| p.get("cursor").is_some_and(|c| c.get() != "null"))
+        })
+        .unwrap_or(false)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod aggregate;
 pub mod auth;
 pub mod backends;
 pub mod classify;

@@ -9,9 +9,9 @@
 //! it becomes a JSON-RPC error (fail closed).
 
 use crate::classify::Text;
-use crate::raw_json::RawObject;
 use crate::jsonrpc::{code, error_body, RequestId};
 use crate::policy::SubjectKind;
+use crate::raw_json::{json_string, span_in, splice, RawObject};
 use crate::sse::{SseError, SseEvent, SseFramer};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -37,7 +37,7 @@ impl ListKind {
         })
     }
 
-    fn array_key(self) -> &'static str {
+    pub fn array_key(self) -> &'static str {
         match self {
             ListKind::Tools => "tools",
             ListKind::Prompts => "prompts",
@@ -54,6 +54,25 @@ impl ListKind {
         }
     }
 
+    /// The kind of name a backend may rename (tools and prompts).
+    pub fn named(self) -> Option<crate::backends::Named> {
+        match self {
+            ListKind::Tools => Some(crate::backends::Named::Tool),
+            ListKind::Prompts => Some(crate::backends::Named::Prompt),
+            ListKind::Resources | ListKind::ResourceTemplates => None,
+        }
+    }
+
+    /// The JSON-RPC method that lists this kind.
+    pub fn method(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools/list",
+            ListKind::Prompts => "prompts/list",
+            ListKind::Resources => "resources/list",
+            ListKind::ResourceTemplates => "resources/templates/list",
+        }
+    }
+
     /// What a listed item is judged as (a template by its template text).
     pub fn subject_kind(self) -> SubjectKind {
         match self {
@@ -63,6 +82,28 @@ impl ListKind {
         }
     }
 }
+
+/// What becomes of one listed item, decided from its (upstream) name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listed {
+    Hide,
+    Keep,
+    /// Listed under another name (its public name); every other byte kept.
+    Rename(String),
+}
+
+impl From<bool> for Listed {
+    fn from(visible: bool) -> Self {
+        if visible {
+            Listed::Keep
+        } else {
+            Listed::Hide
+        }
+    }
+}
+
+/// Decides each listed item by its name.
+pub type Decide<'a> = dyn FnMut(&str) -> Listed + 'a;
 
 /// What one message of the response is, with respect to the listing request.
 #[derive(Debug, PartialEq, Eq)]
@@ -77,27 +118,38 @@ pub enum Filtered {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Unfilterable(pub String);
 
-/// Filters one JSON-RPC message if it answers `request_id`.
-pub fn filter_message(
-    message: &[u8],
+/// A message read against the listing request it may answer.
+enum Answer<'a> {
+    /// Another id, a notification: not the answer.
+    Other,
+    /// The answer, an error: it lists nothing.
+    Error,
+    /// The answer's message and result objects, and its items.
+    Result {
+        message: RawObject<'a>,
+        result: RawObject<'a>,
+        items: Vec<&'a RawValue>,
+    },
+}
+
+fn read_answer<'a>(
+    message: &'a [u8],
     kind: ListKind,
     request_id: &RequestId,
-    visible: &mut dyn FnMut(&str) -> bool,
-) -> Result<Filtered, Unfilterable> {
+) -> Result<Answer<'a>, Unfilterable> {
     let bad = |why: &str| Unfilterable(why.to_string());
-    let object: RawObject<'_> = serde_json::from_slice(message)
+    let object: RawObject<'a> = serde_json::from_slice(message)
         .map_err(|e| Unfilterable(format!("the listing response is not a JSON object: {e}")))?;
     let answers = object
         .get("id")
         .is_some_and(|id| same_id(id.get(), request_id.as_json()));
     if !answers {
-        return Ok(Filtered::Untouched);
+        return Ok(Answer::Other);
     }
     let Some(result) = object.get("result") else {
-        // An error answer lists nothing.
-        return Ok(Filtered::Untouched);
+        return Ok(Answer::Error);
     };
-    let result: RawObject<'_> = serde_json::from_str(result.get())
+    let result: RawObject<'a> = serde_json::from_str(result.get())
         .map_err(|e| Unfilterable(format!("the listing result is not an object: {e}")))?;
     let array_key = kind.array_key();
     let items = result
@@ -105,18 +157,57 @@ pub fn filter_message(
         .ok_or_else(|| bad(&format!("the listing result has no `{array_key}`")))?;
     let items: Vec<&RawValue> = serde_json::from_str(items.get())
         .map_err(|_| bad(&format!("`{array_key}` is not an array")))?;
+    Ok(Answer::Result {
+        message: object,
+        result,
+        items,
+    })
+}
 
-    let mut kept: Vec<&str> = Vec::with_capacity(items.len());
+/// The items to list, each decided by its name (renamed ones rewritten),
+/// and how many were hidden.
+fn decide_items<'a>(
+    items: &[&'a RawValue],
+    kind: ListKind,
+    decide: &mut Decide<'_>,
+) -> Result<(Vec<Cow<'a, str>>, usize), Unfilterable> {
+    let mut kept: Vec<Cow<'a, str>> = Vec::with_capacity(items.len());
     let mut hidden = 0;
-    for item in &items {
-        let name = item_name(item.get(), kind.name_key())?;
-        if visible(&name) {
-            kept.push(item.get());
-        } else {
-            hidden += 1;
+    for item in items {
+        let text = item.get();
+        let (name, raw_name) = item_name(text, kind.name_key())?;
+        match decide(&name) {
+            Listed::Hide => hidden += 1,
+            Listed::Keep => kept.push(Cow::Borrowed(text)),
+            Listed::Rename(public) => {
+                let renamed = span_in(text.as_bytes(), raw_name)
+                    .and_then(|span| splice(text.as_bytes(), span, json_string(&public).as_bytes()))
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+                    .ok_or_else(|| Unfilterable("a listed item could not be renamed".into()))?;
+                kept.push(Cow::Owned(renamed));
+            }
         }
     }
+    Ok((kept, hidden))
+}
 
+/// Filters one JSON-RPC message if it answers `request_id`.
+pub fn filter_message(
+    message: &[u8],
+    kind: ListKind,
+    request_id: &RequestId,
+    decide: &mut Decide<'_>,
+) -> Result<Filtered, Unfilterable> {
+    let Answer::Result {
+        message: object,
+        result,
+        items,
+    } = read_answer(message, kind, request_id)?
+    else {
+        return Ok(Filtered::Untouched);
+    };
+    let (kept, hidden) = decide_items(&items, kind, decide)?;
+    let array_key = kind.array_key();
     let array = format!("[{}]", kept.join(","));
     let mut result_text = String::with_capacity(message.len());
     result.write_with(&mut result_text, |key| match key {
@@ -132,11 +223,59 @@ pub fn filter_message(
     Ok(Filtered::Rewritten { bytes, hidden })
 }
 
-/// The name (or URI) of a listed item: read once, a repeat refused, every
-/// other field skipped without building anything (the hot loop of a
-/// 1,000-tool listing).
-fn item_name<'a>(item: &'a str, key: &'static str) -> Result<Cow<'a, str>, Unfilterable> {
-    struct Named<'a>(Option<Cow<'a, str>>);
+/// One page of a listing the filter asked a backend for itself.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Page {
+    /// This message is not the answer (a notification, another id).
+    NotTheAnswer,
+    /// The answer is a JSON-RPC error.
+    Error,
+    /// The items to list (decided and renamed) and the cursor of the next page.
+    Items {
+        items: Vec<String>,
+        next_cursor: Option<String>,
+        hidden: usize,
+    },
+}
+
+/// Reads one page of a backend's listing, deciding each item.
+pub fn read_page(
+    message: &[u8],
+    kind: ListKind,
+    request_id: &RequestId,
+    decide: &mut Decide<'_>,
+) -> Result<Page, Unfilterable> {
+    let (result, items) = match read_answer(message, kind, request_id)? {
+        Answer::Other => return Ok(Page::NotTheAnswer),
+        Answer::Error => return Ok(Page::Error),
+        Answer::Result { result, items, .. } => (result, items),
+    };
+    let next_cursor = match result.get("nextCursor") {
+        None => None,
+        Some(raw) if raw.get() == "null" => None,
+        Some(raw) => Some(
+            serde_json::from_str::<Text<'_>>(raw.get())
+                .map_err(|_| Unfilterable("`nextCursor` is not a string".into()))?
+                .0
+                .into_owned(),
+        ),
+    };
+    let (kept, hidden) = decide_items(&items, kind, decide)?;
+    Ok(Page::Items {
+        items: kept.into_iter().map(Cow::into_owned).collect(),
+        next_cursor,
+        hidden,
+    })
+}
+
+/// The name (or URI) of a listed item, decoded and as its raw JSON text:
+/// read once, a repeat refused, every other field skipped without building
+/// anything (the hot loop of a 1,000-tool listing).
+fn item_name<'a>(
+    item: &'a str,
+    key: &'static str,
+) -> Result<(Cow<'a, str>, &'a str), Unfilterable> {
+    struct Named<'a>(Option<&'a RawValue>);
     struct V(&'static str);
     impl<'de> Visitor<'de> for V {
         type Value = Named<'de>;
@@ -150,7 +289,7 @@ fn item_name<'a>(item: &'a str, key: &'static str) -> Result<Cow<'a, str>, Unfil
                     if name.is_some() {
                         return Err(de::Error::custom(format_args!("duplicate key `{k}`")));
                     }
-                    name = Some(map.next_value::<Text<'de>>()?.0);
+                    name = Some(map.next_value::<&'de RawValue>()?);
                 } else {
                     map.next_value::<de::IgnoredAny>()?;
                 }
@@ -162,9 +301,10 @@ fn item_name<'a>(item: &'a str, key: &'static str) -> Result<Cow<'a, str>, Unfil
     let named = de
         .deserialize_map(V(key))
         .map_err(|e| Unfilterable(format!("a listed item is unreadable: {e}")))?;
-    named
-        .0
-        .ok_or_else(|| Unfilterable(format!("a listed item has no string `{key}`")))
+    let no_name = || Unfilterable(format!("a listed item has no string `{key}`"));
+    let raw = named.0.ok_or_else(no_name)?.get();
+    let Text(name) = serde_json::from_str::<Text<'a>>(raw).map_err(|_| no_name())?;
+    Ok((name, raw))
 }
 
 fn same_id(raw: &str, want: &str) -> bool {
@@ -187,9 +327,9 @@ pub fn filter_json_body(
     body: &[u8],
     kind: ListKind,
     request_id: &RequestId,
-    visible: &mut dyn FnMut(&str) -> bool,
+    decide: &mut Decide<'_>,
 ) -> (Vec<u8>, usize) {
-    match filter_message(body, kind, request_id, visible) {
+    match filter_message(body, kind, request_id, decide) {
         Ok(Filtered::Untouched) => (body.to_vec(), 0),
         Ok(Filtered::Rewritten { bytes, hidden }) => (bytes, hidden),
         Err(why) => (unfilterable_error(request_id, &why), 0),
@@ -219,7 +359,7 @@ impl SseListingFilter {
     }
 
     /// Feeds a chunk; returns the bytes to send on in its place.
-    pub fn push(&mut self, chunk: &[u8], visible: &mut dyn FnMut(&str) -> bool) -> Vec<u8> {
+    pub fn push(&mut self, chunk: &[u8], decide: &mut Decide<'_>) -> Vec<u8> {
         if self.failed {
             return Vec::new();
         }
@@ -227,7 +367,7 @@ impl SseListingFilter {
         let (kind, id) = (self.kind, &self.request_id);
         let mut hidden = 0;
         let pushed = self.framer.push(chunk, |event| {
-            hidden += rewrite_event(&event, kind, id, visible, &mut out);
+            hidden += rewrite_event(&event, kind, id, decide, &mut out);
         });
         self.hidden += hidden;
         if let Err(SseError::EventTooLarge { limit }) = pushed {
@@ -239,7 +379,7 @@ impl SseListingFilter {
     }
 
     /// End of stream: the held-back bytes of an event that never ended, filtered.
-    pub fn finish(&mut self, visible: &mut dyn FnMut(&str) -> bool) -> Vec<u8> {
+    pub fn finish(&mut self, decide: &mut Decide<'_>) -> Vec<u8> {
         let rest = self.framer.finish();
         let mut out = Vec::new();
         if !self.failed && !rest.is_empty() {
@@ -247,7 +387,7 @@ impl SseListingFilter {
                 &SseEvent { raw: &rest },
                 self.kind,
                 &self.request_id,
-                visible,
+                decide,
                 &mut out,
             );
         }
@@ -269,14 +409,14 @@ fn rewrite_event(
     event: &SseEvent<'_>,
     kind: ListKind,
     request_id: &RequestId,
-    visible: &mut dyn FnMut(&str) -> bool,
+    decide: &mut Decide<'_>,
     out: &mut Vec<u8>,
 ) -> usize {
     let Some(data) = event.data() else {
         out.extend_from_slice(event.raw);
         return 0;
     };
-    let (replacement, hidden) = match filter_message(&data, kind, request_id, visible) {
+    let (replacement, hidden) = match filter_message(&data, kind, request_id, decide) {
         Ok(Filtered::Untouched) => {
             out.extend_from_slice(event.raw);
             return 0;

@@ -43,6 +43,15 @@ impl MirroredHeaders {
         self.protocol_version.first().map(String::as_str)
     }
 
+    /// The method and name the headers declare, decoded, when each appears
+    /// exactly once (what routing may read before the body; the body is
+    /// checked against the same headers once it arrives).
+    pub fn declared(&self) -> Option<(String, String)> {
+        let method = decoded(single("Mcp-Method", &self.method).ok()?).ok()??;
+        let name = decoded(single("Mcp-Name", &self.name).ok()?).ok()??;
+        Some((method, name))
+    }
+
     /// Verifies the headers against the classified body.
     pub fn verify(&self, body: &Classified) -> Result<(), Rejection> {
         let method = single("Mcp-Method", &self.method)?;

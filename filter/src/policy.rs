@@ -349,7 +349,10 @@ impl OneOrMany {
     }
 }
 
-pub(crate) fn globs(field: &str, values: Option<Vec<String>>) -> Result<Option<Vec<Glob>>, ConfigError> {
+pub(crate) fn globs(
+    field: &str,
+    values: Option<Vec<String>>,
+) -> Result<Option<Vec<Glob>>, ConfigError> {
     let Some(values) = values else {
         return Ok(None);
     };

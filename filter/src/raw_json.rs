@@ -113,7 +113,8 @@ mod tests {
 
     #[test]
     fn an_escaped_name_is_replaced_whole() {
-        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"g\u0068__x"}}"#;
+        let body =
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"g\u0068__x"}}"#;
         let out = replace_param_string(body, "name", "x").unwrap();
         assert_eq!(
             out,

@@ -29,6 +29,11 @@ pub enum Reason {
     NotFound,
     /// A GET or DELETE that carries a body.
     BodyNotAllowed,
+    /// A tool or prompt name no backend publishes (unknown, or hidden by exposure).
+    UnknownName,
+    /// The named tool lives on a backend this request cannot be routed to
+    /// (its headers already left naming another).
+    Unroutable,
 }
 
 impl Reason {
@@ -45,7 +50,7 @@ impl Reason {
     pub fn code(self) -> i64 {
         match self {
             Reason::ParseError => code::PARSE_ERROR,
-            Reason::InvalidParams => code::INVALID_PARAMS,
+            Reason::InvalidParams | Reason::UnknownName => code::INVALID_PARAMS,
             Reason::HeaderMismatch => code::HEADER_MISMATCH,
             _ => code::INVALID_REQUEST,
         }
@@ -65,6 +70,8 @@ impl Reason {
             Reason::MethodNotAllowed => "method_not_allowed",
             Reason::NotFound => "not_found",
             Reason::BodyNotAllowed => "body_not_allowed",
+            Reason::UnknownName => "unknown_name",
+            Reason::Unroutable => "unroutable",
         }
     }
 }

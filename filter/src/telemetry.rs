@@ -16,6 +16,7 @@ pub const REJECTIONS: &str = "mcp_rejections_total";
 pub const DURATION: &str = "mcp_server_operation_duration_milliseconds";
 pub const AUTHZ_DECISIONS: &str = "mcp_authz_decisions_total";
 pub const AUTH_FAILURES: &str = "mcp_auth_failures_total";
+pub const BACKEND_FAILURES: &str = "mcp_backend_failures_total";
 
 /// The label value for anything outside the bounded set.
 pub const OTHER: &str = "_other";

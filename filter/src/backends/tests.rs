@@ -16,23 +16,25 @@ fn two() -> Backends {
 }
 
 fn route(b: &Backends, kind: Named, public: &str) -> Option<(String, String)> {
-    b.resolve(kind, public).map(|r| {
-        (
-            b.servers[r.backend].name.clone(),
-            r.upstream.into_owned(),
-        )
-    })
+    b.resolve(kind, public)
+        .map(|r| (b.servers[r.backend].name.clone(), r.upstream.into_owned()))
 }
 
 #[test]
 fn prefixed_names_go_both_ways() {
     let b = two();
-    assert_eq!(b.publish(Named::Tool, 1, "create_issue").unwrap(), "jira__create_issue");
+    assert_eq!(
+        b.publish(Named::Tool, 1, "create_issue").unwrap(),
+        "jira__create_issue"
+    );
     assert_eq!(
         route(&b, Named::Tool, "jira__create_issue"),
         Some(("jira".into(), "create_issue".into()))
     );
-    assert_eq!(b.publish(Named::Tool, 0, "search").unwrap(), "github__search");
+    assert_eq!(
+        b.publish(Named::Tool, 0, "search").unwrap(),
+        "github__search"
+    );
     assert_eq!(
         route(&b, Named::Tool, "github__search"),
         Some(("github".into(), "search".into()))
@@ -42,7 +44,10 @@ fn prefixed_names_go_both_ways() {
 #[test]
 fn an_alias_replaces_the_prefixed_name() {
     let b = two();
-    assert_eq!(b.publish(Named::Tool, 0, "create_issue").unwrap(), "open_issue");
+    assert_eq!(
+        b.publish(Named::Tool, 0, "create_issue").unwrap(),
+        "open_issue"
+    );
     assert_eq!(
         route(&b, Named::Tool, "open_issue"),
         Some(("github".into(), "create_issue".into()))
@@ -56,7 +61,11 @@ fn hidden_and_unknown_names_resolve_to_nothing() {
     let b = two();
     assert_eq!(b.publish(Named::Tool, 0, "delete_repo"), None);
     assert_eq!(route(&b, Named::Tool, "github__delete_repo"), None);
-    assert_eq!(route(&b, Named::Tool, "create_issue"), None, "no unprefixed backend");
+    assert_eq!(
+        route(&b, Named::Tool, "create_issue"),
+        None,
+        "no unprefixed backend"
+    );
     assert_eq!(route(&b, Named::Tool, "gitlab__x"), None);
     assert_eq!(route(&b, Named::Tool, ""), None);
     assert_eq!(route(&b, Named::Tool, "github__"), None);
@@ -66,7 +75,10 @@ fn hidden_and_unknown_names_resolve_to_nothing() {
 fn prompts_are_renamed_only_where_configured() {
     let b = two();
     assert!(b.renames(Named::Prompt));
-    assert_eq!(b.publish(Named::Prompt, 1, "triage").unwrap(), "jira__triage");
+    assert_eq!(
+        b.publish(Named::Prompt, 1, "triage").unwrap(),
+        "jira__triage"
+    );
     // github does not prefix prompts: it is the unprefixed prompt backend.
     assert_eq!(b.publish(Named::Prompt, 0, "review").unwrap(), "review");
     assert_eq!(
@@ -90,9 +102,15 @@ fn an_unprefixed_default_backend_cannot_shadow_prefixed_names() {
     .unwrap();
     assert_eq!(b.default, 0);
     assert_eq!(b.publish(Named::Tool, 0, "echo").unwrap(), "echo");
-    assert_eq!(route(&b, Named::Tool, "echo"), Some(("main".into(), "echo".into())));
+    assert_eq!(
+        route(&b, Named::Tool, "echo"),
+        Some(("main".into(), "echo".into()))
+    );
     assert_eq!(b.publish(Named::Tool, 0, "jira__x"), None);
-    assert_eq!(route(&b, Named::Tool, "jira__x"), Some(("jira".into(), "x".into())));
+    assert_eq!(
+        route(&b, Named::Tool, "jira__x"),
+        Some(("jira".into(), "x".into()))
+    );
     // `add` is published as `calc` only; an upstream tool literally named `calc`
     // would collide with the alias and is hidden.
     assert_eq!(b.publish(Named::Tool, 0, "add").unwrap(), "calc");
@@ -131,7 +149,10 @@ fn a_single_unprefixed_backend_without_rules_is_the_identity() {
     let b = backends(json!({"servers": [{"name": "one", "prefix_tools": false}]})).unwrap();
     assert!(!b.renames(Named::Tool));
     assert!(!b.renames(Named::Prompt));
-    assert_eq!(route(&b, Named::Tool, "add"), Some(("one".into(), "add".into())));
+    assert_eq!(
+        route(&b, Named::Tool, "add"),
+        Some(("one".into(), "add".into()))
+    );
 }
 
 #[test]
@@ -227,15 +248,17 @@ fn publish_then_resolve_is_the_identity() {
                         panic!("{public} (from {upstream} on {backend}) does not resolve")
                     });
                     assert_eq!((back.backend, back.upstream.as_ref()), (backend, upstream));
-                    let previous = published.insert((kind, public.to_string()), (backend, upstream));
+                    let previous =
+                        published.insert((kind, public.to_string()), (backend, upstream));
                     assert!(previous.is_none(), "{public} published twice");
                 }
             }
         }
         // Anything that resolves was published.
-        for candidate in names.iter().flat_map(|n| {
-            ["", "gh__", "jira.", "main__"].map(move |p| format!("{p}{n}"))
-        }) {
+        for candidate in names
+            .iter()
+            .flat_map(|n| ["", "gh__", "jira.", "main__"].map(move |p| format!("{p}{n}")))
+        {
             let Some(r) = b.resolve(kind, &candidate) else {
                 continue;
             };

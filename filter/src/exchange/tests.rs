@@ -867,3 +867,357 @@ mod secured_edges {
         assert!(step.header_edits.is_empty());
     }
 }
+
+// ---- several backends: renaming, routing, gathered listings ------------------
+
+mod backends {
+    use super::*;
+    use crate::aggregate::BackendAnswer;
+    use crate::policy::Caller;
+    use serde_json::{json, Value};
+
+    const SERVERS: &str = r#"{"servers": [
+        {"name": "github", "tools": {"exclude": ["secret"], "aliases": {"open_issue": "create_issue"}}},
+        {"name": "jira"}
+    ]}"#;
+
+    fn routed(held: bool) -> Exchange {
+        let json =
+            format!(r#"{{"routing_headers": {{"enabled": {held}}}, "backends": {SERVERS}}}"#);
+        Exchange::new(config(&json), 0)
+    }
+
+    fn call(tool: &str) -> String {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"{tool}","arguments":{{"name":"{tool}"}}}}}}"#
+        )
+    }
+
+    fn set(name: &str, value: &str) -> HeaderEdit {
+        HeaderEdit::Set(name.into(), value.into())
+    }
+
+    fn body_of(step: &Step) -> Value {
+        serde_json::from_slice(step.body.as_ref().expect("a rewritten body")).unwrap()
+    }
+
+    #[test]
+    fn held_headers_are_routed_and_the_body_renamed_from_the_public_name() {
+        let mut ex = routed(true);
+        assert_eq!(
+            ex.on_request_headers(&post(&[]), false).action,
+            Action::Pause
+        );
+        let step = feed_body(&mut ex, call("jira__create_issue").as_bytes(), 9);
+        assert_eq!(step.action, Action::Continue);
+        assert!(step.header_edits.contains(&set("x-mcp-backend", "jira")));
+        assert!(step
+            .header_edits
+            .contains(&HeaderEdit::Remove("content-length".into())));
+        // The routing header carries the public name, like the policy.
+        assert!(step
+            .header_edits
+            .contains(&set("x-mcp-tool", "jira__create_issue")));
+        let body = body_of(&step);
+        assert_eq!(body["params"]["name"], "create_issue");
+        assert_eq!(
+            body["params"]["arguments"]["name"], "jira__create_issue",
+            "only params.name changes"
+        );
+        assert!(step.properties.contains(&("mcp_backend", "jira".into())));
+        assert!(step
+            .properties
+            .contains(&("mcp_tool", "jira__create_issue".into())));
+    }
+
+    #[test]
+    fn an_alias_reaches_its_upstream_name() {
+        let mut ex = routed(true);
+        ex.on_request_headers(&post(&[]), false);
+        let step = feed_body(&mut ex, call("open_issue").as_bytes(), 100);
+        assert!(step.header_edits.contains(&set("x-mcp-backend", "github")));
+        assert_eq!(body_of(&step)["params"]["name"], "create_issue");
+    }
+
+    #[test]
+    fn unknown_hidden_and_unprefixed_names_are_refused_never_passed() {
+        for tool in [
+            "gitlab__x",
+            "github__secret",
+            "github__create_issue",
+            "add",
+            "jira__",
+        ] {
+            let mut ex = routed(true);
+            ex.on_request_headers(&post(&[]), false);
+            let step = feed_body(&mut ex, call(tool).as_bytes(), 100);
+            let (status, reply) = reply_of(&step);
+            assert_eq!(status, 400, "{tool}");
+            assert_eq!(reply["error"]["code"], -32602, "{tool}");
+            assert_eq!(reply["id"], 7);
+            assert!(
+                reply["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("Unknown tool"),
+                "{reply}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_clients_own_backend_header_is_removed() {
+        let mut ex = routed(true);
+        let step = ex.on_request_headers(&post(&[("x-mcp-backend", "jira")]), false);
+        assert!(step
+            .header_edits
+            .contains(&HeaderEdit::Remove("x-mcp-backend".into())));
+    }
+
+    #[test]
+    fn unheld_legacy_requests_go_to_the_default_backend_only() {
+        let mut ex = routed(false);
+        let step = ex.on_request_headers(&post(&[("content-length", "99")]), false);
+        assert_eq!(step.action, Action::Continue);
+        assert_eq!(
+            step.header_edits,
+            vec![
+                HeaderEdit::Remove("content-length".into()),
+                set("x-mcp-backend", "github"),
+            ]
+        );
+        let step = feed_body(&mut ex, call("github__search").as_bytes(), 100);
+        assert_eq!(step.action, Action::Continue);
+        assert!(step.header_edits.is_empty(), "headers already left");
+        assert_eq!(body_of(&step)["params"]["name"], "search");
+
+        // A tool of another backend cannot follow headers that already left.
+        let mut ex = routed(false);
+        ex.on_request_headers(&post(&[]), false);
+        let (status, reply) = reply_of(&feed_body(&mut ex, call("jira__x").as_bytes(), 100));
+        assert_eq!(status, 400);
+        assert!(reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Mcp-Name"));
+    }
+
+    #[test]
+    fn mcp_name_headers_route_unheld_2026_requests_and_are_renamed_too() {
+        let mut ex = routed(false);
+        let headers = post(&[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "jira__create_issue"),
+        ]);
+        let step = ex.on_request_headers(&headers, false);
+        assert_eq!(step.action, Action::Continue);
+        assert!(step.header_edits.contains(&set("mcp-name", "create_issue")));
+        assert!(step.header_edits.contains(&set("x-mcp-backend", "jira")));
+        let body = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"jira__create_issue","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+        let step = feed_body(&mut ex, body.as_bytes(), 100);
+        assert_eq!(step.action, Action::Continue);
+        assert_eq!(body_of(&step)["params"]["name"], "create_issue");
+
+        // A body naming another tool than the header is still refused.
+        let mut ex = routed(false);
+        ex.on_request_headers(&headers, false);
+        let other = body.replace("jira__create_issue", "github__search");
+        assert_eq!(reply_of(&feed_body(&mut ex, other.as_bytes(), 100)).0, 400);
+    }
+
+    #[test]
+    fn held_2026_requests_get_the_upstream_name_in_mcp_name() {
+        let mut ex = routed(true);
+        ex.on_request_headers(
+            &post(&[
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "open_issue"),
+            ]),
+            false,
+        );
+        let body = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"open_issue","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+        let step = feed_body(&mut ex, body.as_bytes(), 100);
+        assert!(step.header_edits.contains(&set("mcp-name", "create_issue")));
+        assert!(step.header_edits.contains(&set("x-mcp-backend", "github")));
+    }
+
+    #[test]
+    fn batches_cannot_carry_renamed_calls() {
+        let json = format!(
+            r#"{{"allow_batches": true, "routing_headers": {{"enabled": true}}, "backends": {SERVERS}}}"#
+        );
+        let mut ex = Exchange::new(config(&json), 0);
+        ex.on_request_headers(&post(&[]), false);
+        let batch = format!("[{}]", call("jira__x"));
+        assert_eq!(reply_of(&feed_body(&mut ex, batch.as_bytes(), 100)).0, 400);
+    }
+
+    const LIST: &str = r#"{"jsonrpc":"2.0","id":5,"method":"tools/list","params":{}}"#;
+
+    fn answer(body: &str) -> BackendAnswer<'_> {
+        BackendAnswer {
+            status: Some(200),
+            content_type: Some("application/json"),
+            body: body.as_bytes(),
+        }
+    }
+
+    #[test]
+    fn a_listing_is_gathered_from_every_backend_and_answered_by_the_filter() {
+        for held in [true, false] {
+            let mut ex = routed(held);
+            ex.on_request_headers(&post(&[("mcp-protocol-version", "2025-11-25")]), false);
+            let step = feed_body(&mut ex, LIST.as_bytes(), 100);
+            assert_eq!(step.action, Action::Pause, "the upstream gets no listing");
+            assert_eq!(step.fetches.len(), 2);
+            assert!(step.fetches[0]
+                .headers
+                .contains(&("mcp-protocol-version".into(), "2025-11-25".into())));
+            let step = ex.on_listing_answer(
+                1,
+                answer(r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"create_issue"}]}}"#),
+            );
+            assert_eq!(step.action, Action::Pause);
+            let step = ex.on_listing_answer(
+                0,
+                answer(r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"create_issue"},{"name":"secret"},{"name":"search"}]}}"#),
+            );
+            let (status, reply) = reply_of(&step);
+            assert_eq!(status, 200);
+            let names: Vec<&str> = reply["result"]["tools"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                names,
+                ["open_issue", "github__search", "jira__create_issue"]
+            );
+            let samples = ex.finish(3, &mut Labels::with_tools(ToolLabels::new(&[], 10)));
+            assert!(names_of(&samples).contains(
+                &"mcp_responses_total.mcp_method_name=tools/list.outcome=result".to_string()
+            ));
+        }
+    }
+
+    fn names_of(samples: &[Sample]) -> Vec<String> {
+        samples.iter().map(|s| s.name.clone()).collect()
+    }
+
+    #[test]
+    fn a_backend_down_leaves_the_others_listed_and_is_counted() {
+        let mut ex = routed(true);
+        ex.on_request_headers(&post(&[]), false);
+        feed_body(&mut ex, LIST.as_bytes(), 100);
+        ex.on_listing_unreachable(1);
+        let (status, reply) = reply_of(&ex.on_listing_answer(
+            0,
+            answer(r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"search"}]}}"#),
+        ));
+        assert_eq!(status, 200);
+        assert_eq!(
+            reply["result"]["tools"],
+            json!([{"name": "github__search"}])
+        );
+        assert_eq!(ex.backend_failures(), vec![("jira", "unreachable")]);
+        let mut labels = Labels::with_tools(ToolLabels::new(&[], 10));
+        let samples = ex.finish(3, &mut labels);
+        assert!(names_of(&samples)
+            .contains(&"mcp_backend_failures_total.backend=jira.reason=unreachable".to_string()));
+        // The listed public names become metric labels.
+        assert_eq!(labels.tools.label("github__search"), "github__search");
+    }
+
+    #[test]
+    fn a_cursor_on_a_gathered_listing_is_invalid() {
+        let mut ex = routed(true);
+        ex.on_request_headers(&post(&[]), false);
+        let body = r#"{"jsonrpc":"2.0","id":5,"method":"tools/list","params":{"cursor":"x"}}"#;
+        let (status, reply) = reply_of(&feed_body(&mut ex, body.as_bytes(), 100));
+        assert_eq!(
+            (status, reply["error"]["code"].clone()),
+            (400, json!(-32602))
+        );
+    }
+
+    #[test]
+    fn one_backend_is_renamed_in_stream_not_gathered() {
+        let json =
+            r#"{"backends": {"servers": [{"name": "gh", "tools": {"exclude": ["secret"]}}]}}"#;
+        let mut ex = Exchange::new(config(json), 0);
+        ex.on_request_headers(&post(&[]), false);
+        let step = feed_body(&mut ex, LIST.as_bytes(), 100);
+        assert_eq!(step.action, Action::Continue);
+        assert!(step.fetches.is_empty());
+        let headers = vec![("content-type".to_string(), "application/json".to_string())];
+        let step = ex.on_response_headers(200, &headers);
+        assert!(step
+            .header_edits
+            .contains(&HeaderEdit::Remove("content-length".into())));
+        let listing =
+            br#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"add"},{"name":"secret"}]}}"#;
+        let step = ex.on_response_body(&listing[..20], false);
+        assert_eq!(step.action, Action::Pause);
+        let step = ex.on_response_body(&listing[20..], true);
+        let out: Value = serde_json::from_slice(&step.body.unwrap()).unwrap();
+        assert_eq!(out["result"]["tools"], json!([{"name": "gh__add"}]));
+    }
+
+    #[test]
+    fn the_policy_judges_public_names_for_calls_and_listings_alike() {
+        let json = json!({
+            "routing_headers": {"enabled": true},
+            "backends": serde_json::from_str::<Value>(SERVERS).unwrap(),
+            "auth": {
+                "issuers": ["https://idp"], "audiences": ["https://mcp"],
+                "shared_secret": {"base64": "CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk="},
+                "resource_metadata": {"resource": "https://mcp", "authorization_servers": ["https://idp"]}
+            },
+            "policy": {"rules": [{"tools": ["jira__*"], "effect": "deny"}, {"tools": ["*"], "effect": "allow"}]}
+        });
+        let caller = Authenticated::Caller(Rc::new(Caller {
+            subject: "alice".into(),
+            ..Caller::default()
+        }));
+        let make = || {
+            let caller = caller.clone();
+            Exchange::new(config(&json.to_string()), 0)
+                .with_authenticator(Box::new(move |_| caller.clone()))
+        };
+        let mut ex = make();
+        ex.on_request_headers(&post(&[]), false);
+        assert_eq!(
+            reply_of(&feed_body(
+                &mut ex,
+                call("jira__create_issue").as_bytes(),
+                100
+            ))
+            .0,
+            403
+        );
+        let mut ex = make();
+        ex.on_request_headers(&post(&[]), false);
+        assert_eq!(
+            feed_body(&mut ex, call("github__search").as_bytes(), 100).action,
+            Action::Continue
+        );
+        let mut ex = make();
+        ex.on_request_headers(&post(&[]), false);
+        feed_body(&mut ex, LIST.as_bytes(), 100);
+        ex.on_listing_answer(
+            1,
+            answer(r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"create_issue"}]}}"#),
+        );
+        let (_, reply) = reply_of(&ex.on_listing_answer(
+            0,
+            answer(r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"search"}]}}"#),
+        ));
+        assert_eq!(
+            reply["result"]["tools"],
+            json!([{"name": "github__search"}])
+        );
+    }
+}

@@ -6,8 +6,8 @@ fn id(raw: &str) -> RequestId {
     RequestId::from_raw(&raw).unwrap()
 }
 
-fn no_secret(name: &str) -> bool {
-    !name.contains("secret")
+fn no_secret(name: &str) -> Listed {
+    Listed::from(!name.contains("secret"))
 }
 
 const TOOLS: &str = r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"add","inputSchema":{"type":"object"}},{"name":"secret","description":"hide me"},{"name":"echo"}],"nextCursor":"abc"}}"#;
@@ -177,7 +177,7 @@ fn real_captured_listings_are_filtered() {
             .unwrap()
             .to_string();
         let total = first["result"]["tools"].as_array().unwrap().len();
-        let mut hide = |name: &str| name != victim;
+        let mut hide = |name: &str| Listed::from(name != victim);
         let out = if sse {
             let mut f = SseListingFilter::new(ListKind::Tools, request_id.clone(), 1 << 20);
             let mut out = f.push(&body, &mut hide);
@@ -215,9 +215,83 @@ fn a_thousand_tool_listing_is_filtered() {
         .map(|i| json!({"name": format!("tool_{i}"), "inputSchema": {"type": "object"}}))
         .collect();
     let body = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": tools}}).to_string();
-    let mut even = |name: &str| name.trim_start_matches("tool_").parse::<u32>().unwrap() % 2 == 0;
+    let mut even = |name: &str| {
+        Listed::from(name.trim_start_matches("tool_").parse::<u32>().unwrap() % 2 == 0)
+    };
     let (out, hidden) = filter_json_body(body.as_bytes(), ListKind::Tools, &id("1"), &mut even);
     assert_eq!(hidden, 500);
     let v: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["result"]["tools"].as_array().unwrap().len(), 500);
+}
+
+fn prefixed_except_secret(name: &str) -> Listed {
+    if name.contains("secret") {
+        Listed::Hide
+    } else {
+        Listed::Rename(format!("gh__{name}"))
+    }
+}
+
+#[test]
+fn renamed_items_change_only_their_name() {
+    let (out, hidden) = filter_json_body(
+        TOOLS.as_bytes(),
+        ListKind::Tools,
+        &id("2"),
+        &mut prefixed_except_secret,
+    );
+    assert_eq!(hidden, 1);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"gh__add","inputSchema":{"type":"object"}},{"name":"gh__echo"}],"nextCursor":"abc"}}"#
+    );
+}
+
+#[test]
+fn an_escaped_or_spaced_name_is_renamed_whole() {
+    let body = br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"description":"name","name" : "\u0061dd","x":{"name":"inner"}}]}}"#;
+    let (out, _) = filter_json_body(body, ListKind::Tools, &id("2"), &mut prefixed_except_secret);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"description":"name","name" : "gh__add","x":{"name":"inner"}}]}}"#
+    );
+}
+
+#[test]
+fn a_name_that_is_not_a_string_fails_closed() {
+    let body = br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":7}]}}"#;
+    let (out, _) = filter_json_body(body, ListKind::Tools, &id("2"), &mut prefixed_except_secret);
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["error"]["code"], -32603);
+    assert!(v.get("result").is_none());
+}
+
+/// SSE rewrite with renaming: the same output at every split point of the
+/// stream, LF and CRLF alike, and equal to the unsplit rewrite.
+#[test]
+fn sse_rename_is_the_same_at_every_chunk_split() {
+    for eol in ["\n", "\r\n"] {
+        let body = sse_body(eol);
+        let body = body.as_bytes();
+        let mut whole = SseListingFilter::new(ListKind::Tools, id("2"), 1 << 20);
+        let mut expected = whole.push(body, &mut prefixed_except_secret);
+        expected.extend(whole.finish(&mut prefixed_except_secret));
+        let names: Vec<Value> = data_messages(&expected)
+            .into_iter()
+            .filter(|m| m["id"] == 2)
+            .flat_map(|m| m["result"]["tools"].as_array().cloned().unwrap_or_default())
+            .map(|t| t["name"].clone())
+            .collect();
+        assert_eq!(names, vec![json!("gh__add"), json!("gh__echo")]);
+        for at in 0..=body.len() {
+            for second in [at, (at + 7).min(body.len())] {
+                let mut f = SseListingFilter::new(ListKind::Tools, id("2"), 1 << 20);
+                let mut out = f.push(&body[..at], &mut prefixed_except_secret);
+                out.extend(f.push(&body[at..second], &mut prefixed_except_secret));
+                out.extend(f.push(&body[second..], &mut prefixed_except_secret));
+                out.extend(f.finish(&mut prefixed_except_secret));
+                assert_eq!(out, expected, "split at {at}/{second} ({eol:?})");
+            }
+        }
+    }
 }

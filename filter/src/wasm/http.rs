@@ -3,11 +3,14 @@
 use super::host;
 use super::root::Shared;
 use super::ROOT_ID;
+use crate::aggregate::{BackendAnswer, Fetch};
 use crate::exchange::{Action as StepAction, Exchange, HeaderEdit, Step};
 use log::warn;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
+use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::Duration;
 
 pub struct McpHttp {
     shared: Rc<Shared>,
@@ -23,6 +26,8 @@ pub struct McpHttp {
     response_body_seen: usize,
     /// Waiting for a JWKS fetch this context started.
     awaiting_keys: bool,
+    /// Listing requests sent to backends: call token -> backend index.
+    listing_calls: HashMap<u32, usize>,
 }
 
 impl McpHttp {
@@ -45,6 +50,7 @@ impl McpHttp {
             request_body_done: false,
             response_body_seen: 0,
             awaiting_keys: false,
+            listing_calls: HashMap::new(),
         }
     }
 
@@ -97,7 +103,24 @@ impl McpHttp {
         })
     }
 
-    fn apply_step(&mut self, step: Step, headers: MapType) -> Action {
+    fn apply_step(&mut self, mut step: Step, headers: MapType) -> Action {
+        if let Some(body) = step.body.take() {
+            // A rewritten request body replaces everything Envoy buffered.
+            if headers == MapType::HttpRequestHeaders {
+                let len = self.request_body_len;
+                if let Err(e) = host::set_buffer(BufferType::HttpRequestBody, 0, len, &body) {
+                    warn!("{ROOT_ID}: cannot rewrite the request body: status {}", e.0);
+                }
+            }
+        }
+        let fetches = std::mem::take(&mut step.fetches);
+        if !fetches.is_empty() {
+            self.send_fetches(fetches);
+            if self.exchange.answered() {
+                // Every send failed and the exchange already answered.
+                return Action::Pause;
+            }
+        }
         if !step.header_edits.is_empty() {
             if self.request_headers_held || headers != MapType::HttpRequestHeaders {
                 for edit in &step.header_edits {
@@ -147,6 +170,78 @@ impl McpHttp {
         }
     }
 
+    /// Sends a gathered listing's requests; one that cannot be sent counts
+    /// as that backend failing.
+    fn send_fetches(&mut self, fetches: Vec<Fetch>) {
+        for fetch in fetches {
+            let headers: Vec<(&str, &str)> = fetch
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            match self.dispatch_http_call(
+                &fetch.cluster,
+                headers,
+                Some(&fetch.body),
+                vec![],
+                Duration::from_millis(fetch.timeout_ms),
+            ) {
+                Ok(token) => {
+                    self.listing_calls.insert(token, fetch.backend);
+                }
+                Err(status) => {
+                    warn!(
+                        "{ROOT_ID}: cannot send the listing to cluster `{}`: {status:?}",
+                        fetch.cluster
+                    );
+                    let step = self.exchange.on_listing_unreachable(fetch.backend);
+                    self.apply_listing_step(step);
+                }
+            }
+        }
+    }
+
+    /// Applies a step from a gathered listing: more requests, or the answer.
+    fn apply_listing_step(&mut self, step: Step) {
+        let answered = matches!(step.action, StepAction::Respond(_));
+        if answered {
+            for (backend, reason) in self.exchange.backend_failures() {
+                warn!("{ROOT_ID}: backend `{backend}` left out of the listing: {reason}");
+            }
+        }
+        self.apply_step(step, MapType::HttpRequestHeaders);
+    }
+
+    fn listing_answered(&mut self, backend: usize, num_headers: usize, body_size: usize) {
+        let headers = if num_headers == 0 {
+            Vec::new()
+        } else {
+            host::headers(MapType::HttpCallResponseHeaders)
+        };
+        let find = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        let status = find(":status").and_then(|s| s.parse().ok());
+        let body = if body_size > 0 {
+            host::buffer(BufferType::HttpCallResponseBody, 0, body_size).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let answer = BackendAnswer {
+            status,
+            content_type: find("content-type"),
+            body: &body,
+        };
+        let step = self.exchange.on_listing_answer(backend, answer);
+        if step.fetches.is_empty() && !matches!(step.action, StepAction::Respond(_)) {
+            return;
+        }
+        self.apply_listing_step(step);
+    }
+
     fn request_body(&mut self, buffered: usize, end_of_stream: bool) -> Action {
         self.request_body_len = buffered;
         self.request_body_done |= end_of_stream;
@@ -170,11 +265,15 @@ fn edit_name(edit: &HeaderEdit) -> &str {
 impl Context for McpHttp {
     fn on_http_call_response(
         &mut self,
-        _token: u32,
-        _num_headers: usize,
+        token: u32,
+        num_headers: usize,
         body_size: usize,
         _num_trailers: usize,
     ) {
+        if let Some(backend) = self.listing_calls.remove(&token) {
+            self.listing_answered(backend, num_headers, body_size);
+            return;
+        }
         if !self.awaiting_keys {
             return;
         }

@@ -1,0 +1,331 @@
+//! A listing gathered from every backend. The filter sends the listing to
+//! each backend itself (the shell dispatches the requests through Envoy
+//! clusters), follows each backend's pages, renames and filters every item,
+//! and answers the client with the union in backend order. A backend that
+//! fails is left out and counted; the others are still listed.
+
+use crate::backends::Backends;
+use crate::jsonrpc::{code, error_body, RequestId};
+use crate::listing::{read_page, Decide, ListKind, Page};
+use crate::raw_json::RawObject;
+use crate::reject::LocalReply;
+use crate::response::Framing;
+use crate::sse::SseFramer;
+
+/// One request the shell sends to a backend cluster on the filter's behalf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetch {
+    pub backend: usize,
+    pub cluster: String,
+    /// Every header, pseudo-headers first.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout_ms: u64,
+}
+
+/// A backend's answer as Envoy delivered it; `status` is `None` when the
+/// call failed (connection refused, reset, timeout).
+#[derive(Debug, Clone, Copy)]
+pub struct BackendAnswer<'a> {
+    pub status: Option<u16>,
+    pub content_type: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// Why a backend is missing from a gathered listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// No answer: refused, reset or timed out.
+    Unreachable,
+    /// An HTTP error status.
+    HttpStatus,
+    /// An answer the filter could not read (fails closed: nothing listed from it).
+    Unreadable,
+    /// A JSON-RPC error.
+    RpcError,
+    /// More pages than the filter follows; the pages read are listed.
+    TooManyPages,
+}
+
+impl Failure {
+    /// The `reason` label of the backend failure counter.
+    pub fn label(self) -> &'static str {
+        match self {
+            Failure::Unreachable => "unreachable",
+            Failure::HttpStatus => "http_status",
+            Failure::Unreadable => "unreadable",
+            Failure::RpcError => "rpc_error",
+            Failure::TooManyPages => "too_many_pages",
+        }
+    }
+}
+
+/// Pages followed per backend: a bound on what one listing costs.
+pub const MAX_PAGES: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Waiting { pages: usize },
+    Done,
+}
+
+#[derive(Debug)]
+pub struct Aggregation {
+    kind: ListKind,
+    request_id: RequestId,
+    /// Headers every fetch carries (protocol version, mirrored method, credential).
+    forward: Vec<(String, String)>,
+    /// The client's session id as the default backend knows it.
+    default_session: Option<(usize, String)>,
+    /// `params._meta` of the client's request, raw, repeated on later pages.
+    meta: Option<String>,
+    states: Vec<State>,
+    items: Vec<Vec<String>>,
+    failures: Vec<(usize, Failure)>,
+    hidden: usize,
+    max_answer_bytes: usize,
+}
+
+impl Aggregation {
+    /// Starts gathering: the first page is the client's own request, sent to every backend.
+    pub fn start(
+        backends: &Backends,
+        kind: ListKind,
+        request_id: RequestId,
+        client_body: &[u8],
+        forward: Vec<(String, String)>,
+        session: Option<String>,
+        max_answer_bytes: usize,
+    ) -> (Self, Vec<Fetch>) {
+        let meta = serde_json::from_slice::<RawObject<'_>>(client_body)
+            .ok()
+            .and_then(|m| m.get("params").map(|p| p.get().to_string()))
+            .and_then(|params| {
+                serde_json::from_str::<RawObject<'_>>(&params)
+                    .ok()
+                    .and_then(|p| p.get("_meta").map(|m| m.get().to_string()))
+            });
+        let n = backends.servers.len();
+        let aggregation = Self {
+            kind,
+            request_id,
+            forward,
+            default_session: session.map(|s| (backends.default, s)),
+            meta,
+            states: vec![State::Waiting { pages: 1 }; n],
+            items: vec![Vec::new(); n],
+            failures: Vec::new(),
+            hidden: 0,
+            max_answer_bytes,
+        };
+        let fetches = (0..n)
+            .filter_map(|b| aggregation.fetch(backends, b, client_body.to_vec()))
+            .collect();
+        (aggregation, fetches)
+    }
+
+    fn fetch(&self, backends: &Backends, backend: usize, body: Vec<u8>) -> Option<Fetch> {
+        let server = backends.servers.get(backend)?;
+        let mut headers = vec![
+            (":method".to_string(), "POST".to_string()),
+            (":path".to_string(), server.path.clone()),
+            (":authority".to_string(), server.authority.clone()),
+            ("content-type".to_string(), "application/json".to_string()),
+            (
+                "accept".to_string(),
+                "application/json, text/event-stream".to_string(),
+            ),
+        ];
+        headers.extend(self.forward.iter().cloned());
+        if let Some((default, session)) = &self.default_session {
+            if *default == backend {
+                headers.push(("mcp-session-id".to_string(), session.clone()));
+            }
+        }
+        Some(Fetch {
+            backend,
+            cluster: server.cluster.clone(),
+            headers,
+            body,
+            timeout_ms: backends.listing_timeout_ms,
+        })
+    }
+
+    fn next_page_body(&self, cursor: &str) -> Vec<u8> {
+        let cursor = crate::raw_json::json_string(cursor);
+        let meta = self
+            .meta
+            .as_deref()
+            .map(|m| format!(",\"_meta\":{m}"))
+            .unwrap_or_default();
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{},"method":"{}","params":{{"cursor":{cursor}{meta}}}}}"#,
+            self.request_id.as_json(),
+            self.kind.method()
+        )
+        .into_bytes()
+    }
+
+    /// What is being listed.
+    pub fn kind(&self) -> ListKind {
+        self.kind
+    }
+
+    /// A backend answered (or failed). Returns the request for its next
+    /// page, if there is one to follow.
+    pub fn on_answer(
+        &mut self,
+        backends: &Backends,
+        backend: usize,
+        answer: BackendAnswer<'_>,
+        decide: &mut Decide<'_>,
+    ) -> Option<Fetch> {
+        let pages = match self.states.get(backend) {
+            Some(State::Waiting { pages }) => *pages,
+            _ => return None,
+        };
+        let outcome = self.read(answer, decide);
+        let (items, next) = match outcome {
+            Ok(page) => page,
+            Err(failure) => {
+                self.fail(backend, failure);
+                return None;
+            }
+        };
+        if let Some(list) = self.items.get_mut(backend) {
+            list.extend(items);
+        }
+        let Some(cursor) = next else {
+            self.set_state(backend, State::Done);
+            return None;
+        };
+        if pages >= MAX_PAGES {
+            self.fail(backend, Failure::TooManyPages);
+            return None;
+        }
+        self.set_state(backend, State::Waiting { pages: pages + 1 });
+        let body = self.next_page_body(&cursor);
+        self.fetch(backends, backend, body)
+    }
+
+    /// The dispatch to this backend could not even start.
+    pub fn unreachable(&mut self, backend: usize) {
+        self.fail(backend, Failure::Unreachable);
+    }
+
+    fn fail(&mut self, backend: usize, failure: Failure) {
+        self.failures.push((backend, failure));
+        self.set_state(backend, State::Done);
+    }
+
+    fn set_state(&mut self, backend: usize, state: State) {
+        if let Some(s) = self.states.get_mut(backend) {
+            *s = state;
+        }
+    }
+
+    fn read(
+        &mut self,
+        answer: BackendAnswer<'_>,
+        decide: &mut Decide<'_>,
+    ) -> Result<(Vec<String>, Option<String>), Failure> {
+        let status = answer.status.ok_or(Failure::Unreachable)?;
+        if !(200..300).contains(&status) {
+            return Err(Failure::HttpStatus);
+        }
+        if answer.body.len() > self.max_answer_bytes {
+            return Err(Failure::Unreadable);
+        }
+        let messages: Vec<Vec<u8>> = match Framing::from_content_type(answer.content_type) {
+            Framing::Json => vec![answer.body.to_vec()],
+            Framing::Sse => {
+                let mut framer = SseFramer::new(self.max_answer_bytes);
+                let mut data = Vec::new();
+                let framed = framer.push(answer.body, |event| {
+                    if let Some(d) = event.data() {
+                        data.push(d.into_owned());
+                    }
+                });
+                framed.map_err(|_| Failure::Unreadable)?;
+                // A stream may end without a blank line after its last event.
+                let rest = framer.finish();
+                if let Some(d) = (crate::sse::SseEvent { raw: &rest }).data() {
+                    data.push(d.into_owned());
+                }
+                data
+            }
+            Framing::Other => return Err(Failure::Unreadable),
+        };
+        for message in messages {
+            match read_page(&message, self.kind, &self.request_id, decide) {
+                Ok(Page::NotTheAnswer) => continue,
+                Ok(Page::Error) => return Err(Failure::RpcError),
+                Ok(Page::Items {
+                    items,
+                    next_cursor,
+                    hidden,
+                }) => {
+                    self.hidden += hidden;
+                    return Ok((items, next_cursor));
+                }
+                Err(_) => return Err(Failure::Unreadable),
+            }
+        }
+        Err(Failure::Unreadable)
+    }
+
+    /// Every backend has answered, failed or timed out.
+    pub fn is_complete(&self) -> bool {
+        self.states.iter().all(|s| *s == State::Done)
+    }
+
+    pub fn failures(&self) -> &[(usize, Failure)] {
+        &self.failures
+    }
+
+    /// How many items were not listed (not exposed, or not allowed).
+    pub fn hidden(&self) -> usize {
+        self.hidden
+    }
+
+    /// The answer to the client: the union, or an error if no backend answered.
+    pub fn reply(&self) -> LocalReply {
+        let headers = vec![("content-type".to_string(), "application/json".to_string())];
+        let failed: Vec<usize> = self.failures.iter().map(|(b, _)| *b).collect();
+        let answered = (0..self.states.len()).any(|b| !failed.contains(&b))
+            || self.items.iter().any(|i| !i.is_empty());
+        if !answered {
+            return LocalReply {
+                status: 502,
+                headers,
+                body: error_body(
+                    Some(&self.request_id),
+                    code::INTERNAL_ERROR,
+                    &format!("no backend answered {}", self.kind.method()),
+                ),
+            };
+        }
+        let mut body = format!(
+            r#"{{"jsonrpc":"2.0","id":{},"result":{{"{}":["#,
+            self.request_id.as_json(),
+            self.kind.array_key()
+        );
+        let mut first = true;
+        for item in self.items.iter().flatten() {
+            if !first {
+                body.push(',');
+            }
+            first = false;
+            body.push_str(item);
+        }
+        body.push_str("]}}");
+        LocalReply {
+            status: 200,
+            headers,
+            body: body.into_bytes(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
