@@ -35,10 +35,11 @@ pub struct BackendAnswer<'a> {
 /// Why a backend is missing from a gathered listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
-    /// No answer: refused, reset or timed out.
+    /// No answer at all (the request could not be sent, or Envoy gave none).
     Unreachable,
-    /// An HTTP error status.
-    HttpStatus,
+    /// An HTTP error status: from the backend, or Envoy's own (503 when no
+    /// server is reachable, 504 when `listing_timeout_ms` passed).
+    HttpStatus(u16),
     /// An answer the filter could not read (fails closed: nothing listed from it).
     Unreadable,
     /// A JSON-RPC error.
@@ -52,7 +53,8 @@ impl Failure {
     pub fn label(self) -> &'static str {
         match self {
             Failure::Unreachable => "unreachable",
-            Failure::HttpStatus => "http_status",
+            Failure::HttpStatus(status) if status >= 500 => "http_5xx",
+            Failure::HttpStatus(_) => "http_4xx",
             Failure::Unreadable => "unreadable",
             Failure::RpcError => "rpc_error",
             Failure::TooManyPages => "too_many_pages",
@@ -231,7 +233,7 @@ impl Aggregation {
     ) -> Result<(Vec<String>, Option<String>), Failure> {
         let status = answer.status.ok_or(Failure::Unreachable)?;
         if !(200..300).contains(&status) {
-            return Err(Failure::HttpStatus);
+            return Err(Failure::HttpStatus(status));
         }
         if answer.body.len() > self.max_answer_bytes {
             return Err(Failure::Unreadable);

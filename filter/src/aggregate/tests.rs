@@ -147,7 +147,7 @@ fn a_failed_backend_is_left_out_and_counted() {
                 content_type: Some("application/json"),
                 body: b"{}",
             },
-            Failure::HttpStatus,
+            Failure::HttpStatus(503),
         ),
         (json_answer("not json"), Failure::Unreadable),
         (

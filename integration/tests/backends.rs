@@ -1,0 +1,352 @@
+//! One MCP endpoint on Envoy in front of two real MCP servers (rmcp): a real
+//! MCP client sees the union of their tools under public names, each call
+//! reaches the right server under the server's own name, hidden tools are
+//! neither listed nor callable, and one server down leaves the other usable.
+
+use anyhow::Result;
+use mcp_filter_integration::{envoy_bin, post_raw, Envoy, EnvoySetup, Peer, PeerMode, Received};
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::ServiceExt;
+use serde_json::{json, Value};
+
+macro_rules! envoy_or_skip {
+    () => {
+        match envoy_bin() {
+            Some(bin) => bin,
+            None => return Ok(()),
+        }
+    };
+}
+
+fn args(v: Value) -> serde_json::Map<String, Value> {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+/// `alpha` is the default route (cluster upstream_0); `x-mcp-backend: beta`
+/// routes to cluster upstream_1, exactly as a user's envoy.yaml would.
+fn two_backends(alpha: &Peer, beta: &Peer, allow_headers_stop: bool) -> EnvoySetup {
+    let config = json!({
+        "routing_headers": {"enabled": allow_headers_stop},
+        "backends": {
+            "listing_timeout_ms": 2000,
+            "servers": [
+                {"name": "alpha", "cluster": "upstream_0"},
+                {"name": "beta", "cluster": "upstream_1",
+                 "tools": {"exclude": ["secret"], "aliases": {"shout": "echo"}}}
+            ]
+        }
+    });
+    let mut setup = EnvoySetup::new(alpha.port, config);
+    setup.allow_headers_stop = allow_headers_stop;
+    setup
+        .header_routes
+        .push(("x-mcp-backend".into(), "beta".into(), beta.port));
+    setup
+}
+
+fn calls(received: &[Received]) -> Vec<String> {
+    received
+        .iter()
+        .filter(|r| r.rpc_method().as_deref() == Some("tools/call"))
+        .filter_map(|r| {
+            let body: Value = serde_json::from_str(&r.body).ok()?;
+            body["params"]["name"].as_str().map(str::to_string)
+        })
+        .collect()
+}
+
+fn text_of(result: &rmcp::model::CallToolResult) -> String {
+    serde_json::to_value(&result.content).unwrap_or_default()[0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_client_sees_the_union_and_each_backend_gets_its_own_names() -> Result<()> {
+    let bin = envoy_or_skip!();
+    let alpha = Peer::start(PeerMode::StatelessJson)?;
+    let beta = Peer::start(PeerMode::StatelessJson)?;
+    let envoy = Envoy::start(&bin, &two_backends(&alpha, &beta, true))?;
+
+    let client = ().serve(StreamableHttpClientTransport::from_uri(envoy.url())).await?;
+    let mut names: Vec<String> = client
+        .list_all_tools()
+        .await?
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "alpha__add",
+            "alpha__big",
+            "alpha__echo",
+            "alpha__secret",
+            "beta__add",
+            "beta__big",
+            "shout"
+        ]
+    );
+
+    let sum = client
+        .call_tool(
+            CallToolRequestParams::new("alpha__add").with_arguments(args(json!({"a": 2, "b": 40}))),
+        )
+        .await?;
+    assert_eq!(text_of(&sum), "42");
+    let sum = client
+        .call_tool(
+            CallToolRequestParams::new("beta__add").with_arguments(args(json!({"a": 1, "b": 2}))),
+        )
+        .await?;
+    assert_eq!(text_of(&sum), "3");
+    let echo = client
+        .call_tool(
+            CallToolRequestParams::new("shout").with_arguments(args(json!({"message": "hi"}))),
+        )
+        .await?;
+    assert_eq!(text_of(&echo), "hi");
+    // A hidden tool is not callable: the client gets an error, beta never a call.
+    let hidden = client
+        .call_tool(CallToolRequestParams::new("beta__secret"))
+        .await;
+    assert!(hidden.is_err(), "{hidden:?}");
+    client.cancel().await?;
+
+    let to_alpha = alpha.received().await?;
+    let to_beta = beta.received().await?;
+    assert_eq!(calls(&to_alpha), ["add"]);
+    assert_eq!(calls(&to_beta), ["add", "echo"]);
+    for call in to_beta
+        .iter()
+        .filter(|r| r.rpc_method().as_deref() == Some("tools/call"))
+    {
+        assert_eq!(call.header("x-mcp-backend"), Some("beta"));
+    }
+    // The listing was gathered by the filter: each backend was asked once.
+    for received in [&to_alpha, &to_beta] {
+        let lists = received
+            .iter()
+            .filter(|r| r.rpc_method().as_deref() == Some("tools/list"))
+            .count();
+        assert_eq!(lists, 1);
+    }
+
+    // The exact refusal a raw client sees for a hidden tool.
+    let hidden =
+        r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"beta__secret"}}"#;
+    let reply = post_raw(&envoy.url(), &[], hidden).await?;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.json()["error"]["code"], -32602);
+    assert_eq!(reply.json()["id"], 9);
+    assert!(calls(&beta.received().await?).iter().all(|n| n != "secret"));
+
+    let scrape = envoy.prometheus().await?;
+    assert_eq!(
+        scrape.value("mcp_tool_calls_total", &[("gen_ai_tool_name", "shout")]),
+        Some(1.0),
+        "{}",
+        scrape.text
+    );
+    assert_eq!(
+        scrape.value("mcp_rejections_total", &[("reason", "unknown_name")]),
+        Some(2.0)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backend_down_leaves_the_other_listed_and_callable() -> Result<()> {
+    let bin = envoy_or_skip!();
+    let alpha = Peer::start(PeerMode::StatelessJson)?;
+    let beta = Peer::start(PeerMode::StatelessJson)?;
+    let mut envoy = Envoy::start(&bin, &two_backends(&alpha, &beta, true))?;
+    drop(beta);
+
+    let client = ().serve(StreamableHttpClientTransport::from_uri(envoy.url())).await?;
+    let names: Vec<String> = client
+        .list_all_tools()
+        .await?
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(names.contains(&"alpha__add".to_string()), "{names:?}");
+    assert!(names.iter().all(|n| n.starts_with("alpha__")), "{names:?}");
+    let sum = client
+        .call_tool(
+            CallToolRequestParams::new("alpha__add").with_arguments(args(json!({"a": 2, "b": 2}))),
+        )
+        .await?;
+    assert_eq!(text_of(&sum), "4");
+    // A call to the server that is down fails; nothing else does.
+    assert!(client
+        .call_tool(
+            CallToolRequestParams::new("beta__add").with_arguments(args(json!({"a": 1, "b": 1})))
+        )
+        .await
+        .is_err());
+    client.cancel().await?;
+
+    // Envoy itself answers 503 for the cluster with no server behind it.
+    let scrape = envoy.prometheus().await?;
+    assert_eq!(
+        scrape.value(
+            "mcp_backend_failures_total",
+            &[("backend", "beta"), ("reason", "http_5xx")]
+        ),
+        Some(1.0),
+        "{}",
+        scrape.text
+    );
+    assert!(envoy
+        .log()
+        .contains("backend `beta` left out of the listing"));
+    assert!(envoy.alive());
+    Ok(())
+}
+
+/// A backend that accepts connections but never answers: the listing waits
+/// `listing_timeout_ms`, then lists the other backend's tools.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_backend_times_out_and_the_other_is_still_listed() -> Result<()> {
+    let bin = envoy_or_skip!();
+    let alpha = Peer::start(PeerMode::StatelessJson)?;
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let silent_port = silent.local_addr()?.port();
+    let mut setup = EnvoySetup::new(
+        alpha.port,
+        json!({
+            "routing_headers": {"enabled": true},
+            "backends": {"listing_timeout_ms": 300, "servers": [
+                {"name": "alpha", "cluster": "upstream_0"},
+                {"name": "slow", "cluster": "upstream_1"}
+            ]}
+        }),
+    );
+    setup
+        .header_routes
+        .push(("x-mcp-backend".into(), "slow".into(), silent_port));
+    let envoy = Envoy::start(&bin, &setup)?;
+    let started = std::time::Instant::now();
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let reply = post_raw(&envoy.url(), &[], list).await?;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let tools = reply.json()["result"]["tools"].clone();
+    assert!(tools.as_array().is_some_and(|t| !t.is_empty()), "{tools}");
+    assert!(tools
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|t| t["name"].as_str().is_some_and(|n| n.starts_with("alpha__"))));
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+    let scrape = envoy.prometheus().await?;
+    // Envoy ends the call with its own 504.
+    assert_eq!(
+        scrape.value(
+            "mcp_backend_failures_total",
+            &[("backend", "slow"), ("reason", "http_5xx")]
+        ),
+        Some(1.0),
+        "{}",
+        scrape.text
+    );
+    drop(silent);
+    Ok(())
+}
+
+/// Without `allow_on_headers_stop_iteration` (Envoy Gateway): listings are
+/// still gathered and calls to the default backend renamed; a 2026-07-28
+/// request is routed by its `Mcp-Name` header; a legacy call to another
+/// backend is refused rather than sent to the wrong server.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_flag_routing_uses_the_mirrored_header_or_refuses() -> Result<()> {
+    let bin = envoy_or_skip!();
+    let alpha = Peer::start(PeerMode::StatelessJson)?;
+    let beta = Peer::start(PeerMode::StatelessJson)?;
+    let envoy = Envoy::start(
+        &bin,
+        &two_backends(&alpha, &beta, false).as_envoy_gateway_delivers(),
+    )?;
+
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#;
+    let reply = post_raw(&envoy.url(), &[], list).await?;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        reply.json()["result"]["tools"].as_array().map(Vec::len),
+        Some(7)
+    );
+
+    let add = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"alpha__add","arguments":{"a":1,"b":1}}}"#;
+    let reply = post_raw(&envoy.url(), &[], add).await?;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.text().contains("\"2\""), "{}", reply.text());
+
+    let legacy = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"beta__add","arguments":{"a":1,"b":1}}}"#;
+    let reply = post_raw(&envoy.url(), &[], legacy).await?;
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert!(reply.text().contains("Mcp-Name"), "{}", reply.text());
+
+    let modern = r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"beta__add","arguments":{"a":1,"b":1},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+    post_raw(
+        &envoy.url(),
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "beta__add"),
+        ],
+        modern,
+    )
+    .await?;
+    let to_beta: Vec<Received> = beta
+        .received()
+        .await?
+        .into_iter()
+        .filter(|r| r.rpc_method().as_deref() == Some("tools/call"))
+        .collect();
+    assert_eq!(to_beta.len(), 1, "{to_beta:?}");
+    assert_eq!(calls(&to_beta), ["add"]);
+    assert_eq!(to_beta[0].header("mcp-name"), Some("add"));
+    assert_eq!(to_beta[0].header("x-mcp-backend"), Some("beta"));
+    assert_eq!(calls(&alpha.received().await?), ["add"]);
+    Ok(())
+}
+
+/// One backend with a prefix, stateful (sessions, SSE), no flag: the listing
+/// is renamed in the SSE stream and calls reach the server by its own names.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_stateful_backend_renamed_in_stream_without_the_flag() -> Result<()> {
+    let bin = envoy_or_skip!();
+    let peer = Peer::start(PeerMode::Stateful)?;
+    let config = json!({"backends": {"servers": [
+        {"name": "gh", "tools": {"include": ["add", "echo"]}}
+    ]}});
+    let envoy = Envoy::start(
+        &bin,
+        &EnvoySetup::new(peer.port, config).as_envoy_gateway_delivers(),
+    )?;
+    let client = ().serve(StreamableHttpClientTransport::from_uri(envoy.url())).await?;
+    let mut names: Vec<String> = client
+        .list_all_tools()
+        .await?
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["gh__add", "gh__echo"]);
+    let echo = client
+        .call_tool(
+            CallToolRequestParams::new("gh__echo").with_arguments(args(json!({"message": "ok"}))),
+        )
+        .await?;
+    assert_eq!(text_of(&echo), "ok");
+    assert!(client
+        .call_tool(CallToolRequestParams::new("gh__big").with_arguments(args(json!({"n": 1}))))
+        .await
+        .is_err());
+    client.cancel().await?;
+    assert_eq!(calls(&peer.received().await?), ["echo"]);
+    Ok(())
+}
