@@ -363,8 +363,19 @@ static_resources:
     /// Starts Envoy and waits until its listener accepts requests.
     pub fn start(bin: &Path, setup: &EnvoySetup) -> Result<Self> {
         let dir = scratch_dir("envoy");
+        let yaml = Self::render(setup, &dir)?;
+        Self::start_in(bin, &yaml, dir)
+    }
+
+    /// Starts Envoy with a whole bootstrap (e.g. a shipped example, its
+    /// ports already changed by the caller); the first listener is `port`.
+    pub fn start_yaml(bin: &Path, yaml: &str) -> Result<Self> {
+        Self::start_in(bin, yaml, scratch_dir("envoy"))
+    }
+
+    fn start_in(bin: &Path, yaml: &str, dir: PathBuf) -> Result<Self> {
         let config_path = dir.join("envoy.yaml");
-        std::fs::write(&config_path, Self::render(setup, &dir)?)?;
+        std::fs::write(&config_path, yaml)?;
         let admin_path = dir.join("admin.txt");
         let log_path = dir.join("envoy.log");
         let child = Command::new(bin)

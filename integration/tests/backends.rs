@@ -350,3 +350,55 @@ async fn one_stateful_backend_renamed_in_stream_without_the_flag() -> Result<()>
     assert_eq!(calls(&peer.received().await?), ["echo"]);
     Ok(())
 }
+
+/// `examples/multi-backend/envoy.yaml` as shipped (ports and the .wasm path
+/// changed for the test), with two real MCP servers and a real client.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shipped_multi_backend_example_runs() -> Result<()> {
+    let bin = envoy_or_skip!();
+    let github = Peer::start(PeerMode::StatelessJson)?;
+    let jira = Peer::start(PeerMode::StatelessJson)?;
+    let root = mcp_filter_integration::repo_root();
+    let shipped = std::fs::read_to_string(root.join("examples/multi-backend/envoy.yaml"))?;
+    let wasm = mcp_filter_integration::wasm_path();
+    let yaml = shipped
+        .replace("port_value: 10001", "port_value: 0")
+        .replace("port_value: 9902", "port_value: 0")
+        .replace("port_value: 8091", &format!("port_value: {}", github.port))
+        .replace("port_value: 8092", &format!("port_value: {}", jira.port))
+        .replace(
+            "filename: target/wasm32-wasip1/release/mcp_filter.wasm",
+            &format!("filename: {}", wasm.display()),
+        );
+    assert_ne!(yaml, shipped);
+    let envoy = Envoy::start_yaml(&bin, &yaml)?;
+
+    let client = ().serve(StreamableHttpClientTransport::from_uri(envoy.url())).await?;
+    let names: Vec<String> = client
+        .list_all_tools()
+        .await?
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    for expected in ["github__add", "jira__add", "shout"] {
+        assert!(names.contains(&expected.to_string()), "{names:?}");
+    }
+    assert!(names.contains(&"github__secret".to_string()), "{names:?}");
+    assert!(!names.contains(&"jira__secret".to_string()), "{names:?}");
+    let shout = client
+        .call_tool(
+            CallToolRequestParams::new("shout").with_arguments(args(json!({"message": "hey"}))),
+        )
+        .await?;
+    assert_eq!(text_of(&shout), "hey");
+    let sum = client
+        .call_tool(
+            CallToolRequestParams::new("github__add").with_arguments(args(json!({"a": 5, "b": 5}))),
+        )
+        .await?;
+    assert_eq!(text_of(&sum), "10");
+    client.cancel().await?;
+    assert_eq!(calls(&jira.received().await?), ["echo"]);
+    assert_eq!(calls(&github.received().await?), ["add"]);
+    Ok(())
+}
