@@ -402,3 +402,102 @@ async fn the_shipped_multi_backend_example_runs() -> Result<()> {
     assert_eq!(calls(&github.received().await?), ["add"]);
     Ok(())
 }
+
+/// Envoy's own aggregator (`envoy.filters.http.mcp_router`, Envoy >= 1.37,
+/// work-in-progress API) behind this filter: it fans out and composes
+/// per-backend sessions (stateful servers), while the filter in front still
+/// hides what it must (exposure here; a policy alike) and refuses hidden
+/// names. Checked on the Envoy that has it; skipped on older ones.
+#[tokio::test(flavor = "multi_thread")]
+async fn envoys_mcp_router_can_aggregate_behind_the_filter() -> Result<()> {
+    let bin = envoy_or_skip!();
+    let version = std::process::Command::new(&bin).arg("--version").output()?;
+    let version = String::from_utf8_lossy(&version.stdout).to_string();
+    if !version.contains("/1.40.") {
+        eprintln!("skipping: mcp_router is checked on Envoy 1.40 only ({version})");
+        return Ok(());
+    }
+    let alpha = Peer::start(PeerMode::StatelessJson)?;
+    let beta = Peer::start(PeerMode::Stateful)?;
+    let config = json!({"backends": {"servers": [
+        {"name": "router", "prefix_tools": false, "tools": {"exclude": ["beta__secret"]}}
+    ]}})
+    .to_string();
+    let cluster = |name: &str, port: u16| {
+        format!(
+            "    - name: {name}\n      connect_timeout: 1s\n      type: STATIC\n      load_assignment:\n        cluster_name: {name}\n        endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }}] }}]\n"
+        )
+    };
+    let yaml = format!(
+        r#"admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+static_resources:
+  listeners:
+    - name: mcp
+      address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+      filter_chains:
+        - filters:
+            - name: envoy.filters.network.http_connection_manager
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                stat_prefix: mcp
+                route_config:
+                  virtual_hosts:
+                  - name: mcp
+                    domains: ["*"]
+                    routes: [{{ match: {{ prefix: "/" }}, route: {{ cluster: alpha, timeout: 0s }} }}]
+                http_filters:
+                  - name: mcp_filter
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+                      config:
+                        root_id: mcp_filter
+                        failure_policy: FAIL_CLOSED
+                        vm_config:
+                          runtime: envoy.wasm.runtime.v8
+                          code: {{ local: {{ filename: {wasm} }} }}
+                        configuration:
+                          "@type": type.googleapis.com/google.protobuf.StringValue
+                          value: {config}
+                  - name: envoy.filters.http.mcp
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.mcp.v3.Mcp
+                  - name: envoy.filters.http.mcp_router
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.mcp_router.v3.McpRouter
+                      servers:
+                      - {{ name: alpha, mcp_cluster: {{ cluster: alpha, path: /mcp }} }}
+                      - {{ name: beta, mcp_cluster: {{ cluster: beta, path: /mcp }} }}
+  clusters:
+{alpha}{beta}"#,
+        wasm = serde_json::to_string(&mcp_filter_integration::wasm_path())?,
+        config = serde_json::to_string(&config)?,
+        alpha = cluster("alpha", alpha.port),
+        beta = cluster("beta", beta.port),
+    );
+    let envoy = Envoy::start_yaml(&bin, &yaml)?;
+    let client = ().serve(StreamableHttpClientTransport::from_uri(envoy.url())).await?;
+    let names: Vec<String> = client
+        .list_all_tools()
+        .await?
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(names.contains(&"alpha__secret".to_string()), "{names:?}");
+    assert!(names.contains(&"beta__add".to_string()), "{names:?}");
+    assert!(!names.contains(&"beta__secret".to_string()), "{names:?}");
+    // beta is stateful: mcp_router carries its session inside the client's.
+    let sum = client
+        .call_tool(
+            CallToolRequestParams::new("beta__add").with_arguments(args(json!({"a": 20, "b": 22}))),
+        )
+        .await?;
+    assert_eq!(text_of(&sum), "42");
+    assert!(client
+        .call_tool(CallToolRequestParams::new("beta__secret"))
+        .await
+        .is_err());
+    client.cancel().await?;
+    assert_eq!(calls(&beta.received().await?), ["add"]);
+    Ok(())
+}
