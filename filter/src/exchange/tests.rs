@@ -1220,4 +1220,47 @@ mod backends {
             json!([{"name": "github__search"}])
         );
     }
+
+    #[test]
+    fn prefixed_prompts_are_routed_and_renamed_like_tools() {
+        let json = r#"{"routing_headers": {"enabled": true}, "backends": {"servers": [
+            {"name": "github", "prefix_tools": false},
+            {"name": "jira", "prefix_prompts": true}
+        ]}}"#;
+        let get = |name: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":8,"method":"prompts/get","params":{{"name":"{name}"}}}}"#
+            )
+        };
+        let mut ex = Exchange::new(config(json), 0);
+        ex.on_request_headers(&post(&[]), false);
+        let step = feed_body(&mut ex, get("jira__triage").as_bytes(), 100);
+        assert!(step.header_edits.contains(&set("x-mcp-backend", "jira")));
+        assert_eq!(body_of(&step)["params"]["name"], "triage");
+        // github publishes its prompts unprefixed, so they stay as they are.
+        let mut ex = Exchange::new(config(json), 0);
+        ex.on_request_headers(&post(&[]), false);
+        let step = feed_body(&mut ex, get("review").as_bytes(), 100);
+        assert!(step.header_edits.contains(&set("x-mcp-backend", "github")));
+        assert!(step.body.is_none(), "nothing to rename");
+        // Calls to tools of the unprefixed default backend keep their names too.
+        let mut ex = Exchange::new(config(json), 0);
+        ex.on_request_headers(&post(&[]), false);
+        let step = feed_body(&mut ex, call("add").as_bytes(), 100);
+        assert!(step.header_edits.contains(&set("x-mcp-backend", "github")));
+        assert!(step.body.is_none());
+        assert!(!step
+            .header_edits
+            .contains(&HeaderEdit::Remove("content-length".into())));
+    }
+
+    #[test]
+    fn get_and_delete_go_to_the_default_backend() {
+        let mut ex = routed(false);
+        let step = ex.on_request_headers(&request("GET", "/mcp"), true);
+        assert_eq!(step.header_edits, vec![set("x-mcp-backend", "github")]);
+        let mut ex = routed(true);
+        let step = ex.on_request_headers(&request("DELETE", "/mcp"), true);
+        assert_eq!(step.header_edits, vec![set("x-mcp-backend", "github")]);
+    }
 }
