@@ -7,7 +7,8 @@ Setups, each against the same real MCP server (rmcp, `mcp-peer --bench`):
   native    client -> Envoy + envoy.filters.http.mcp + RBAC allowing a tool list
   observe   client -> Envoy + mcp-filter, `{}` (parse + metrics)
   full      client -> Envoy + mcp-filter: RS256 JWT (remote JWKS) + per-tool
-            policy + tenant + filtered listings + session binding + metrics
+            policy + tenant + filtered listings + session binding + tool
+            renaming (every tool published as `gh__<name>`) + metrics
 Workloads: small tools/call and a 16 KiB argument (JSON), a 1,000-tool
 tools/list (JSON and SSE), small tools/call over SSE (stateful sessions).
 
@@ -38,8 +39,14 @@ ISSUER = f"http://127.0.0.1:{IDP_PORT}"
 AUDIENCE = f"http://127.0.0.1:{ENVOY_PORT}/mcp"
 
 
+# The full setup publishes every tool under this prefix: clients call
+# `gh__echo`, the upstream sees `echo`, listings are renamed.
+FULL_PREFIX = "gh__"
+
+
 def full_config(sessions):
     config = {
+        "backends": {"servers": [{"name": "gh"}]},
         "mcp_paths": ["/mcp"],
         "auth": {
             "issuers": [ISSUER],
@@ -50,10 +57,10 @@ def full_config(sessions):
         },
         "tenancy": {"tenant_claim": "tenant"},
         "policy": {"rules": [
-            {"name": "no-secret", "tenants": ["*"], "tools": ["secret"], "effect": "deny"},
+            {"name": "no-secret", "tenants": ["*"], "tools": ["gh__secret"], "effect": "deny"},
             # Half of the generated tools: the listing filter has work to do.
-            {"name": "evens", "tenants": ["bench"], "tools": ["tool_*0", "tool_*2", "tool_*4", "tool_*6", "tool_*8"], "effect": "allow"},
-            {"name": "basics", "tenants": ["bench"], "tools": ["add", "echo", "big"], "effect": "allow"},
+            {"name": "evens", "tenants": ["bench"], "tools": ["gh__tool_*0", "gh__tool_*2", "gh__tool_*4", "gh__tool_*6", "gh__tool_*8"], "effect": "allow"},
+            {"name": "basics", "tenants": ["bench"], "tools": ["gh__add", "gh__echo", "gh__big"], "effect": "allow"},
         ]},
     }
     if sessions:
@@ -240,6 +247,8 @@ def parse_wrk(text):
 
 def run_cell(setup, workload, args, tmp, token):
     mode, tools, body = WORKLOADS[workload]
+    prefix = FULL_PREFIX if setup == "full" else ""
+    body = body.replace('"name":"echo"', f'"name":"{prefix}echo"')
     log = open(os.path.join(tmp, f"{setup}-{workload}.log"), "w")
     procs = []
     try:
@@ -280,7 +289,7 @@ def run_cell(setup, workload, args, tmp, token):
                 if time.time() > deadline:
                     raise RuntimeError(f"{setup}/{workload}: no answer: {e}")
                 time.sleep(0.1)
-        listed = answer.count(b'"name":"tool_')
+        listed = answer.count(f'"name":"{prefix}tool_'.encode())
         script = wrk_script(tmp, body, headers)
         wrk = ["wrk", "-t1", f"-c{args.connections}", "--latency", "-s", script, url]
         # Warm-up (JIT, caches, connections), then the measured run.

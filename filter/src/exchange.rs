@@ -122,6 +122,10 @@ pub type Authenticate = Box<dyn FnMut(&[(String, String)]) -> Authenticated>;
 struct ListingRewrite {
     kind: ListKind,
     framing: ListingFraming,
+    /// The public names listed, collected for metric labels (tools, while
+    /// label slots are free): the rewrite reads every name anyway, so the
+    /// response is not parsed a second time.
+    listed: Option<Vec<String>>,
 }
 
 enum ListingFraming {
@@ -167,7 +171,8 @@ pub struct Exchange {
     aggregation: Option<Aggregation>,
     /// Backends missing from a gathered listing, for the failure counter.
     backend_failures: Vec<(usize, Failure)>,
-    /// Outcome and listed tools of a listing the filter answered itself.
+    /// Outcome and listed tools of a listing the filter answered itself or
+    /// rewrote (read by the rewrite, not parsed again).
     answered_listing: Option<(Outcome, Vec<String>)>,
 }
 
@@ -1070,7 +1075,12 @@ impl Exchange {
             )),
             Framing::Other => return None,
         };
-        Some(ListingRewrite { kind, framing })
+        let listed = (self.learn_tool_labels && kind == ListKind::Tools).then(Vec::new);
+        Some(ListingRewrite {
+            kind,
+            framing,
+            listed,
+        })
     }
 
     /// A response body chunk: only the bytes new since the last call. Observed
@@ -1089,26 +1099,45 @@ impl Exchange {
             .backend
             .or(config.backends.as_ref().map(|b| b.default))
             .unwrap_or(0);
-        let kind = listing.kind;
-        let mut decide = |name: &str| decide_item(config, caller, kind, backend, name);
-        let out = match &mut listing.framing {
+        let ListingRewrite {
+            kind,
+            framing,
+            listed,
+        } = listing;
+        let kind = *kind;
+        let mut decide = |name: &str| {
+            let listed_as = decide_item(config, caller, kind, backend, name);
+            if let Some(names) = listed.as_mut() {
+                match &listed_as {
+                    Listed::Keep => names.push(name.to_string()),
+                    Listed::Rename(public) => names.push(public.clone()),
+                    Listed::Hide => {}
+                }
+            }
+            listed_as
+        };
+        let (out, answered) = match framing {
             ListingFraming::Json { request_id, body } => {
                 body.extend_from_slice(chunk);
                 if !end_of_stream {
                     return Step::pause();
                 }
-                listing::filter_json_body(body, kind, request_id, &mut decide).0
+                let (out, hidden) = listing::filter_json_body(body, kind, request_id, &mut decide);
+                (out, hidden.is_some())
             }
             ListingFraming::Sse(filter) => {
                 let mut out = filter.push(chunk, &mut decide);
                 if end_of_stream {
                     out.extend(filter.finish(&mut decide));
                 }
-                out
+                (out, filter.answered)
             }
         };
-        // Metrics see what the client sees: public names, filtered.
-        if let Some(observer) = &mut self.response {
+        if answered && self.answered_listing.is_none() {
+            let names = listed.take().unwrap_or_default();
+            self.answered_listing = Some((Outcome::Result, names));
+        } else if let Some(observer) = &mut self.response {
+            // Not (yet) the rewritten answer: an error, or other events.
             observer.observe(&out);
         }
         let mut step = Step::go();

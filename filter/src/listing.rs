@@ -322,17 +322,18 @@ pub fn unfilterable_error(request_id: &RequestId, why: &Unfilterable) -> Vec<u8>
     )
 }
 
-/// Rewrites a whole `application/json` response body.
+/// Rewrites a whole `application/json` response body; the count of hidden
+/// items is `Some` when the body was the listing's answer and was rewritten.
 pub fn filter_json_body(
     body: &[u8],
     kind: ListKind,
     request_id: &RequestId,
     decide: &mut Decide<'_>,
-) -> (Vec<u8>, usize) {
+) -> (Vec<u8>, Option<usize>) {
     match filter_message(body, kind, request_id, decide) {
-        Ok(Filtered::Untouched) => (body.to_vec(), 0),
-        Ok(Filtered::Rewritten { bytes, hidden }) => (bytes, hidden),
-        Err(why) => (unfilterable_error(request_id, &why), 0),
+        Ok(Filtered::Untouched) => (body.to_vec(), None),
+        Ok(Filtered::Rewritten { bytes, hidden }) => (bytes, Some(hidden)),
+        Err(why) => (unfilterable_error(request_id, &why), None),
     }
 }
 
@@ -345,6 +346,8 @@ pub struct SseListingFilter {
     /// An event outgrew the limit: nothing more is passed, an error ends the stream.
     failed: bool,
     pub hidden: usize,
+    /// The answer to the listing went by, rewritten.
+    pub answered: bool,
 }
 
 impl SseListingFilter {
@@ -355,6 +358,7 @@ impl SseListingFilter {
             request_id,
             failed: false,
             hidden: 0,
+            answered: false,
         }
     }
 
@@ -365,11 +369,16 @@ impl SseListingFilter {
         }
         let mut out = Vec::with_capacity(chunk.len());
         let (kind, id) = (self.kind, &self.request_id);
-        let mut hidden = 0;
+        let mut rewritten = None;
         let pushed = self.framer.push(chunk, |event| {
-            hidden += rewrite_event(&event, kind, id, decide, &mut out);
+            if let Some(hidden) = rewrite_event(&event, kind, id, decide, &mut out) {
+                rewritten = Some(rewritten.unwrap_or(0) + hidden);
+            }
         });
-        self.hidden += hidden;
+        if let Some(hidden) = rewritten {
+            self.hidden += hidden;
+            self.answered = true;
+        }
         if let Err(SseError::EventTooLarge { limit }) = pushed {
             self.failed = true;
             let why = Unfilterable(format!("an event is larger than {limit} bytes"));
@@ -383,13 +392,16 @@ impl SseListingFilter {
         let rest = self.framer.finish();
         let mut out = Vec::new();
         if !self.failed && !rest.is_empty() {
-            self.hidden += rewrite_event(
+            if let Some(hidden) = rewrite_event(
                 &SseEvent { raw: &rest },
                 self.kind,
                 &self.request_id,
                 decide,
                 &mut out,
-            );
+            ) {
+                self.hidden += hidden;
+                self.answered = true;
+            }
         }
         out
     }
@@ -404,25 +416,26 @@ fn error_event(json: &[u8], eol: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(eol);
 }
 
-/// Appends the event, rewritten if it carries the answer; returns how many items it hid.
+/// Appends the event, rewritten if it carries the answer; returns how many
+/// items it hid when it was the answer, rewritten.
 fn rewrite_event(
     event: &SseEvent<'_>,
     kind: ListKind,
     request_id: &RequestId,
     decide: &mut Decide<'_>,
     out: &mut Vec<u8>,
-) -> usize {
+) -> Option<usize> {
     let Some(data) = event.data() else {
         out.extend_from_slice(event.raw);
-        return 0;
+        return None;
     };
     let (replacement, hidden) = match filter_message(&data, kind, request_id, decide) {
         Ok(Filtered::Untouched) => {
             out.extend_from_slice(event.raw);
-            return 0;
+            return None;
         }
-        Ok(Filtered::Rewritten { bytes, hidden }) => (bytes, hidden),
-        Err(why) => (unfilterable_error(request_id, &why), 0),
+        Ok(Filtered::Rewritten { bytes, hidden }) => (bytes, Some(hidden)),
+        Err(why) => (unfilterable_error(request_id, &why), None),
     };
     let eol: &[u8] = if event.raw.windows(2).any(|w| w == b"\r\n") {
         b"\r\n"

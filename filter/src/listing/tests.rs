@@ -16,7 +16,7 @@ const TOOLS: &str = r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"add",
 fn a_json_listing_keeps_only_visible_items_and_every_other_byte() {
     let (out, hidden) =
         filter_json_body(TOOLS.as_bytes(), ListKind::Tools, &id("2"), &mut no_secret);
-    assert_eq!(hidden, 1);
+    assert_eq!(hidden, Some(1));
     assert_eq!(
         String::from_utf8(out).unwrap(),
         r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"add","inputSchema":{"type":"object"}},{"name":"echo"}],"nextCursor":"abc"}}"#
@@ -72,12 +72,12 @@ fn what_cannot_be_read_fails_closed() {
 fn resources_and_templates_are_judged_by_uri() {
     let body = br#"{"jsonrpc":"2.0","id":1,"result":{"resources":[{"uri":"file:///docs/a","name":"a"},{"uri":"file:///etc/secret","name":"b"}]}}"#;
     let (out, hidden) = filter_json_body(body, ListKind::Resources, &id("1"), &mut no_secret);
-    assert_eq!(hidden, 1);
+    assert_eq!(hidden, Some(1));
     assert!(String::from_utf8_lossy(&out).contains("file:///docs/a"));
     let body = br#"{"jsonrpc":"2.0","id":1,"result":{"resourceTemplates":[{"uriTemplate":"db://secret/{id}","name":"s"}]}}"#;
     let (out, hidden) =
         filter_json_body(body, ListKind::ResourceTemplates, &id("1"), &mut no_secret);
-    assert_eq!(hidden, 1);
+    assert_eq!(hidden, Some(1));
     assert!(String::from_utf8_lossy(&out).contains(r#""resourceTemplates":[]"#));
 }
 
@@ -219,7 +219,7 @@ fn a_thousand_tool_listing_is_filtered() {
         Listed::from(name.trim_start_matches("tool_").parse::<u32>().unwrap() % 2 == 0)
     };
     let (out, hidden) = filter_json_body(body.as_bytes(), ListKind::Tools, &id("1"), &mut even);
-    assert_eq!(hidden, 500);
+    assert_eq!(hidden, Some(500));
     let v: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["result"]["tools"].as_array().unwrap().len(), 500);
 }
@@ -240,7 +240,7 @@ fn renamed_items_change_only_their_name() {
         &id("2"),
         &mut prefixed_except_secret,
     );
-    assert_eq!(hidden, 1);
+    assert_eq!(hidden, Some(1));
     assert_eq!(
         String::from_utf8(out).unwrap(),
         r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"gh__add","inputSchema":{"type":"object"}},{"name":"gh__echo"}],"nextCursor":"abc"}}"#
