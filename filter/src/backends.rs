@@ -16,7 +16,6 @@ use crate::policy::globs;
 use crate::telemetry::is_label_safe_tool_name;
 use serde::Deserialize;
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 /// The kinds of names a backend publishes under names of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -263,7 +262,7 @@ pub struct RawExposure {
     /// Upstream names (globs) never published.
     pub exclude: Option<Vec<String>>,
     /// Public name -> upstream name; an aliased item is published only under its alias.
-    pub aliases: BTreeMap<String, String>,
+    pub aliases: serde_json::Map<String, serde_json::Value>,
 }
 
 const MAX_LISTING_TIMEOUT_MS: u64 = 60_000;
@@ -389,6 +388,9 @@ fn naming(
     let mut aliases: Vec<Alias> = Vec::with_capacity(raw.aliases.len());
     for (public, upstream) in raw.aliases {
         let at = format!("{field}.aliases.{public}");
+        let serde_json::Value::String(upstream) = upstream else {
+            return Err(invalid(&at, "the upstream name must be a string"));
+        };
         let valid = match kind {
             Named::Tool => is_label_safe_tool_name(&public),
             Named::Prompt => !public.is_empty(),

@@ -215,6 +215,8 @@ fn configurations_that_make_bad_or_colliding_names_are_refused() {
         {"name": "a", "tools": {"aliases": {"p": "x", "q": "x"}}}
     ]}));
     assert!(e.message.contains("already has the alias"), "{e}");
+    let e = refused(json!({"servers": [{"name": "a", "tools": {"aliases": {"x": 3}}}]}));
+    assert_eq!(e.field, "backends.servers[0].tools.aliases.x");
     let e = refused(json!({"servers": [{"name": "a", "tools": {"include": []}}]}));
     assert_eq!(e.field, "backends.servers[0].tools.include");
     let e = refused(json!({"servers": [{"name": "a", "path": "mcp"}]}));

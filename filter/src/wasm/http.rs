@@ -8,7 +8,6 @@ use crate::exchange::{Action as StepAction, Exchange, HeaderEdit, Step};
 use log::warn;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -26,8 +25,8 @@ pub struct McpHttp {
     response_body_seen: usize,
     /// Waiting for a JWKS fetch this context started.
     awaiting_keys: bool,
-    /// Listing requests sent to backends: call token -> backend index.
-    listing_calls: HashMap<u32, usize>,
+    /// Listing requests sent to backends: (call token, backend index).
+    listing_calls: Vec<(u32, usize)>,
 }
 
 impl McpHttp {
@@ -50,7 +49,7 @@ impl McpHttp {
             request_body_done: false,
             response_body_seen: 0,
             awaiting_keys: false,
-            listing_calls: HashMap::new(),
+            listing_calls: Vec::new(),
         }
     }
 
@@ -187,7 +186,7 @@ impl McpHttp {
                 Duration::from_millis(fetch.timeout_ms),
             ) {
                 Ok(token) => {
-                    self.listing_calls.insert(token, fetch.backend);
+                    self.listing_calls.push((token, fetch.backend));
                 }
                 Err(status) => {
                     warn!(
@@ -270,7 +269,8 @@ impl Context for McpHttp {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        if let Some(backend) = self.listing_calls.remove(&token) {
+        if let Some(i) = self.listing_calls.iter().position(|(t, _)| *t == token) {
+            let (_, backend) = self.listing_calls.swap_remove(i);
             self.listing_answered(backend, num_headers, body_size);
             return;
         }
