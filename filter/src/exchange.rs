@@ -122,9 +122,9 @@ pub type Authenticate = Box<dyn FnMut(&[(String, String)]) -> Authenticated>;
 struct ListingRewrite {
     kind: ListKind,
     framing: ListingFraming,
-    /// The public names listed, collected for metric labels (tools, while
-    /// label slots are free): the rewrite reads every name anyway, so the
-    /// response is not parsed a second time.
+    /// The public names published (before the caller's policy), collected
+    /// for metric labels (tools, while label slots are free): the rewrite
+    /// reads every name anyway, so the response is not parsed a second time.
     listed: Option<Vec<String>>,
 }
 
@@ -169,6 +169,8 @@ pub struct Exchange {
     /// default backend knows it.
     fanout: Option<Fanout>,
     aggregation: Option<Aggregation>,
+    /// Public tool names a gathered listing published (for metric labels).
+    gathered_names: Option<Vec<String>>,
     /// Backends missing from a gathered listing, for the failure counter.
     backend_failures: Vec<(usize, Failure)>,
     /// Outcome and listed tools of a listing the filter answered itself or
@@ -202,6 +204,7 @@ impl Exchange {
             backend: None,
             fanout: None,
             aggregation: None,
+            gathered_names: None,
             backend_failures: Vec::new(),
             answered_listing: None,
         }
@@ -926,6 +929,7 @@ impl Exchange {
             config.max_response_bytes,
         );
         self.aggregation = Some(aggregation);
+        self.gathered_names = (self.learn_tool_labels && kind == ListKind::Tools).then(Vec::new);
         self.judged = Some(Judged { body: classified });
         self.phase = Phase::Aggregating;
         let mut step = Step::pause();
@@ -947,8 +951,19 @@ impl Exchange {
         };
         let kind = aggregation.kind();
         let caller = self.caller.clone();
-        let mut decide = |name: &str| decide_item(&config, caller.as_deref(), kind, backend, name);
+        let mut published = self.gathered_names.take();
+        let mut decide = |name: &str| {
+            decide_item(
+                &config,
+                caller.as_deref(),
+                kind,
+                backend,
+                name,
+                published.as_mut(),
+            )
+        };
         let next = aggregation.on_answer(backends, backend, answer, &mut decide);
+        self.gathered_names = published;
         self.settle_gathering(aggregation, next)
     }
 
@@ -970,19 +985,13 @@ impl Exchange {
         }
         self.backend_failures = aggregation.failures().to_vec();
         let reply = aggregation.reply();
-        let id = self.request_id().cloned();
-        let mut observer = ResponseObserver::new(
-            reply.status,
-            Framing::Json,
-            id.as_ref(),
-            self.config.max_response_bytes,
-        );
-        if self.learn_tool_labels && aggregation.kind() == ListKind::Tools {
-            observer = observer.collecting_tools();
-        }
-        observer.observe(&reply.body);
-        let outcome = observer.finish();
-        self.answered_listing = Some((outcome, observer.listed_tools().to_vec()));
+        let outcome = if reply.status == 200 {
+            Outcome::Result
+        } else {
+            Outcome::RpcError(code::INTERNAL_ERROR)
+        };
+        let names = self.gathered_names.take().unwrap_or_default();
+        self.answered_listing = Some((outcome, names));
         self.answer(reply)
     }
 
@@ -1105,17 +1114,8 @@ impl Exchange {
             listed,
         } = listing;
         let kind = *kind;
-        let mut decide = |name: &str| {
-            let listed_as = decide_item(config, caller, kind, backend, name);
-            if let Some(names) = listed.as_mut() {
-                match &listed_as {
-                    Listed::Keep => names.push(name.to_string()),
-                    Listed::Rename(public) => names.push(public.clone()),
-                    Listed::Hide => {}
-                }
-            }
-            listed_as
-        };
+        let mut decide =
+            |name: &str| decide_item(config, caller, kind, backend, name, listed.as_mut());
         let (out, answered) = match framing {
             ListingFraming::Json { request_id, body } => {
                 body.extend_from_slice(chunk);
@@ -1372,12 +1372,15 @@ impl Routed {
 /// What a listed item becomes: its backend's public name (or hidden, if that
 /// backend does not publish it), then the policy's decision on that name.
 /// Calls are decided on the same public name, so listed <=> callable.
+/// `published` collects the public names before the policy (metric labels:
+/// a tool hidden from one caller is still a tool of the server).
 fn decide_item(
     config: &FilterConfig,
     caller: Option<&Caller>,
     kind: ListKind,
     backend: usize,
     name: &str,
+    published: Option<&mut Vec<String>>,
 ) -> Listed {
     let public = match (config.backends.as_ref(), kind.named()) {
         (Some(backends), Some(named)) if backends.renames(named) => {
@@ -1388,6 +1391,9 @@ fn decide_item(
         }
         _ => Cow::Borrowed(name),
     };
+    if let Some(names) = published {
+        names.push(public.to_string());
+    }
     if config.auth.is_some() {
         let allowed = caller.is_some_and(|caller| {
             config
