@@ -5,8 +5,11 @@
 //! headers, exact body bytes) so tests can assert what actually reached the
 //! upstream: `GET /_peer/requests` lists them, `DELETE /_peer/requests` clears.
 //!
-//! `mcp-peer [--port N] [--mode stateful|stateless-json] [--tools N]`
-//! prints `listening on 127.0.0.1:PORT` once it accepts connections.
+//! `mcp-peer [--port N] [--mode stateful|stateless-json|stdio] [--tools N]`
+//! prints `listening on 127.0.0.1:PORT` once it accepts connections. In
+//! `stdio` mode it is a stdio MCP server (for `mcp-bridge`) and also offers
+//! `progress` (sends progress notifications) and `crash` (the process exits
+//! mid-call).
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -19,12 +22,12 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
     CallToolResponse, CallToolResult, ContentBlock as Content, Implementation, ListToolsResult,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use rmcp::{schemars, tool, tool_router, ErrorData, RoleServer, ServerHandler};
+use rmcp::{schemars, tool, tool_router, ErrorData, RoleServer, ServerHandler, ServiceExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
@@ -34,6 +37,17 @@ struct Peer {
     tool_router: ToolRouter<Self>,
     /// Extra generated tools (`tool_0000`...) for listing benchmarks.
     extra_tools: usize,
+    /// `progress` and `crash` are offered (stdio mode only: other tests
+    /// count the HTTP server's tools).
+    stdio_tools: bool,
+}
+
+/// Tools only the stdio server offers.
+const STDIO_TOOLS: [&str; 2] = ["progress", "crash"];
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct ProgressArgs {
+    steps: u32,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -54,11 +68,37 @@ struct BigArgs {
 
 #[tool_router]
 impl Peer {
-    fn new(extra_tools: usize) -> Self {
+    fn new(extra_tools: usize, stdio_tools: bool) -> Self {
         Self {
             tool_router: Self::tool_router(),
             extra_tools,
+            stdio_tools,
         }
+    }
+
+    #[tool(description = "Send `steps` progress notifications, then answer")]
+    async fn progress(
+        &self,
+        Parameters(ProgressArgs { steps }): Parameters<ProgressArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        if let Some(token) = context.meta.get_progress_token() {
+            for step in 1..=steps {
+                let param = ProgressNotificationParam::new(token.clone(), f64::from(step))
+                    .with_total(f64::from(steps));
+                let _ = context.peer.notify_progress(param).await;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+        Ok(CallToolResult::success(vec![Content::text(format!(
+            "{steps} steps"
+        ))]))
+    }
+
+    #[tool(description = "Exit the process in the middle of the call")]
+    fn crash(&self) -> Result<CallToolResult, ErrorData> {
+        eprintln!("mcp-peer: crashing on request");
+        std::process::exit(3)
     }
 
     #[tool(description = "Add two integers")]
@@ -107,6 +147,9 @@ impl ServerHandler for Peer {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let mut tools = self.tool_router.list_all();
+        if !self.stdio_tools {
+            tools.retain(|t| !STDIO_TOOLS.contains(&t.name.as_ref()));
+        }
         let schema: Arc<serde_json::Map<String, Value>> = Arc::new(
             json!({"type": "object", "properties": {"q": {"type": "string"}}})
                 .as_object()
@@ -128,6 +171,9 @@ impl ServerHandler for Peer {
         request: rmcp::model::CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        if !self.stdio_tools && STDIO_TOOLS.contains(&request.name.as_ref()) {
+            return Err(ErrorData::invalid_params("unknown tool", None));
+        }
         let tcc = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
         self.tool_router.call(tcc).await
     }
@@ -193,19 +239,26 @@ async fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(0);
 
+    if mode == "stdio" {
+        let server = Peer::new(extra_tools, true)
+            .serve(rmcp::transport::stdio())
+            .await?;
+        server.waiting().await?;
+        return Ok(());
+    }
     let config = match mode.as_str() {
         "stateful" => StreamableHttpServerConfig::default(),
         "stateless-json" => StreamableHttpServerConfig::default()
             .with_legacy_session_mode(false)
             .with_json_response(true),
-        other => anyhow::bail!("unknown --mode {other} (stateful | stateless-json)"),
+        other => anyhow::bail!("unknown --mode {other} (stateful | stateless-json | stdio)"),
     }
     // Envoy forwards the client's Host; this peer only ever binds loopback.
     .disable_allowed_hosts()
     .with_sse_keep_alive(None);
 
     let service = StreamableHttpService::new(
-        move || Ok(Peer::new(extra_tools)),
+        move || Ok(Peer::new(extra_tools, false)),
         Arc::new(LocalSessionManager::default()),
         config,
     );

@@ -1,0 +1,95 @@
+//! The stdio server's process: spawned through the SDK's child-process
+//! transport, its stderr copied to the bridge's log with a prefix, and every
+//! child killed and reaped when the bridge stops.
+
+use rmcp::transport::TokioChildProcess;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// Children alive now (pid), so a shutdown can make sure none is left.
+static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+static NEXT: AtomicU64 = AtomicU64::new(1);
+
+/// A spawned child: the transport to serve a client over, and its label for logs.
+pub struct Spawned {
+    pub transport: TokioChildProcess,
+    pub label: String,
+}
+
+pub fn spawn(command: &[String]) -> std::io::Result<Spawned> {
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| std::io::Error::other("no command"))?;
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args);
+    let (transport, stderr) = TokioChildProcess::builder(cmd)
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let label = format!("child {}", NEXT.fetch_add(1, Ordering::Relaxed));
+    let pid = transport.id();
+    if let (Some(pid), Ok(mut live)) = (pid, LIVE.lock()) {
+        live.push(pid);
+    }
+    eprintln!(
+        "mcp-bridge: [{label}] started `{}` (pid {})",
+        command.join(" "),
+        pid.map_or("?".into(), |p| p.to_string())
+    );
+    if let Some(stderr) = stderr {
+        let prefix = label.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("mcp-bridge: [{prefix}] {line}");
+            }
+            eprintln!("mcp-bridge: [{prefix}] exited");
+            if let (Some(pid), Ok(mut live)) = (pid, LIVE.lock()) {
+                live.retain(|p| *p != pid);
+            }
+        });
+    }
+    Ok(Spawned { transport, label })
+}
+
+/// SIGTERM or SIGINT.
+pub async fn termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Kills whatever child is still alive and waits for it (no zombies, no orphans).
+pub async fn reap_all() {
+    let pids: Vec<u32> = LIVE.lock().map(|l| l.clone()).unwrap_or_default();
+    for pid in pids {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    }
+    // The SDK's transport waits for its child when it is dropped; give the
+    // stderr readers a moment to see the ends.
+    for _ in 0..50 {
+        if LIVE.lock().map(|l| l.is_empty()).unwrap_or(true) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,131 @@
+//! `mcp-bridge`: serves MCP Streamable HTTP on loopback for a stdio MCP
+//! server it spawns, so stdio servers can sit behind Envoy and mcp-filter.
+//!
+//! ```text
+//! mcp-bridge [--bind 127.0.0.1] [--port 8081] [--shared] [--max-sessions 64]
+//!            [--max-message-bytes 4194304] [--request-timeout-secs 300]
+//!            [--idle-timeout-secs 300] -- <command> [args...]
+//! ```
+//!
+//! Each MCP session gets its own child by default (stdio servers serve one
+//! client); `--shared` multiplexes every session onto one child. Built on the
+//! official Rust SDK: its child-process client transport on one side, its
+//! Streamable HTTP server (sessions, SSE, 2026-07-28 stateless requests,
+//! 404 for unknown sessions, body limit, idle timeout) on the other; the
+//! bridge itself only forwards messages between the two.
+
+mod child;
+mod options;
+mod proxy;
+
+use anyhow::Result;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use options::Options;
+use proxy::{Bridge, Sessions};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use std::sync::Arc;
+
+fn log(line: &str) {
+    eprintln!("mcp-bridge: {line}");
+}
+
+/// Refuses a new session past `--max-sessions` (503, a JSON-RPC error) before
+/// any child is spawned for it.
+async fn limit_sessions(
+    State(sessions): State<Arc<Sessions>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let new_session = request.method() == axum::http::Method::POST
+        && !request.headers().contains_key("mcp-session-id");
+    if new_session && sessions.is_full() {
+        let body = serde_json::json!({
+            "jsonrpc": "2.0", "id": null,
+            "error": {"code": -32000, "message": format!(
+                "the bridge serves at most {} sessions; retry later", sessions.max())}
+        });
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::RETRY_AFTER, "1"),
+            ],
+            Body::from(body.to_string()),
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let options = match Options::parse(std::env::args().skip(1)) {
+        Ok(o) => Arc::new(o),
+        Err(e) => {
+            eprintln!("mcp-bridge: {e}\n\n{}", options::USAGE);
+            std::process::exit(2);
+        }
+    };
+    let sessions = Arc::new(Sessions::new(options.max_sessions));
+    let shared = options
+        .shared
+        .then(|| Arc::new(proxy::SharedChild::new(options.clone())));
+
+    let mut manager = LocalSessionManager::default();
+    manager.session_config.keep_alive = Some(options.idle_timeout);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let config = StreamableHttpServerConfig::default()
+        .with_max_request_body_bytes(options.max_message_bytes)
+        .with_cancellation_token(shutdown.clone())
+        .disable_allowed_hosts();
+    let factory = {
+        let (options, sessions, shared) = (options.clone(), sessions.clone(), shared.clone());
+        move || {
+            Ok(Bridge::new(
+                options.clone(),
+                sessions.clone(),
+                shared.clone(),
+            ))
+        }
+    };
+    let service = StreamableHttpService::new(factory, Arc::new(manager), config);
+    let app =
+        axum::Router::new()
+            .nest_service("/mcp", service)
+            .layer(middleware::from_fn_with_state(
+                sessions.clone(),
+                limit_sessions,
+            ));
+
+    let listener = tokio::net::TcpListener::bind((options.bind, options.port)).await?;
+    println!("listening on {}", listener.local_addr()?);
+    log(&format!(
+        "serving `{}` ({} child per session)",
+        options.command.join(" "),
+        if options.shared { "one shared" } else { "one" }
+    ));
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let stop = shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            child::termination().await;
+            log("shutting down: ending sessions and their children");
+            stop.cancel();
+        })
+        .await?;
+    // Sessions end with the server: their children are killed and reaped as
+    // the session services drop; the shared child goes with the last handle.
+    drop(shared);
+    sessions
+        .wait_until_empty(std::time::Duration::from_secs(5))
+        .await;
+    child::reap_all().await;
+    Ok(())
+}

@@ -1,0 +1,447 @@
+//! `mcp-bridge` end to end: a real stdio MCP server (the rmcp test server in
+//! stdio mode, and npm's `@modelcontextprotocol/server-everything` when it is
+//! installed) behind the bridge, behind Envoy with the filter, driven by a
+//! real MCP client (rmcp).
+
+use anyhow::{Context, Result};
+use mcp_filter_integration::idp::{claims, secured_config, Idp, SigningKey};
+use mcp_filter_integration::{envoy_bin, peer_bin, post_raw, Envoy, EnvoySetup};
+use rmcp::model::{CallToolRequestParams, ClientConfig, ProgressNotificationParam};
+use rmcp::service::{NotificationContext, RunningService};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running `mcp-bridge`; its log (stderr) goes to a file the tests read.
+struct Bridge {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Bridge {
+    fn start(options: &[&str], command: &[&str]) -> Result<Self> {
+        let log = std::env::temp_dir().join(format!(
+            "mcp-bridge-test-{}-{}.log",
+            std::process::id(),
+            rand_suffix()
+        ));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-bridge"))
+            .args(["--port", "0"])
+            .args(options)
+            .arg("--")
+            .args(command)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("starting mcp-bridge")?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .with_context(|| format!("bridge said {line:?}"))?;
+        Ok(Self { child, port, log })
+    }
+
+    fn stdio_peer(options: &[&str]) -> Result<Self> {
+        let peer = peer_bin();
+        let peer = peer.to_str().context("peer path")?;
+        Self::start(options, &[peer, "--mode", "stdio"])
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/mcp", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn children_started(&self) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("] started `"))
+            .count()
+    }
+
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("----- mcp-bridge log -----\n{}", self.log());
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A client that records the progress notifications it receives.
+#[derive(Clone, Default)]
+struct Recorder {
+    progress: Arc<Mutex<Vec<f64>>>,
+}
+
+impl ClientHandler for Recorder {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        if let Ok(mut p) = self.progress.lock() {
+            p.push(params.progress);
+        }
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::default()
+    }
+}
+
+async fn client(url: String) -> Result<RunningService<RoleClient, ()>> {
+    Ok(
+        ().serve(StreamableHttpClientTransport::from_uri(url))
+            .await?,
+    )
+}
+
+fn args(v: Value) -> serde_json::Map<String, Value> {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+fn text(result: &rmcp::model::CallToolResult) -> String {
+    serde_json::to_value(&result.content).unwrap_or_default()[0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The whole path: stdio server -> bridge -> Envoy with authentication and a
+/// policy -> a real client with a token. Listing, a call, a denied call and
+/// progress notifications on the call's own stream.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stdio_server_behind_the_bridge_and_the_filter_serves_a_real_client() -> Result<()> {
+    let Some(bin) = envoy_bin() else {
+        return Ok(());
+    };
+    let bridge = Bridge::stdio_peer(&[])?;
+    let key = SigningKey::generate("k1")?;
+    let idp = Idp::start(&[&key]).await?;
+    let mut config = secured_config();
+    if let Some(rules) = config["policy"]["rules"].as_array_mut() {
+        rules.push(json!({"name": "acme-progress", "tenants": ["acme"], "tools": ["progress"], "effect": "allow"}));
+    }
+    let mut setup = EnvoySetup::new(bridge.port, config);
+    setup.named_clusters.push(("idp".into(), idp.port));
+    let envoy = Envoy::start(&bin, &setup)?;
+    let token = key.sign(&claims(
+        "alice",
+        json!({"tenant": "acme", "scope": "mcp:tools"}),
+    ));
+
+    let recorder = Recorder::default();
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(envoy.url()).auth_header(token),
+    );
+    let client = recorder.clone().serve(transport).await?;
+    let mut names: Vec<String> = client
+        .list_all_tools()
+        .await?
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["add", "echo", "progress"],
+        "the policy filtered the child's list"
+    );
+    let sum = client
+        .call_tool(CallToolRequestParams::new("add").with_arguments(args(json!({"a": 2, "b": 40}))))
+        .await?;
+    assert_eq!(text(&sum), "42");
+    let denied = client
+        .call_tool(CallToolRequestParams::new("big").with_arguments(args(json!({"n": 1}))))
+        .await;
+    assert!(denied.is_err(), "{denied:?}");
+    let done = client
+        .call_tool(CallToolRequestParams::new("progress").with_arguments(args(json!({"steps": 3}))))
+        .await?;
+    assert_eq!(text(&done), "3 steps");
+    let seen = recorder
+        .progress
+        .lock()
+        .map(|p| p.clone())
+        .unwrap_or_default();
+    assert_eq!(seen, [1.0, 2.0, 3.0]);
+    client.cancel().await?;
+    // The child's own stderr reaches the bridge's log, prefixed.
+    assert!(bridge.log().contains("] started `"), "{}", bridge.log());
+    Ok(())
+}
+
+/// Two clients at once, each in its own session, each sees only its own
+/// answers; with `--shared` both sessions run on one child.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_sessions_see_only_their_own_answers() -> Result<()> {
+    for (options, children) in [(&[][..], 2), (&["--shared"][..], 1)] {
+        let bridge = Bridge::stdio_peer(options)?;
+        let (a, b) = (client(bridge.url()).await?, client(bridge.url()).await?);
+        let run = |c: &RunningService<RoleClient, ()>, who: &'static str| {
+            let peer = c.peer().clone();
+            async move {
+                for i in 0..25 {
+                    let message = format!("{who}-{i}");
+                    let out = peer
+                        .call_tool(
+                            CallToolRequestParams::new("echo")
+                                .with_arguments(args(json!({"message": message}))),
+                        )
+                        .await?;
+                    anyhow::ensure!(text(&out) == message, "{who} got {}", text(&out));
+                }
+                anyhow::Ok(())
+            }
+        };
+        let (ra, rb) = tokio::join!(run(&a, "alice"), run(&b, "bob"));
+        ra?;
+        rb?;
+        a.cancel().await?;
+        b.cancel().await?;
+        assert_eq!(
+            bridge.children_started(),
+            children,
+            "{options:?}\n{}",
+            bridge.log()
+        );
+    }
+    Ok(())
+}
+
+/// A child that dies mid-call: the client gets an error for that call, the
+/// bridge stays up, and the next session gets a fresh child.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_child_crash_is_an_error_and_the_next_session_works() -> Result<()> {
+    for options in [&[][..], &["--shared"][..]] {
+        let mut bridge = Bridge::stdio_peer(options)?;
+        let doomed = client(bridge.url()).await?;
+        let crashed = doomed.call_tool(CallToolRequestParams::new("crash")).await;
+        assert!(crashed.is_err(), "{crashed:?}");
+        // The same session now answers with an error, not a hang.
+        let after = tokio::time::timeout(
+            Duration::from_secs(10),
+            doomed.call_tool(
+                CallToolRequestParams::new("echo").with_arguments(args(json!({"message": "x"}))),
+            ),
+        )
+        .await?;
+        assert!(after.is_err());
+        let _ = doomed.cancel().await;
+        assert!(bridge.alive(), "the bridge exited with its child");
+
+        let fresh = client(bridge.url()).await?;
+        let out = fresh
+            .call_tool(
+                CallToolRequestParams::new("echo")
+                    .with_arguments(args(json!({"message": "again"}))),
+            )
+            .await?;
+        assert_eq!(text(&out), "again");
+        fresh.cancel().await?;
+        assert_eq!(
+            bridge.children_started(),
+            2,
+            "{options:?}\n{}",
+            bridge.log()
+        );
+        assert!(
+            bridge.log().contains("crashing on request"),
+            "child stderr is logged"
+        );
+    }
+    Ok(())
+}
+
+const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#;
+
+/// Unknown sessions are 404; DELETE ends a session and its child; limits
+/// answer with clear errors.
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_end_and_limits_hold() -> Result<()> {
+    let bridge = Bridge::stdio_peer(&[
+        "--max-sessions",
+        "1",
+        "--max-message-bytes",
+        "2000",
+        "--request-timeout-secs",
+        "1",
+    ])?;
+    let unknown = post_raw(
+        &bridge.url(),
+        &[("mcp-session-id", "nope")],
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    )
+    .await?;
+    assert_eq!(unknown.status, 404, "{}", unknown.text());
+
+    let opened = post_raw(&bridge.url(), &[], INIT).await?;
+    assert_eq!(opened.status, 200, "{}", opened.text());
+    let session = opened
+        .header("mcp-session-id")
+        .context("session id")?
+        .to_string();
+    let second = post_raw(&bridge.url(), &[], INIT).await?;
+    assert_eq!(second.status, 503, "{}", second.text());
+    assert!(
+        second.text().contains("at most 1 sessions"),
+        "{}",
+        second.text()
+    );
+
+    let h = [
+        ("mcp-session-id", session.as_str()),
+        ("mcp-protocol-version", "2025-06-18"),
+    ];
+    post_raw(
+        &bridge.url(),
+        &h,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    )
+    .await?;
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"{}"}}}}}}"#,
+        "x".repeat(4000)
+    );
+    assert_eq!(post_raw(&bridge.url(), &h, big).await?.status, 413);
+    let slow = r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"progress","arguments":{"steps":200},"_meta":{"progressToken":"p"}}}"#;
+    let timed_out = post_raw(&bridge.url(), &h, slow).await?;
+    assert!(
+        timed_out.text().contains("did not answer within 1 s"),
+        "{}",
+        timed_out.text()
+    );
+
+    let ended = reqwest::Client::new()
+        .delete(bridge.url())
+        .header("mcp-session-id", &session)
+        .send()
+        .await?;
+    assert!(ended.status().is_success(), "{}", ended.status());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !bridge.log().contains("] exited") {
+        assert!(
+            Instant::now() < deadline,
+            "child not stopped:\n{}",
+            bridge.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The slot is free again.
+    assert_eq!(post_raw(&bridge.url(), &[], INIT).await?.status, 200);
+    Ok(())
+}
+
+/// A 2026-07-28 request (no session, no initialize) is served by a one-shot
+/// child, or by the shared child.
+#[tokio::test(flavor = "multi_thread")]
+async fn stateless_2026_requests_are_served() -> Result<()> {
+    let call = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":40},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"raw","version":"0"},"io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let headers = [
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "add"),
+        ("mcp-protocol-version", "2026-07-28"),
+    ];
+    for options in [&[][..], &["--shared"][..]] {
+        let bridge = Bridge::stdio_peer(options)?;
+        for _ in 0..2 {
+            let r = post_raw(&bridge.url(), &headers, call).await?;
+            assert_eq!(r.status, 200, "{options:?}: {}\n{}", r.text(), bridge.log());
+            assert!(r.text().contains("\"42\""), "{}", r.text());
+        }
+    }
+    Ok(())
+}
+
+/// SIGTERM: the bridge ends its sessions, terminates every child and exits.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_children_and_the_bridge() -> Result<()> {
+    let mut bridge = Bridge::stdio_peer(&[])?;
+    let c = client(bridge.url()).await?;
+    c.list_all_tools().await?;
+    let child_pid: u32 = bridge
+        .log()
+        .lines()
+        .find_map(|l| l.split("(pid ").nth(1)?.trim_end_matches(')').parse().ok())
+        .context("child pid in the log")?;
+    Command::new("kill")
+        .args(["-TERM", &bridge.child.id().to_string()])
+        .status()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bridge.alive() {
+        assert!(
+            Instant::now() < deadline,
+            "bridge still running:\n{}",
+            bridge.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Neither running nor a zombie: the pid is gone.
+    let proc_entry = PathBuf::from(format!("/proc/{child_pid}"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while proc_entry.exists() {
+        assert!(Instant::now() < deadline, "child {child_pid} left behind");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(c);
+    Ok(())
+}
+
+/// npm's reference server, when `scripts/test` could install it (it needs the
+/// npm registry): list, call, and a second session.
+#[tokio::test(flavor = "multi_thread")]
+async fn server_everything_from_npm_behind_the_bridge() -> Result<()> {
+    let root = mcp_filter_integration::repo_root();
+    let entry =
+        root.join(".venv/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    if !entry.is_file() {
+        eprintln!("skipping: @modelcontextprotocol/server-everything is not installed (scripts/test installs it into .venv/npm)");
+        return Ok(());
+    }
+    let entry = entry.to_str().context("path")?.to_string();
+    let bridge = Bridge::start(&[], &["node", &entry, "stdio"])?;
+    for _ in 0..2 {
+        let c = client(bridge.url()).await?;
+        let tools = c.list_all_tools().await?;
+        assert!(
+            tools.iter().any(|t| t.name == "echo"),
+            "{:?}",
+            tools.iter().map(|t| t.name.to_string()).collect::<Vec<_>>()
+        );
+        let out = c
+            .call_tool(
+                CallToolRequestParams::new("echo").with_arguments(args(json!({"message": "hi"}))),
+            )
+            .await?;
+        assert!(text(&out).contains("hi"), "{}", text(&out));
+        c.cancel().await?;
+    }
+    Ok(())
+}
