@@ -408,14 +408,14 @@ impl Drop for Bridge {
 /// Every request becomes the same request to the child (its `_meta`
 /// included); the SDK wants one method per request type, so each forwards.
 macro_rules! forward {
-    ($($method:ident($params:ty) -> $out:ty = $variant:ident($request:ident::$make:ident) => $result:ident $(via $wrap:path)?;)*) => {
+    ($($method:ident($params:ty) -> $out:ty = $variant:ident($make:expr) => $result:ident $(via $wrap:path)?;)*) => {
         $(
             async fn $method(
                 &self,
                 params: $params,
                 context: RequestContext<RoleServer>,
             ) -> Result<$out, ErrorData> {
-                let request = ClientRequest::$variant($request::$make(params));
+                let request = ClientRequest::$variant(($make)(params));
                 match self.forward(request, context).await? {
                     ServerResult::$result(result) => Ok($($wrap)?(result)),
                     other => Err(unexpected(&other)),
@@ -440,54 +440,10 @@ impl ServerHandler for Bridge {
         get_prompt(GetPromptRequestParams) -> GetPromptResponse = GetPromptRequest(GetPromptRequest::new) => GetPromptResult via GetPromptResponse::from;
         read_resource(ReadResourceRequestParams) -> ReadResourceResponse = ReadResourceRequest(ReadResourceRequest::new) => ReadResourceResult via ReadResourceResponse::from;
         call_tool(CallToolRequestParams) -> CallToolResponse = CallToolRequest(CallToolRequest::new) => CallToolResult via CallToolResponse::from;
-    }
-
-    async fn list_tools(
-        &self,
-        params: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
-    ) -> Result<ListToolsResult, ErrorData> {
-        let request = ClientRequest::ListToolsRequest(optional(params));
-        match self.forward(request, context).await? {
-            ServerResult::ListToolsResult(result) => Ok(result),
-            other => Err(unexpected(&other)),
-        }
-    }
-
-    async fn list_prompts(
-        &self,
-        params: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
-    ) -> Result<ListPromptsResult, ErrorData> {
-        let request = ClientRequest::ListPromptsRequest(optional(params));
-        match self.forward(request, context).await? {
-            ServerResult::ListPromptsResult(result) => Ok(result),
-            other => Err(unexpected(&other)),
-        }
-    }
-
-    async fn list_resources(
-        &self,
-        params: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
-    ) -> Result<ListResourcesResult, ErrorData> {
-        let request = ClientRequest::ListResourcesRequest(optional(params));
-        match self.forward(request, context).await? {
-            ServerResult::ListResourcesResult(result) => Ok(result),
-            other => Err(unexpected(&other)),
-        }
-    }
-
-    async fn list_resource_templates(
-        &self,
-        params: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
-    ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        let request = ClientRequest::ListResourceTemplatesRequest(optional(params));
-        match self.forward(request, context).await? {
-            ServerResult::ListResourceTemplatesResult(result) => Ok(result),
-            other => Err(unexpected(&other)),
-        }
+        list_tools(Option<PaginatedRequestParams>) -> ListToolsResult = ListToolsRequest(optional) => ListToolsResult;
+        list_prompts(Option<PaginatedRequestParams>) -> ListPromptsResult = ListPromptsRequest(optional) => ListPromptsResult;
+        list_resources(Option<PaginatedRequestParams>) -> ListResourcesResult = ListResourcesRequest(optional) => ListResourcesResult;
+        list_resource_templates(Option<PaginatedRequestParams>) -> ListResourceTemplatesResult = ListResourceTemplatesRequest(optional) => ListResourceTemplatesResult;
     }
 
     async fn ping(&self, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {

@@ -5,13 +5,15 @@
 
 use anyhow::{Context, Result};
 use mcp_filter_integration::idp::{claims, secured_config, Idp, SigningKey};
-use mcp_filter_integration::{envoy_bin, peer_bin, post_raw, Envoy, EnvoySetup};
+use mcp_filter_integration::{
+    envoy_bin, listed_tool_names, peer_bin, post_raw, tool_args, tool_text, Envoy, EnvoySetup,
+};
 use rmcp::model::{CallToolRequestParams, ClientConfig, ProgressNotificationParam};
 use rmcp::service::{NotificationContext, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -123,17 +125,6 @@ async fn client(url: String) -> Result<RunningService<RoleClient, ()>> {
     )
 }
 
-fn args(v: Value) -> serde_json::Map<String, Value> {
-    v.as_object().cloned().unwrap_or_default()
-}
-
-fn text(result: &rmcp::model::CallToolResult) -> String {
-    serde_json::to_value(&result.content).unwrap_or_default()[0]["text"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// The whole path: stdio server -> bridge -> Envoy with authentication and a
 /// policy -> a real client with a token. Listing, a call, a denied call and
 /// progress notifications on the call's own stream.
@@ -162,30 +153,28 @@ async fn a_stdio_server_behind_the_bridge_and_the_filter_serves_a_real_client() 
         StreamableHttpClientTransportConfig::with_uri(envoy.url()).auth_header(token),
     );
     let client = recorder.clone().serve(transport).await?;
-    let mut names: Vec<String> = client
-        .list_all_tools()
-        .await?
-        .iter()
-        .map(|t| t.name.to_string())
-        .collect();
-    names.sort();
+    let names = listed_tool_names(client.peer()).await?;
     assert_eq!(
         names,
         ["add", "echo", "progress"],
         "the policy filtered the child's list"
     );
     let sum = client
-        .call_tool(CallToolRequestParams::new("add").with_arguments(args(json!({"a": 2, "b": 40}))))
+        .call_tool(
+            CallToolRequestParams::new("add").with_arguments(tool_args(json!({"a": 2, "b": 40}))),
+        )
         .await?;
-    assert_eq!(text(&sum), "42");
+    assert_eq!(tool_text(&sum), "42");
     let denied = client
-        .call_tool(CallToolRequestParams::new("big").with_arguments(args(json!({"n": 1}))))
+        .call_tool(CallToolRequestParams::new("big").with_arguments(tool_args(json!({"n": 1}))))
         .await;
     assert!(denied.is_err(), "{denied:?}");
     let done = client
-        .call_tool(CallToolRequestParams::new("progress").with_arguments(args(json!({"steps": 3}))))
+        .call_tool(
+            CallToolRequestParams::new("progress").with_arguments(tool_args(json!({"steps": 3}))),
+        )
         .await?;
-    assert_eq!(text(&done), "3 steps");
+    assert_eq!(tool_text(&done), "3 steps");
     let seen = recorder
         .progress
         .lock()
@@ -213,10 +202,10 @@ async fn concurrent_sessions_see_only_their_own_answers() -> Result<()> {
                     let out = peer
                         .call_tool(
                             CallToolRequestParams::new("echo")
-                                .with_arguments(args(json!({"message": message}))),
+                                .with_arguments(tool_args(json!({"message": message}))),
                         )
                         .await?;
-                    anyhow::ensure!(text(&out) == message, "{who} got {}", text(&out));
+                    anyhow::ensure!(tool_text(&out) == message, "{who} got {}", tool_text(&out));
                 }
                 anyhow::Ok(())
             }
@@ -249,7 +238,8 @@ async fn a_child_crash_is_an_error_and_the_next_session_works() -> Result<()> {
         let after = tokio::time::timeout(
             Duration::from_secs(10),
             doomed.call_tool(
-                CallToolRequestParams::new("echo").with_arguments(args(json!({"message": "x"}))),
+                CallToolRequestParams::new("echo")
+                    .with_arguments(tool_args(json!({"message": "x"}))),
             ),
         )
         .await?;
@@ -261,10 +251,10 @@ async fn a_child_crash_is_an_error_and_the_next_session_works() -> Result<()> {
         let out = fresh
             .call_tool(
                 CallToolRequestParams::new("echo")
-                    .with_arguments(args(json!({"message": "again"}))),
+                    .with_arguments(tool_args(json!({"message": "again"}))),
             )
             .await?;
-        assert_eq!(text(&out), "again");
+        assert_eq!(tool_text(&out), "again");
         fresh.cancel().await?;
         assert_eq!(
             bridge.children_started(),
@@ -437,10 +427,11 @@ async fn server_everything_from_npm_behind_the_bridge() -> Result<()> {
         );
         let out = c
             .call_tool(
-                CallToolRequestParams::new("echo").with_arguments(args(json!({"message": "hi"}))),
+                CallToolRequestParams::new("echo")
+                    .with_arguments(tool_args(json!({"message": "hi"}))),
             )
             .await?;
-        assert!(text(&out).contains("hi"), "{}", text(&out));
+        assert!(tool_text(&out).contains("hi"), "{}", tool_text(&out));
         c.cancel().await?;
     }
     Ok(())

@@ -783,13 +783,11 @@ impl Exchange {
             if let Some(m) = classified.messages.iter().find(|m| {
                 named_kind(backends, &m.subject).is_some() || rewritten_listing(m.method.as_deref())
             }) {
-                return Err(Box::new(self.refuse(
-                    Rejection::new(
+                return Err(self.refusal(Rejection::new(
                         Reason::InvalidRequest,
                         "a batch cannot carry tool calls, renamed prompts or listings behind several backends; send them alone",
                     )
-                    .with_id(m.id.clone()),
-                )));
+                    .with_id(m.id.clone())));
             }
         }
         let message = classified.single();
@@ -800,14 +798,12 @@ impl Exchange {
         if let Some(kind) = listing {
             if kind.named().is_some_and(|n| backends.aggregates(n)) {
                 if has_cursor(body) {
-                    return Err(Box::new(
-                        self.refuse(
-                            Rejection::new(
-                                Reason::InvalidParams,
-                                "Invalid cursor: this endpoint lists every backend in one page",
-                            )
-                            .with_id(message.and_then(|m| m.id.clone())),
-                        ),
+                    return Err(self.refusal(
+                        Rejection::new(
+                            Reason::InvalidParams,
+                            "Invalid cursor: this endpoint lists every backend in one page",
+                        )
+                        .with_id(message.and_then(|m| m.id.clone())),
                     ));
                 }
                 return Ok(Routed::Gather(kind));
@@ -823,14 +819,12 @@ impl Exchange {
                 } else {
                     "prompt"
                 };
-                return Err(Box::new(
-                    self.refuse(
-                        Rejection::new(
-                            Reason::UnknownName,
-                            format!("Unknown {what}: {}", quote(public)),
-                        )
-                        .with_id(message.and_then(|m| m.id.clone())),
-                    ),
+                return Err(self.refusal(
+                    Rejection::new(
+                        Reason::UnknownName,
+                        format!("Unknown {what}: {}", quote(public)),
+                    )
+                    .with_id(message.and_then(|m| m.id.clone())),
                 ));
             };
             backend = route.backend;
@@ -840,16 +834,14 @@ impl Exchange {
         }
         if !held && self.routed_at_headers != Some(backend) {
             let name = self.backend_name(backend).unwrap_or_default().to_string();
-            return Err(Box::new(self.refuse(
-                Rejection::new(
+            return Err(self.refusal(Rejection::new(
                     Reason::Unroutable,
                     format!(
                         "this request is for backend {}, but its headers were already routed: send the MCP 2026-07-28 Mcp-Name header, or enable routing_headers (needs allow_on_headers_stop_iteration)",
                         quote(&name)
                     ),
                 )
-                .with_id(message.and_then(|m| m.id.clone())),
-            )));
+                .with_id(message.and_then(|m| m.id.clone()))));
         }
         self.backend = Some(backend);
 
@@ -871,14 +863,12 @@ impl Exchange {
                 let Some(rewritten) =
                     crate::raw_json::replace_param_string(body, "name", &upstream)
                 else {
-                    return Err(Box::new(
-                        self.refuse(
-                            Rejection::new(
-                                Reason::InvalidParams,
-                                "`params.name` could not be rewritten",
-                            )
-                            .with_id(message.and_then(|m| m.id.clone())),
-                        ),
+                    return Err(self.refusal(
+                        Rejection::new(
+                            Reason::InvalidParams,
+                            "`params.name` could not be rewritten",
+                        )
+                        .with_id(message.and_then(|m| m.id.clone())),
                     ));
                 };
                 if held {
@@ -1264,6 +1254,10 @@ impl Exchange {
             Reason::TooLarge,
             format!("request body exceeds the limit of {limit} bytes"),
         ))
+    }
+
+    fn refusal(&mut self, rejection: Rejection) -> Box<Step> {
+        Box::new(self.refuse(rejection))
     }
 
     fn refuse(&mut self, rejection: Rejection) -> Step {

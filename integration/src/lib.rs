@@ -587,3 +587,28 @@ impl RawResponse {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
+
+/// `arguments` for a tool call, from a JSON object.
+pub fn tool_args(v: Value) -> serde_json::Map<String, Value> {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+/// The text of a tool result's first content block.
+pub fn tool_text(result: &rmcp::model::CallToolResult) -> String {
+    serde_json::to_value(&result.content).unwrap_or_default()[0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Every tool a client is offered, by name, sorted.
+pub async fn listed_tool_names(peer: &rmcp::Peer<rmcp::RoleClient>) -> Result<Vec<String>> {
+    let mut names: Vec<String> = peer
+        .list_all_tools()
+        .await?
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    names.sort();
+    Ok(names)
+}

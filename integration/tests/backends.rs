@@ -4,7 +4,10 @@
 //! neither listed nor callable, and one server down leaves the other usable.
 
 use anyhow::Result;
-use mcp_filter_integration::{envoy_bin, post_raw, Envoy, EnvoySetup, Peer, PeerMode, Received};
+use mcp_filter_integration::{
+    envoy_bin, listed_tool_names, post_raw, tool_args, tool_text, Envoy, EnvoySetup, Peer,
+    PeerMode, Received,
+};
 use rmcp::model::CallToolRequestParams;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::ServiceExt;
@@ -17,10 +20,6 @@ macro_rules! envoy_or_skip {
             None => return Ok(()),
         }
     };
-}
-
-fn args(v: Value) -> serde_json::Map<String, Value> {
-    v.as_object().cloned().unwrap_or_default()
 }
 
 /// `alpha` is the default route (cluster upstream_0); `x-mcp-backend: beta`
@@ -56,13 +55,6 @@ fn calls(received: &[Received]) -> Vec<String> {
         .collect()
 }
 
-fn text_of(result: &rmcp::model::CallToolResult) -> String {
-    serde_json::to_value(&result.content).unwrap_or_default()[0]["text"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_real_client_sees_the_union_and_each_backend_gets_its_own_names() -> Result<()> {
     let bin = envoy_or_skip!();
@@ -71,13 +63,7 @@ async fn a_real_client_sees_the_union_and_each_backend_gets_its_own_names() -> R
     let envoy = Envoy::start(&bin, &two_backends(&alpha, &beta, true))?;
 
     let client = ().serve(StreamableHttpClientTransport::from_uri(envoy.url())).await?;
-    let mut names: Vec<String> = client
-        .list_all_tools()
-        .await?
-        .iter()
-        .map(|t| t.name.to_string())
-        .collect();
-    names.sort();
+    let names = listed_tool_names(client.peer()).await?;
     assert_eq!(
         names,
         [
@@ -93,22 +79,24 @@ async fn a_real_client_sees_the_union_and_each_backend_gets_its_own_names() -> R
 
     let sum = client
         .call_tool(
-            CallToolRequestParams::new("alpha__add").with_arguments(args(json!({"a": 2, "b": 40}))),
+            CallToolRequestParams::new("alpha__add")
+                .with_arguments(tool_args(json!({"a": 2, "b": 40}))),
         )
         .await?;
-    assert_eq!(text_of(&sum), "42");
+    assert_eq!(tool_text(&sum), "42");
     let sum = client
         .call_tool(
-            CallToolRequestParams::new("beta__add").with_arguments(args(json!({"a": 1, "b": 2}))),
+            CallToolRequestParams::new("beta__add")
+                .with_arguments(tool_args(json!({"a": 1, "b": 2}))),
         )
         .await?;
-    assert_eq!(text_of(&sum), "3");
+    assert_eq!(tool_text(&sum), "3");
     let echo = client
         .call_tool(
-            CallToolRequestParams::new("shout").with_arguments(args(json!({"message": "hi"}))),
+            CallToolRequestParams::new("shout").with_arguments(tool_args(json!({"message": "hi"}))),
         )
         .await?;
-    assert_eq!(text_of(&echo), "hi");
+    assert_eq!(tool_text(&echo), "hi");
     // A hidden tool is not callable: the client gets an error, beta never a call.
     let hidden = client
         .call_tool(CallToolRequestParams::new("beta__secret"))
@@ -167,24 +155,21 @@ async fn a_backend_down_leaves_the_other_listed_and_callable() -> Result<()> {
     drop(beta);
 
     let client = ().serve(StreamableHttpClientTransport::from_uri(envoy.url())).await?;
-    let names: Vec<String> = client
-        .list_all_tools()
-        .await?
-        .iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let names = listed_tool_names(client.peer()).await?;
     assert!(names.contains(&"alpha__add".to_string()), "{names:?}");
     assert!(names.iter().all(|n| n.starts_with("alpha__")), "{names:?}");
     let sum = client
         .call_tool(
-            CallToolRequestParams::new("alpha__add").with_arguments(args(json!({"a": 2, "b": 2}))),
+            CallToolRequestParams::new("alpha__add")
+                .with_arguments(tool_args(json!({"a": 2, "b": 2}))),
         )
         .await?;
-    assert_eq!(text_of(&sum), "4");
+    assert_eq!(tool_text(&sum), "4");
     // A call to the server that is down fails; nothing else does.
     assert!(client
         .call_tool(
-            CallToolRequestParams::new("beta__add").with_arguments(args(json!({"a": 1, "b": 1})))
+            CallToolRequestParams::new("beta__add")
+                .with_arguments(tool_args(json!({"a": 1, "b": 1})))
         )
         .await
         .is_err());
@@ -328,22 +313,17 @@ async fn one_stateful_backend_renamed_in_stream_without_the_flag() -> Result<()>
         &EnvoySetup::new(peer.port, config).as_envoy_gateway_delivers(),
     )?;
     let client = ().serve(StreamableHttpClientTransport::from_uri(envoy.url())).await?;
-    let mut names: Vec<String> = client
-        .list_all_tools()
-        .await?
-        .iter()
-        .map(|t| t.name.to_string())
-        .collect();
-    names.sort();
+    let names = listed_tool_names(client.peer()).await?;
     assert_eq!(names, ["gh__add", "gh__echo"]);
     let echo = client
         .call_tool(
-            CallToolRequestParams::new("gh__echo").with_arguments(args(json!({"message": "ok"}))),
+            CallToolRequestParams::new("gh__echo")
+                .with_arguments(tool_args(json!({"message": "ok"}))),
         )
         .await?;
-    assert_eq!(text_of(&echo), "ok");
+    assert_eq!(tool_text(&echo), "ok");
     assert!(client
-        .call_tool(CallToolRequestParams::new("gh__big").with_arguments(args(json!({"n": 1}))))
+        .call_tool(CallToolRequestParams::new("gh__big").with_arguments(tool_args(json!({"n": 1}))))
         .await
         .is_err());
     client.cancel().await?;
@@ -374,12 +354,7 @@ async fn the_shipped_multi_backend_example_runs() -> Result<()> {
     let envoy = Envoy::start_yaml(&bin, &yaml)?;
 
     let client = ().serve(StreamableHttpClientTransport::from_uri(envoy.url())).await?;
-    let names: Vec<String> = client
-        .list_all_tools()
-        .await?
-        .iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let names = listed_tool_names(client.peer()).await?;
     for expected in ["github__add", "jira__add", "shout"] {
         assert!(names.contains(&expected.to_string()), "{names:?}");
     }
@@ -387,16 +362,18 @@ async fn the_shipped_multi_backend_example_runs() -> Result<()> {
     assert!(!names.contains(&"jira__secret".to_string()), "{names:?}");
     let shout = client
         .call_tool(
-            CallToolRequestParams::new("shout").with_arguments(args(json!({"message": "hey"}))),
+            CallToolRequestParams::new("shout")
+                .with_arguments(tool_args(json!({"message": "hey"}))),
         )
         .await?;
-    assert_eq!(text_of(&shout), "hey");
+    assert_eq!(tool_text(&shout), "hey");
     let sum = client
         .call_tool(
-            CallToolRequestParams::new("github__add").with_arguments(args(json!({"a": 5, "b": 5}))),
+            CallToolRequestParams::new("github__add")
+                .with_arguments(tool_args(json!({"a": 5, "b": 5}))),
         )
         .await?;
-    assert_eq!(text_of(&sum), "10");
+    assert_eq!(tool_text(&sum), "10");
     client.cancel().await?;
     assert_eq!(calls(&jira.received().await?), ["echo"]);
     assert_eq!(calls(&github.received().await?), ["add"]);
@@ -477,22 +454,18 @@ static_resources:
     );
     let envoy = Envoy::start_yaml(&bin, &yaml)?;
     let client = ().serve(StreamableHttpClientTransport::from_uri(envoy.url())).await?;
-    let names: Vec<String> = client
-        .list_all_tools()
-        .await?
-        .iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let names = listed_tool_names(client.peer()).await?;
     assert!(names.contains(&"alpha__secret".to_string()), "{names:?}");
     assert!(names.contains(&"beta__add".to_string()), "{names:?}");
     assert!(!names.contains(&"beta__secret".to_string()), "{names:?}");
     // beta is stateful: mcp_router carries its session inside the client's.
     let sum = client
         .call_tool(
-            CallToolRequestParams::new("beta__add").with_arguments(args(json!({"a": 20, "b": 22}))),
+            CallToolRequestParams::new("beta__add")
+                .with_arguments(tool_args(json!({"a": 20, "b": 22}))),
         )
         .await?;
-    assert_eq!(text_of(&sum), "42");
+    assert_eq!(tool_text(&sum), "42");
     assert!(client
         .call_tool(CallToolRequestParams::new("beta__secret"))
         .await
