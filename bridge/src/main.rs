@@ -79,7 +79,10 @@ async fn main() -> Result<()> {
     let mut manager = LocalSessionManager::default();
     manager.session_config.keep_alive = Some(options.idle_timeout);
     let shutdown = tokio_util::sync::CancellationToken::new();
+    // Sessions answer over SSE; a 2026-07-28 request without a session gets
+    // JSON unless the child sends something before its answer.
     let config = StreamableHttpServerConfig::default()
+        .with_json_response(true)
         .with_max_request_body_bytes(options.max_message_bytes)
         .with_cancellation_token(shutdown.clone())
         .disable_allowed_hosts();

@@ -349,6 +349,41 @@ async fn sessions_end_and_limits_hold() -> Result<()> {
     Ok(())
 }
 
+/// An idle session ends after `--idle-timeout-secs`, and its child with it;
+/// the session id is then unknown (404). Sessions themselves answer over SSE.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_sessions_time_out_and_their_children_are_reaped() -> Result<()> {
+    let bridge = Bridge::stdio_peer(&["--idle-timeout-secs", "1"])?;
+    let opened = post_raw(&bridge.url(), &[], INIT).await?;
+    assert_eq!(opened.status, 200);
+    assert_eq!(opened.header("content-type"), Some("text/event-stream"));
+    let session = opened
+        .header("mcp-session-id")
+        .context("session id")?
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !bridge.log().contains("] exited") {
+        assert!(
+            Instant::now() < deadline,
+            "idle child not reaped:\n{}",
+            bridge.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let h = [
+        ("mcp-session-id", session.as_str()),
+        ("mcp-protocol-version", "2025-06-18"),
+    ];
+    let late = post_raw(
+        &bridge.url(),
+        &h,
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    )
+    .await?;
+    assert_eq!(late.status, 404, "{}", late.text());
+    Ok(())
+}
+
 /// A 2026-07-28 request (no session, no initialize) is served by a one-shot
 /// child, or by the shared child.
 #[tokio::test(flavor = "multi_thread")]
@@ -364,6 +399,7 @@ async fn stateless_2026_requests_are_served() -> Result<()> {
         for _ in 0..2 {
             let r = post_raw(&bridge.url(), &headers, call).await?;
             assert_eq!(r.status, 200, "{options:?}: {}\n{}", r.text(), bridge.log());
+            assert_eq!(r.header("content-type"), Some("application/json"));
             assert!(r.text().contains("\"42\""), "{}", r.text());
         }
     }
