@@ -91,6 +91,18 @@ pub const MAX_DEPTH: usize = 128;
 
 /// Classifies a complete POST body.
 pub fn classify(body: &[u8], allow_batches: bool) -> Result<Classified, Rejection> {
+    // JSON text is UTF-8 (RFC 8259). The parser skips the fields the filter
+    // does not read without decoding them, so check every byte here: an
+    // upstream could otherwise read bytes the filter never judged.
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(Rejection::new(
+            Reason::ParseError,
+            format!(
+                "request body is not valid UTF-8 (at byte {})",
+                e.valid_up_to()
+            ),
+        ));
+    }
     check_depth(body)?;
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'[') {
@@ -492,6 +504,20 @@ mod tests {
 
     fn refused(body: &str) -> Rejection {
         classify(body.as_bytes(), false).expect_err(body)
+    }
+
+    #[test]
+    fn invalid_utf8_anywhere_is_a_parse_error() {
+        // In a field the filter skips, in the name, in a key: all refused,
+        // since an upstream parser may read those bytes differently.
+        for bytes in [
+            &b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{\"x\":\"\xff\"}}"[..],
+            &b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"a\xc3\"}}"[..],
+            &b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"\xed\xa0\x80\":1}"[..],
+        ] {
+            let rejection = classify(bytes, true).expect_err("invalid UTF-8 accepted");
+            assert_eq!(rejection.reason, Reason::ParseError);
+        }
     }
 
     #[test]
