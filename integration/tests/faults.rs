@@ -1,0 +1,157 @@
+//! Faults around the filter in a real Envoy: the upstream refusing, resetting
+//! in the middle of an SSE stream, the identity provider going away after the
+//! keys were loaded. Each asserts what the client sees and that Envoy (and
+//! the filter's VM) keeps serving.
+
+use anyhow::Result;
+use mcp_filter_integration::idp::{claims, secured_config, Idp, SigningKey};
+use mcp_filter_integration::{envoy_bin, post_raw, Envoy, EnvoySetup, Peer, PeerMode};
+use serde_json::json;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+const LIST: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+const CALL: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}}"#;
+
+/// An upstream that answers every request with the start of an SSE listing
+/// and then closes the connection mid-event.
+fn resetting_upstream() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+            let part = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[{\"name\":\"add\"},{\"na";
+            let _ = write!(stream, "{head}{:x}\r\n{part}\r\n", part.len());
+            let _ = stream.flush();
+            std::thread::sleep(Duration::from_millis(50));
+            // Dropping the stream resets the response before it ends.
+        }
+    });
+    Ok(port)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_refused_or_reset_mid_stream_leaves_envoy_serving() -> Result<()> {
+    let Some(bin) = envoy_bin() else {
+        return Ok(());
+    };
+    let key = SigningKey::generate("k1")?;
+    let idp = Idp::start(&[&key]).await?;
+    let token = format!(
+        "Bearer {}",
+        key.sign(&claims(
+            "alice",
+            json!({"tenant": "acme", "scope": "mcp:tools"})
+        ))
+    );
+    let auth = [("authorization", token.as_str())];
+
+    // Refused: nothing listens on the upstream port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    // Headers are held until the body is judged (routing headers), so the
+    // outcome is counted for a judged request.
+    let mut config = secured_config();
+    config["routing_headers"] = json!({"enabled": true});
+    let mut setup = EnvoySetup::new(closed, config);
+    setup.named_clusters.push(("idp".into(), idp.port));
+    let mut envoy = Envoy::start(&bin, &setup)?;
+    let r = post_raw(&envoy.url(), &auth, CALL).await?;
+    assert_eq!(r.status, 503, "{}", r.text());
+    let scrape = envoy.prometheus().await?;
+    assert_eq!(
+        scrape.value(
+            "mcp_responses_total",
+            &[("mcp_method_name", "tools/call"), ("outcome", "http_5xx")]
+        ),
+        Some(1.0),
+        "{}",
+        scrape.text
+    );
+    assert!(envoy.alive());
+    drop(envoy);
+
+    // Reset mid-SSE: the listing is being filtered (a policy applies), so the
+    // filter holds the unfinished event; the client gets a broken stream, never
+    // an unfiltered item, and the next request is served.
+    let resetting = resetting_upstream()?;
+    let peer = Peer::start(PeerMode::StatelessJson)?;
+    let mut setup = EnvoySetup::new(peer.port, secured_config());
+    setup.named_clusters.push(("idp".into(), idp.port));
+    setup
+        .header_routes
+        .push(("x-test-upstream".into(), "resetting".into(), resetting));
+    let mut envoy = Envoy::start(&bin, &setup)?;
+    let broken = post_raw(
+        &envoy.url(),
+        &[auth[0], ("x-test-upstream", "resetting")],
+        LIST,
+    )
+    .await;
+    if let Ok(r) = &broken {
+        assert!(
+            !r.text().contains("\"na"),
+            "an unfinished item reached the client: {}",
+            r.text()
+        );
+    }
+    let ok = post_raw(&envoy.url(), &auth, CALL).await?;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert!(ok.text().contains("\"3\""), "{}", ok.text());
+    assert!(envoy.alive());
+    Ok(())
+}
+
+/// The identity provider goes away after the keys were loaded: verified keys
+/// stay in use (a failed refresh keeps them), so callers are still served.
+#[tokio::test(flavor = "multi_thread")]
+async fn cached_keys_keep_working_when_the_jwks_goes_away() -> Result<()> {
+    let Some(bin) = envoy_bin() else {
+        return Ok(());
+    };
+    let key = SigningKey::generate("k1")?;
+    let idp = Idp::start(&[&key]).await?;
+    let peer = Peer::start(PeerMode::StatelessJson)?;
+    let mut config = secured_config();
+    config["auth"]["remote_jwks"]["refresh_seconds"] = json!(1);
+    let mut setup = EnvoySetup::new(peer.port, config);
+    setup.named_clusters.push(("idp".into(), idp.port));
+    let mut envoy = Envoy::start(&bin, &setup)?;
+    let token = format!(
+        "Bearer {}",
+        key.sign(&claims(
+            "alice",
+            json!({"tenant": "acme", "scope": "mcp:tools"})
+        ))
+    );
+    let auth = [("authorization", token.as_str())];
+    assert_eq!(post_raw(&envoy.url(), &auth, CALL).await?.status, 200);
+    drop(idp);
+    // Past a refresh period or two, with the provider gone.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let r = post_raw(&envoy.url(), &auth, CALL).await?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // A token the filter has never seen is still verified with the kept keys.
+    let fresh = format!(
+        "Bearer {}",
+        key.sign(&claims(
+            "bob",
+            json!({"tenant": "acme", "scope": "mcp:tools"})
+        ))
+    );
+    let r = post_raw(&envoy.url(), &[("authorization", fresh.as_str())], CALL).await?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        envoy.log().contains("keeping the keys already loaded"),
+        "{}",
+        envoy.log()
+    );
+    assert!(envoy.alive());
+    Ok(())
+}
