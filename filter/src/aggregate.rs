@@ -7,7 +7,7 @@
 use crate::backends::Backends;
 use crate::jsonrpc::{code, error_body, RequestId};
 use crate::listing::{read_page, Decide, ListKind, Page};
-use crate::raw_json::RawObject;
+use crate::raw_json::param;
 use crate::reject::LocalReply;
 use crate::response::Framing;
 use crate::sse::SseFramer;
@@ -99,14 +99,7 @@ impl Aggregation {
         session: Option<String>,
         max_answer_bytes: usize,
     ) -> (Self, Vec<Fetch>) {
-        let meta = serde_json::from_slice::<RawObject<'_>>(client_body)
-            .ok()
-            .and_then(|m| m.get("params").map(|p| p.get().to_string()))
-            .and_then(|params| {
-                serde_json::from_str::<RawObject<'_>>(&params)
-                    .ok()
-                    .and_then(|p| p.get("_meta").map(|m| m.get().to_string()))
-            });
+        let meta = param(client_body, "_meta").map(|m| m.get().to_string());
         let n = backends.servers.len();
         let aggregation = Self {
             kind,

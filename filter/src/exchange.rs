@@ -13,7 +13,7 @@ use crate::aggregate::{Aggregation, BackendAnswer, Failure, Fetch};
 use crate::auth::challenge;
 use crate::auth::token::AuthFailure;
 use crate::auth::Authenticated;
-use crate::backends::Named;
+use crate::backends::{Backends, Named};
 use crate::classify::{classify, Classified, Message, MessageKind, Subject};
 use crate::config::{FilterConfig, NonMcpTraffic};
 use crate::jsonrpc::{code, error_body, RequestId};
@@ -377,7 +377,8 @@ impl Exchange {
         let held = self.config.routing_headers.enabled;
         self.phase = Phase::AwaitingBody { held };
         let mut step = if held { Step::pause() } else { Step::go() };
-        if self.config.backends.is_some() {
+        // Only a listing gathered from several backends forwards these.
+        if self.config.backends.as_ref().is_some_and(Backends::routes) {
             self.fanout = Some(fanout_headers(headers, &auth_edits));
         }
         step.header_edits = auth_edits;
@@ -737,12 +738,7 @@ impl Exchange {
             // The body may be rewritten; Envoy then sends it chunked.
             edits.push(HeaderEdit::Remove("content-length".into()));
         }
-        if let Some(server) = backends.servers.get(backend) {
-            edits.push(HeaderEdit::Set(
-                backends.header.clone(),
-                server.name.clone(),
-            ));
-        }
+        edits.extend(backend_header(backends, backend));
         self.routed_at_headers = Some(backend);
         self.backend = Some(backend);
         edits
@@ -759,10 +755,13 @@ impl Exchange {
     ) -> Result<Routed, Box<Step>> {
         let config = self.config.clone();
         let Some(backends) = config.backends.as_ref() else {
-            return Ok(Routed::forward());
+            return Ok(Routed::Forward {
+                edits: Vec::new(),
+                body: None,
+            });
         };
         fn named_kind<'s>(
-            backends: &crate::backends::Backends,
+            backends: &Backends,
             subject: &'s Option<Subject>,
         ) -> Option<(Named, &'s str)> {
             match subject {
@@ -845,42 +844,32 @@ impl Exchange {
         }
         self.backend = Some(backend);
 
-        let mut routed = Routed::forward();
-        if let Routed::Forward {
-            edits,
-            body: new_body,
-        } = &mut routed
-        {
-            if held {
-                if let Some(server) = backends.servers.get(backend) {
-                    edits.push(HeaderEdit::Set(
-                        backends.header.clone(),
-                        server.name.clone(),
-                    ));
-                }
-            }
-            if let Some(upstream) = upstream {
-                let Some(rewritten) =
-                    crate::raw_json::replace_param_string(body, "name", &upstream)
-                else {
-                    return Err(self.refusal(
-                        Rejection::new(
-                            Reason::InvalidParams,
-                            "`params.name` could not be rewritten",
-                        )
-                        .with_id(message.and_then(|m| m.id.clone())),
-                    ));
-                };
-                if held {
-                    edits.push(HeaderEdit::Remove("content-length".into()));
-                    if !self.mirrored.name.is_empty() {
-                        edits.push(HeaderEdit::Set("mcp-name".into(), header_safe(&upstream)));
-                    }
-                }
-                *new_body = Some(rewritten);
+        let mut edits = Vec::new();
+        if held {
+            edits.extend(backend_header(backends, backend));
+        }
+        let Some(upstream) = upstream else {
+            return Ok(Routed::Forward { edits, body: None });
+        };
+        let Some(rewritten) = crate::raw_json::replace_param_string(body, "name", &upstream) else {
+            return Err(self.refusal(
+                Rejection::new(
+                    Reason::InvalidParams,
+                    "`params.name` could not be rewritten",
+                )
+                .with_id(message.and_then(|m| m.id.clone())),
+            ));
+        };
+        if held {
+            edits.push(HeaderEdit::Remove("content-length".into()));
+            if !self.mirrored.name.is_empty() {
+                edits.push(HeaderEdit::Set("mcp-name".into(), header_safe(&upstream)));
             }
         }
-        Ok(routed)
+        Ok(Routed::Forward {
+            edits,
+            body: Some(rewritten),
+        })
     }
 
     /// Sends the listing to every backend; the answer waits for theirs.
@@ -1343,6 +1332,15 @@ fn header_safe(value: &str) -> String {
     }
 }
 
+/// The request header that names the backend, for Envoy's route match.
+fn backend_header(backends: &Backends, backend: usize) -> Option<HeaderEdit> {
+    let server = backends.servers.get(backend)?;
+    Some(HeaderEdit::Set(
+        backends.header.clone(),
+        server.name.clone(),
+    ))
+}
+
 /// Where an accepted body goes.
 enum Routed {
     /// Upstream, with these request edits and (if renamed) this body.
@@ -1352,15 +1350,6 @@ enum Routed {
     },
     /// Nowhere: the filter gathers this listing from every backend.
     Gather(ListKind),
-}
-
-impl Routed {
-    fn forward() -> Self {
-        Routed::Forward {
-            edits: Vec::new(),
-            body: None,
-        }
-    }
 }
 
 /// What a listed item becomes: its backend's public name (or hidden, if that
@@ -1432,16 +1421,7 @@ fn fanout_headers(headers: &[(String, String)], auth_edits: &[HeaderEdit]) -> Fa
 
 /// Whether a request's params carry a `cursor`.
 fn has_cursor(body: &[u8]) -> bool {
-    use crate::raw_json::RawObject;
-    serde_json::from_slice::<RawObject<'_>>(body)
-        .ok()
-        .and_then(|m| m.get("params").map(|p| p.get().to_string()))
-        .and_then(|p| {
-            serde_json::from_str::<RawObject<'_>>(&p)
-                .ok()
-                .map(|p| p.get("cursor").is_some_and(|c| c.get() != "null"))
-        })
-        .unwrap_or(false)
+    crate::raw_json::param(body, "cursor").is_some_and(|c| c.get() != "null")
 }
 
 #[cfg(test)]

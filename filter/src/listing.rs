@@ -11,7 +11,7 @@
 use crate::classify::Text;
 use crate::jsonrpc::{code, error_body, RequestId};
 use crate::policy::SubjectKind;
-use crate::raw_json::{json_string, span_in, splice, RawObject};
+use crate::raw_json::{replace_with_string, RawObject};
 use crate::sse::{SseError, SseEvent, SseFramer};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -180,8 +180,7 @@ fn decide_items<'a>(
             Listed::Hide => hidden += 1,
             Listed::Keep => kept.push(Cow::Borrowed(text)),
             Listed::Rename(public) => {
-                let renamed = span_in(text.as_bytes(), raw_name)
-                    .and_then(|span| splice(text.as_bytes(), span, json_string(&public).as_bytes()))
+                let renamed = replace_with_string(text.as_bytes(), raw_name, &public)
                     .and_then(|bytes| String::from_utf8(bytes).ok())
                     .ok_or_else(|| Unfilterable("a listed item could not be renamed".into()))?;
                 kept.push(Cow::Owned(renamed));

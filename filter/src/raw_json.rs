@@ -67,35 +67,42 @@ pub(crate) fn json_string(s: &str) -> String {
 }
 
 /// Where `inner` (a slice borrowed from `outer`) sits in `outer`.
-pub(crate) fn span_in(outer: &[u8], inner: &str) -> Option<Range<usize>> {
+fn span_in(outer: &[u8], inner: &str) -> Option<Range<usize>> {
     let start = (inner.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
     let end = start.checked_add(inner.len())?;
     (end <= outer.len()).then_some(start..end)
 }
 
-/// `bytes` with `span` replaced by `with`.
-pub(crate) fn splice(bytes: &[u8], span: Range<usize>, with: &[u8]) -> Option<Vec<u8>> {
-    let head = bytes.get(..span.start)?;
-    let tail = bytes.get(span.end..)?;
+/// `outer` with the JSON value `value` (a slice borrowed from `outer`)
+/// replaced by the JSON string `with`; every other byte is kept.
+pub(crate) fn replace_with_string(outer: &[u8], value: &str, with: &str) -> Option<Vec<u8>> {
+    let span = span_in(outer, value)?;
+    let head = outer.get(..span.start)?;
+    let tail = outer.get(span.end..)?;
+    let with = json_string(with);
     let mut out = Vec::with_capacity(head.len() + with.len() + tail.len());
     out.extend_from_slice(head);
-    out.extend_from_slice(with);
+    out.extend_from_slice(with.as_bytes());
     out.extend_from_slice(tail);
     Some(out)
+}
+
+/// `params.<key>` of one JSON-RPC message, as its raw JSON text.
+pub(crate) fn param<'a>(body: &'a [u8], key: &str) -> Option<&'a RawValue> {
+    let message: RawObject<'a> = serde_json::from_slice(body).ok()?;
+    let params: RawObject<'a> = serde_json::from_str(message.get("params")?.get()).ok()?;
+    params.get(key)
 }
 
 /// The body of one JSON-RPC message with `params.<key>` (a string) replaced
 /// by `value`; every other byte is kept. `None` if the body has no such
 /// string (the classifier has already refused duplicates and wrong types).
 pub fn replace_param_string(body: &[u8], key: &str, value: &str) -> Option<Vec<u8>> {
-    let message: RawObject<'_> = serde_json::from_slice(body).ok()?;
-    let params: RawObject<'_> = serde_json::from_str(message.get("params")?.get()).ok()?;
-    let current = params.get(key)?;
-    if !current.get().starts_with('"') {
+    let current = param(body, key)?.get();
+    if !current.starts_with('"') {
         return None;
     }
-    let span = span_in(body, current.get())?;
-    splice(body, span, json_string(value).as_bytes())
+    replace_with_string(body, current, value)
 }
 
 #[cfg(test)]

@@ -235,9 +235,6 @@ impl McpHttp {
             body: &body,
         };
         let step = self.exchange.on_listing_answer(backend, answer);
-        if step.fetches.is_empty() && !matches!(step.action, StepAction::Respond(_)) {
-            return;
-        }
         self.apply_listing_step(step);
     }
 
