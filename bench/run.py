@@ -76,7 +76,7 @@ def wasm_filter(config):
                       config:
                         name: mcp_filter
                         root_id: mcp_filter
-                        failure_policy: FAIL_CLOSED
+                        failure_policy: FAIL_RELOAD
                         vm_config:
                           runtime: envoy.wasm.runtime.v8
                           code: {{ local: {{ filename: {json.dumps(WASM)} }} }}

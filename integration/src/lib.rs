@@ -54,6 +54,35 @@ pub fn wasm_path() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("target/wasm32-wasip1/release/mcp_filter.wasm"))
 }
 
+/// The filter built with the test-only `fault-injection` feature (a request
+/// with `x-mcp-filter-fault: trap` traps the VM), in its own target dir so
+/// the shipped artifact is never that build. Built once per test process.
+pub fn fault_injection_wasm() -> Result<PathBuf> {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let target_dir = repo_root().join("target/fault-injection");
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let out = Command::new(cargo)
+                .current_dir(repo_root())
+                .args(["build", "--quiet", "--release", "-p", "mcp-filter"])
+                .args(["--target", "wasm32-wasip1", "--features", "fault-injection"])
+                .arg("--target-dir")
+                .arg(&target_dir)
+                .output()
+                .map_err(|e| format!("running cargo: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "building the fault-injection wasm failed:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            Ok(target_dir.join("wasm32-wasip1/release/mcp_filter.wasm"))
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
 fn scratch_dir(tag: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
@@ -196,6 +225,13 @@ pub struct EnvoySetup {
     pub named_clusters: Vec<(String, u16)>,
     /// HTTP filters (YAML list items, unindented) placed before the filter.
     pub filters_before: Vec<String>,
+    /// The wasm `failure_policy` (default: `FAIL_RELOAD`, as shipped).
+    pub failure_policy: &'static str,
+    /// The `.wasm` Envoy loads (default: [`wasm_path`]).
+    pub wasm: PathBuf,
+    /// Deliver the listener over file-based LDS (`lds.yaml`, watched), so a
+    /// test can push a new filter config with [`Envoy::push`].
+    pub listener_from_file: bool,
 }
 
 impl EnvoySetup {
@@ -208,6 +244,9 @@ impl EnvoySetup {
             header_routes: Vec::new(),
             named_clusters: Vec::new(),
             filters_before: Vec::new(),
+            failure_policy: "FAIL_RELOAD",
+            wasm: wasm_path(),
+            listener_from_file: false,
         }
     }
 
@@ -215,6 +254,8 @@ impl EnvoySetup {
     pub fn as_envoy_gateway_delivers(mut self) -> Self {
         self.encoding = ConfigEncoding::StringValue;
         self.allow_headers_stop = false;
+        // `failOpen: false` (without patch-failure-policy.yaml).
+        self.failure_policy = "FAIL_CLOSED";
         self
     }
 }
@@ -255,109 +296,188 @@ pub fn stats_config_from_envoy_yaml() -> Result<String> {
     Ok(out)
 }
 
+/// YAML text indented by `by` spaces (blank lines kept empty).
+fn indent(text: &str, by: usize) -> String {
+    let pad = " ".repeat(by);
+    text.lines()
+        .map(|l| {
+            if l.is_empty() {
+                "\n".to_string()
+            } else {
+                format!("{pad}{l}\n")
+            }
+        })
+        .collect()
+}
+
+/// A file-based LDS document holding one listener (a YAML list item).
+fn lds_resources(listener: &str) -> String {
+    let typed = listener.replacen(
+        "- name: mcp",
+        "- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  name: mcp",
+        1,
+    );
+    format!("resources:\n{typed}")
+}
+
+/// Writes beside the target and renames over it: Envoy's watcher sees one
+/// complete file, never a half-written one.
+fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let dir = path.parent().context("no parent dir")?;
+    std::fs::create_dir_all(dir)?;
+    let staging = dir.join(".staging.yaml");
+    std::fs::write(&staging, text)?;
+    std::fs::rename(&staging, path)?;
+    Ok(())
+}
+
 fn yaml_string(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
 }
 
 impl Envoy {
-    pub fn render(setup: &EnvoySetup, dir: &Path) -> Result<String> {
+    /// The `mcp` listener (a YAML list item, unindented): routes, the
+    /// filter before the router, an access log in `dir`.
+    fn listener_yaml(setup: &EnvoySetup, dir: &Path) -> Result<String> {
         let configuration = match setup.encoding {
             ConfigEncoding::StringValue => format!(
-                "\"@type\": type.googleapis.com/google.protobuf.StringValue\n                          value: {}",
+                "\"@type\": type.googleapis.com/google.protobuf.StringValue\n                      value: {}",
                 yaml_string(&setup.filter_config.to_string())
             ),
             ConfigEncoding::Struct => format!(
-                "\"@type\": type.googleapis.com/google.protobuf.Struct\n                          value: {}",
+                "\"@type\": type.googleapis.com/google.protobuf.Struct\n                      value: {}",
                 setup.filter_config
             ),
         };
         let mut routes = String::new();
-        let mut clusters = String::new();
-        let mut cluster_ports = vec![setup.upstream_port];
-        for (i, (name, value, port)) in setup.header_routes.iter().enumerate() {
+        for (i, (name, value, _)) in setup.header_routes.iter().enumerate() {
             routes.push_str(&format!(
-                "                    - match: {{ prefix: \"/\", headers: [{{ name: {}, string_match: {{ exact: {} }} }}] }}\n                      route: {{ cluster: upstream_{}, timeout: 0s }}\n",
+                "                - match: {{ prefix: \"/\", headers: [{{ name: {}, string_match: {{ exact: {} }} }}] }}\n                  route: {{ cluster: upstream_{}, timeout: 0s }}\n",
                 yaml_string(name),
                 yaml_string(value),
                 i + 1
             ));
-            cluster_ports.push(*port);
         }
-        let named = cluster_ports
-            .iter()
+        let access_log = dir.join("access.log");
+        let filters_before: String = setup.filters_before.iter().map(|f| indent(f, 14)).collect();
+        Ok(format!(
+            r#"- name: mcp
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+  filter_chains:
+    - filters:
+        - name: envoy.filters.network.http_connection_manager
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+            stat_prefix: mcp
+            access_log:
+              - name: envoy.access_loggers.file
+                typed_config:
+                  "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+                  path: {access_log}
+                  log_format:
+                    text_format_source:
+                      inline_string: "method=%FILTER_STATE(wasm.mcp_method:PLAIN)% name=%FILTER_STATE(wasm.mcp_name:PLAIN)% tool=%FILTER_STATE(wasm.mcp_tool:PLAIN)% decision=%FILTER_STATE(wasm.mcp_decision:PLAIN)% reason=%FILTER_STATE(wasm.mcp_decision_reason:PLAIN)% subject=%FILTER_STATE(wasm.mcp_subject:PLAIN)% tenant=%FILTER_STATE(wasm.mcp_tenant:PLAIN)% status=%RESPONSE_CODE%\n"
+            route_config:
+              name: mcp
+              virtual_hosts:
+              - name: mcp
+                domains: ["*"]
+                routes:
+{routes}                - match: {{ prefix: "/" }}
+                  route: {{ cluster: upstream_0, timeout: 0s }}
+            http_filters:
+{filters_before}              - name: mcp_filter
+                typed_config:
+                  "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+                  config:
+                    name: mcp_filter
+                    root_id: mcp_filter
+                    allow_on_headers_stop_iteration: {allow}
+                    failure_policy: {failure_policy}
+                    vm_config:
+                      runtime: envoy.wasm.runtime.v8
+                      code: {{ local: {{ filename: {wasm} }} }}
+                    configuration:
+                      {configuration}
+              - name: envoy.filters.http.router
+                typed_config:
+                  "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"#,
+            access_log = yaml_string(&access_log.to_string_lossy()),
+            allow = setup.allow_headers_stop,
+            failure_policy = setup.failure_policy,
+            wasm = yaml_string(&setup.wasm.to_string_lossy()),
+        ))
+    }
+
+    pub fn render(setup: &EnvoySetup, dir: &Path) -> Result<String> {
+        let ports =
+            std::iter::once(setup.upstream_port).chain(setup.header_routes.iter().map(|r| r.2));
+        let named = ports
             .enumerate()
-            .map(|(i, port)| (format!("upstream_{i}"), *port))
+            .map(|(i, port)| (format!("upstream_{i}"), port))
             .chain(setup.named_clusters.iter().cloned());
+        let mut clusters = String::new();
         for (name, port) in named {
             clusters.push_str(&format!(
                 "    - name: {name}\n      connect_timeout: 1s\n      type: STATIC\n      load_assignment:\n        cluster_name: {name}\n        endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }}] }}]\n"
             ));
         }
-        let access_log = dir.join("access.log");
-        let mut filters_before = String::new();
-        for filter in &setup.filters_before {
-            for line in filter.lines() {
-                filters_before.push_str("                  ");
-                filters_before.push_str(line);
-                filters_before.push('\n');
-            }
-        }
+        let listener = Self::listener_yaml(setup, dir)?;
+        let (dynamic, static_listeners) = if setup.listener_from_file {
+            let lds = dir.join("lds");
+            write_atomically(&lds.join("lds.yaml"), &lds_resources(&listener))?;
+            let dynamic = format!(
+                "dynamic_resources:\n  lds_config:\n    path_config_source:\n      path: {}\n      watched_directory: {{ path: {} }}\n",
+                yaml_string(&lds.join("lds.yaml").to_string_lossy()),
+                yaml_string(&lds.to_string_lossy()),
+            );
+            (dynamic, String::new())
+        } else {
+            (
+                String::new(),
+                format!("  listeners:\n{}", indent(&listener, 4)),
+            )
+        };
         Ok(format!(
             r#"# Frequent flushes so histograms show up in a scrape soon after traffic.
 stats_flush_interval: 0.1s
+node: {{ id: mcp-filter-test, cluster: mcp-filter-test }}
 admin:
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
 {stats}
-static_resources:
-  listeners:
-    - name: mcp
-      address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
-      filter_chains:
-        - filters:
-            - name: envoy.filters.network.http_connection_manager
-              typed_config:
-                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-                stat_prefix: mcp
-                access_log:
-                  - name: envoy.access_loggers.file
-                    typed_config:
-                      "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
-                      path: {access_log}
-                      log_format:
-                        text_format_source:
-                          inline_string: "method=%FILTER_STATE(wasm.mcp_method:PLAIN)% name=%FILTER_STATE(wasm.mcp_name:PLAIN)% tool=%FILTER_STATE(wasm.mcp_tool:PLAIN)% decision=%FILTER_STATE(wasm.mcp_decision:PLAIN)% reason=%FILTER_STATE(wasm.mcp_decision_reason:PLAIN)% subject=%FILTER_STATE(wasm.mcp_subject:PLAIN)% tenant=%FILTER_STATE(wasm.mcp_tenant:PLAIN)% status=%RESPONSE_CODE%\n"
-                route_config:
-                  name: mcp
-                  virtual_hosts:
-                  - name: mcp
-                    domains: ["*"]
-                    routes:
-{routes}                    - match: {{ prefix: "/" }}
-                      route: {{ cluster: upstream_0, timeout: 0s }}
-                http_filters:
-{filters_before}                  - name: mcp_filter
-                    typed_config:
-                      "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-                      config:
-                        name: mcp_filter
-                        root_id: mcp_filter
-                        allow_on_headers_stop_iteration: {allow}
-                        failure_policy: FAIL_CLOSED
-                        vm_config:
-                          runtime: envoy.wasm.runtime.v8
-                          code: {{ local: {{ filename: {wasm} }} }}
-                        configuration:
-                          {configuration}
-                  - name: envoy.filters.http.router
-                    typed_config:
-                      "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
+{dynamic}static_resources:
+{static_listeners}  clusters:
 {clusters}"#,
             stats = stats_config_from_envoy_yaml()?,
-            access_log = yaml_string(&access_log.to_string_lossy()),
-            allow = setup.allow_headers_stop,
-            wasm = yaml_string(&wasm_path().to_string_lossy()),
         ))
+    }
+
+    /// Pushes the listener of `setup` (e.g. another filter config) to an
+    /// Envoy started with `listener_from_file`, as a control plane would.
+    pub fn push(&self, setup: &EnvoySetup) -> Result<()> {
+        let dir = self.log_path.parent().context("no scratch dir")?;
+        let listener = Self::listener_yaml(setup, dir)?;
+        write_atomically(&dir.join("lds").join("lds.yaml"), &lds_resources(&listener))
+    }
+
+    /// An admin counter or gauge by its full name (0 when absent).
+    pub fn stat(&self, name: &str) -> Result<u64> {
+        let body = http_get_blocking(&format!(
+            "http://{}/stats?filter=^{}$",
+            self.admin,
+            name.replace('.', "\\.")
+        ))?;
+        Ok(body
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(": ")?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0))
     }
 
     /// Starts Envoy and waits until its listener accepts requests.

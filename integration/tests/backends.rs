@@ -429,7 +429,7 @@ static_resources:
                       "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
                       config:
                         root_id: mcp_filter
-                        failure_policy: FAIL_CLOSED
+                        failure_policy: FAIL_RELOAD
                         vm_config:
                           runtime: envoy.wasm.runtime.v8
                           code: {{ local: {{ filename: {wasm} }} }}

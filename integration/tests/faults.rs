@@ -155,3 +155,162 @@ async fn cached_keys_keep_working_when_the_jwks_goes_away() -> Result<()> {
     assert!(envoy.alive());
     Ok(())
 }
+
+fn alice(key: &SigningKey) -> String {
+    format!(
+        "Bearer {}",
+        key.sign(&claims(
+            "alice",
+            json!({"tenant": "acme", "scope": "mcp:tools"})
+        ))
+    )
+}
+
+/// Polls `check` every 100 ms for up to 10 s; the last error if it never holds.
+async fn eventually<F, Fut>(mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match check().await {
+            Ok(()) => return Ok(()),
+            Err(e) if std::time::Instant::now() > deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// A control plane pushes filter configs that do not load (an unknown field,
+/// a value out of range): Envoy refuses each update, the log names the field,
+/// and the last good config keeps serving. A valid push then takes effect.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_config_push_is_refused_and_the_last_good_one_keeps_serving() -> Result<()> {
+    let Some(bin) = envoy_bin() else {
+        return Ok(());
+    };
+    let key = SigningKey::generate("k1")?;
+    let idp = Idp::start(&[&key]).await?;
+    let peer = Peer::start(PeerMode::StatelessJson)?;
+    let mut setup = EnvoySetup::new(peer.port, secured_config());
+    setup.named_clusters.push(("idp".into(), idp.port));
+    setup.listener_from_file = true;
+    let mut envoy = Envoy::start(&bin, &setup)?;
+    let token = alice(&key);
+    let auth = [("authorization", token.as_str())];
+    assert_eq!(post_raw(&envoy.url(), &auth, CALL).await?.status, 200);
+
+    let mut unknown_field = secured_config();
+    unknown_field["polcy"] = json!({});
+    let mut out_of_range = secured_config();
+    out_of_range["max_request_bytes"] = json!(0);
+    for (rejected, (config, field)) in [
+        (unknown_field, "polcy"),
+        (out_of_range, "max_request_bytes"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut pushed = setup.clone();
+        pushed.filter_config = config;
+        envoy.push(&pushed)?;
+        let want = rejected as u64 + 1;
+        eventually(|| async {
+            let n = envoy.stat("listener_manager.lds.update_rejected")?;
+            anyhow::ensure!(n == want, "update_rejected {n}, want {want}");
+            Ok(())
+        })
+        .await?;
+        let log = envoy.log();
+        assert!(
+            log.contains(&format!("invalid mcp_filter configuration at `{field}`")),
+            "{log}"
+        );
+        // Still the last good config: alice may call `add`.
+        let r = post_raw(&envoy.url(), &auth, CALL).await?;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eq!(envoy.stat("listener_manager.lds.update_success")?, 1);
+
+    // A valid push that takes `add` away from acme is applied.
+    let mut narrower = secured_config();
+    narrower["policy"]["rules"][1]["tools"] = json!(["echo"]);
+    let mut pushed = setup.clone();
+    pushed.filter_config = narrower;
+    envoy.push(&pushed)?;
+    eventually(|| async {
+        let r = post_raw(&envoy.url(), &auth, CALL).await?;
+        anyhow::ensure!(r.status == 403, "{} {}", r.status, r.text());
+        Ok(())
+    })
+    .await?;
+    assert_eq!(envoy.stat("listener_manager.lds.update_success")?, 2);
+    assert!(envoy.alive());
+    Ok(())
+}
+
+/// The VM fails (a test-only build of the filter traps on a header): with the
+/// shipped `failure_policy: FAIL_RELOAD` the failing request gets a 503, never
+/// the upstream, and later requests run in a reloaded VM with the same config
+/// (authentication and policy still apply). Envoy stays up.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_vm_fails_closed_and_is_reloaded() -> Result<()> {
+    let Some(bin) = envoy_bin() else {
+        return Ok(());
+    };
+    let key = SigningKey::generate("k1")?;
+    let idp = Idp::start(&[&key]).await?;
+    let peer = Peer::start(PeerMode::StatelessJson)?;
+    let mut setup = EnvoySetup::new(peer.port, secured_config());
+    setup.named_clusters.push(("idp".into(), idp.port));
+    setup.wasm = mcp_filter_integration::fault_injection_wasm()?;
+    let mut envoy = Envoy::start(&bin, &setup)?;
+    let token = alice(&key);
+    let auth = [("authorization", token.as_str())];
+    let trap = [auth[0], ("x-mcp-filter-fault", "trap")];
+    assert_eq!(post_raw(&envoy.url(), &auth, CALL).await?.status, 200);
+
+    for reloads in 1..=2u64 {
+        peer.forget().await?;
+        let r = post_raw(&envoy.url(), &trap, CALL).await?;
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert!(
+            peer.received().await?.is_empty(),
+            "the failing request reached the upstream"
+        );
+        // Refused (503) until the reload backoff lets a fresh VM start.
+        eventually(|| async {
+            let r = post_raw(&envoy.url(), &auth, CALL).await?;
+            anyhow::ensure!(r.status == 200, "{} {}", r.status, r.text());
+            Ok(())
+        })
+        .await?;
+        assert_eq!(envoy.stat("wasm.mcp_filter.vm_reload_success")?, reloads);
+        // The reloaded VM has the same config.
+        let no_token = post_raw(&envoy.url(), &[], CALL).await?;
+        assert_eq!(no_token.status, 401, "{}", no_token.text());
+        let secret = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"secret","arguments":{}}}"#;
+        let denied = post_raw(&envoy.url(), &auth, secret).await?;
+        assert_eq!(denied.status, 403, "{}", denied.text());
+    }
+    assert!(envoy.log().contains("unreachable"), "{}", envoy.log());
+    assert!(envoy.alive());
+    drop(envoy);
+
+    // `FAIL_CLOSED` (what Envoy Gateway's `failOpen: false` gives without
+    // patch-failure-policy.yaml): closed, never open, and no reload.
+    setup.failure_policy = "FAIL_CLOSED";
+    let mut envoy = Envoy::start(&bin, &setup)?;
+    assert_eq!(post_raw(&envoy.url(), &auth, CALL).await?.status, 200);
+    peer.forget().await?;
+    assert_eq!(post_raw(&envoy.url(), &trap, CALL).await?.status, 503);
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let r = post_raw(&envoy.url(), &auth, CALL).await?;
+        assert_eq!(r.status, 503, "{}", r.text());
+    }
+    assert!(peer.received().await?.is_empty(), "a request got through");
+    assert!(envoy.alive());
+    Ok(())
+}

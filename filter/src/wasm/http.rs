@@ -283,6 +283,13 @@ impl Context for McpHttp {
 impl HttpContext for McpHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let headers = host::headers(MapType::HttpRequestHeaders);
+        #[cfg(feature = "fault-injection")]
+        if headers
+            .iter()
+            .any(|(k, v)| k == "x-mcp-filter-fault" && v == "trap")
+        {
+            core::arch::wasm32::unreachable();
+        }
         self.request_headers_held = true;
         let step = self.exchange.on_request_headers(&headers, end_of_stream);
         let action = self.apply(step, MapType::HttpRequestHeaders);
