@@ -225,6 +225,8 @@ pub struct EnvoySetup {
     pub named_clusters: Vec<(String, u16)>,
     /// HTTP filters (YAML list items, unindented) placed before the filter.
     pub filters_before: Vec<String>,
+    /// Every route's timeout (default `0s`: none, as long SSE streams need).
+    pub route_timeout: &'static str,
     /// The wasm `failure_policy` (default: `FAIL_RELOAD`, as shipped).
     pub failure_policy: &'static str,
     /// The `.wasm` Envoy loads (default: [`wasm_path`]).
@@ -244,6 +246,7 @@ impl EnvoySetup {
             header_routes: Vec::new(),
             named_clusters: Vec::new(),
             filters_before: Vec::new(),
+            route_timeout: "0s",
             failure_policy: "FAIL_RELOAD",
             wasm: wasm_path(),
             listener_from_file: false,
@@ -352,10 +355,11 @@ impl Envoy {
         let mut routes = String::new();
         for (i, (name, value, _)) in setup.header_routes.iter().enumerate() {
             routes.push_str(&format!(
-                "                - match: {{ prefix: \"/\", headers: [{{ name: {}, string_match: {{ exact: {} }} }}] }}\n                  route: {{ cluster: upstream_{}, timeout: 0s }}\n",
+                "                - match: {{ prefix: \"/\", headers: [{{ name: {}, string_match: {{ exact: {} }} }}] }}\n                  route: {{ cluster: upstream_{}, timeout: {} }}\n",
                 yaml_string(name),
                 yaml_string(value),
-                i + 1
+                i + 1,
+                setup.route_timeout,
             ));
         }
         let access_log = dir.join("access.log");
@@ -384,7 +388,7 @@ impl Envoy {
                 domains: ["*"]
                 routes:
 {routes}                - match: {{ prefix: "/" }}
-                  route: {{ cluster: upstream_0, timeout: 0s }}
+                  route: {{ cluster: upstream_0, timeout: {route_timeout} }}
             http_filters:
 {filters_before}              - name: mcp_filter
                 typed_config:
@@ -406,6 +410,7 @@ impl Envoy {
             access_log = yaml_string(&access_log.to_string_lossy()),
             allow = setup.allow_headers_stop,
             failure_policy = setup.failure_policy,
+            route_timeout = setup.route_timeout,
             wasm = yaml_string(&setup.wasm.to_string_lossy()),
         ))
     }

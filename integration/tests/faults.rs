@@ -1,9 +1,10 @@
 //! Faults around the filter in a real Envoy: the upstream refusing, resetting
-//! in the middle of an SSE stream, the identity provider going away after the
-//! keys were loaded. Each asserts what the client sees and that Envoy (and
-//! the filter's VM) keeps serving.
+//! in the middle of an SSE stream or being slow, the identity provider going
+//! away after the keys were loaded, an invalid config pushed over LDS, the
+//! filter's VM failing. Each asserts what the client sees and that Envoy keeps
+//! serving.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use mcp_filter_integration::idp::{claims, secured_config, Idp, SigningKey};
 use mcp_filter_integration::{envoy_bin, post_raw, Envoy, EnvoySetup, Peer, PeerMode};
 use serde_json::json;
@@ -311,6 +312,140 @@ async fn a_failed_vm_fails_closed_and_is_reloaded() -> Result<()> {
         assert_eq!(r.status, 503, "{}", r.text());
     }
     assert!(peer.received().await?.is_empty(), "a request got through");
+    assert!(envoy.alive());
+    Ok(())
+}
+
+/// Reads one whole HTTP/1.1 request (head and `content-length` body): closing
+/// a socket with unread bytes resets it, which would cut the answer short.
+fn read_request(stream: &mut std::net::TcpStream) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if seen.len() >= end + 4 + length {
+                return;
+            }
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// An upstream that answers every request slowly: nothing for `before`, then
+/// an SSE stream with a progress event, and the result `between` later.
+fn slow_upstream(before: Duration, between: Duration) -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                read_request(&mut stream);
+                std::thread::sleep(before);
+                let chunk = |s: &mut std::net::TcpStream, text: &str| {
+                    let _ = write!(s, "{:x}\r\n{text}\r\n", text.len());
+                    let _ = s.flush();
+                };
+                let _ = write!(stream, "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n");
+                chunk(&mut stream, "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":7,\"progress\":1}}\n\n");
+                std::thread::sleep(between);
+                chunk(&mut stream, "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"3\"}]}}\n\n");
+                let _ = write!(stream, "0\r\n\r\n");
+                let _ = stream.flush();
+            });
+        }
+    });
+    Ok(port)
+}
+
+/// A slow upstream: a call's SSE events reach the client as they come (the
+/// filter does not hold a call's answer back), and one slower than the route
+/// timeout gets Envoy's 504, counted, with Envoy still serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_upstream_streams_through_or_times_out() -> Result<()> {
+    let Some(bin) = envoy_bin() else {
+        return Ok(());
+    };
+    let key = SigningKey::generate("k1")?;
+    let idp = Idp::start(&[&key]).await?;
+    let token = alice(&key);
+    let between = Duration::from_millis(1500);
+    let trickling = slow_upstream(Duration::ZERO, between)?;
+    let stalled = slow_upstream(Duration::from_secs(4), Duration::ZERO)?;
+    let peer = Peer::start(PeerMode::StatelessJson)?;
+    let mut setup = EnvoySetup::new(peer.port, secured_config());
+    setup.named_clusters.push(("idp".into(), idp.port));
+    setup.route_timeout = "2s";
+    for (name, port) in [("trickling", trickling), ("stalled", stalled)] {
+        setup
+            .header_routes
+            .push(("x-test-upstream".into(), name.into(), port));
+    }
+    let mut envoy = Envoy::start(&bin, &setup)?;
+
+    let started = std::time::Instant::now();
+    let mut response = reqwest::Client::new()
+        .post(envoy.url())
+        .header("authorization", &token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("x-test-upstream", "trickling")
+        .body(CALL)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    let first = response
+        .chunk()
+        .await
+        .context("first chunk")?
+        .unwrap_or_default();
+    let first_at = started.elapsed();
+    assert!(
+        String::from_utf8_lossy(&first).contains("notifications/progress"),
+        "{first:?}"
+    );
+    assert!(
+        first_at < between,
+        "the progress event was held back until the result ({first_at:?})"
+    );
+    let mut rest = Vec::new();
+    while let Some(chunk) = response.chunk().await.context("later chunk")? {
+        rest.extend_from_slice(&chunk);
+    }
+    assert!(String::from_utf8_lossy(&rest).contains(r#""text":"3""#));
+
+    let r = post_raw(
+        &envoy.url(),
+        &[
+            ("authorization", token.as_str()),
+            ("x-test-upstream", "stalled"),
+        ],
+        CALL,
+    )
+    .await?;
+    assert_eq!(r.status, 504, "{}", r.text());
+    let scrape = envoy.prometheus().await?;
+    assert_eq!(
+        scrape.value(
+            "mcp_responses_total",
+            &[("mcp_method_name", "tools/call"), ("outcome", "http_5xx")]
+        ),
+        Some(1.0),
+        "{}",
+        scrape.text
+    );
+    let ok = post_raw(&envoy.url(), &[("authorization", token.as_str())], CALL).await?;
+    assert_eq!(ok.status, 200, "{}", ok.text());
     assert!(envoy.alive());
     Ok(())
 }
