@@ -51,7 +51,47 @@ def tables(results):
                 f"full/plain **{fmt(ratio(cells, 'full', 'plain'))}×**, "
                 f"full/native **{fmt(ratio(cells, 'full', 'native'))}×**, "
                 f"native/plain {fmt(ratio(cells, 'native', 'plain'))}×.", ""]
+    out += open_loop(results.get("open_loop", {})) + memory(results.get("memory", {}))
     return "\n".join(out)
+
+
+def open_loop(cells):
+    if not cells:
+        return []
+    rate = next(iter(cells.values()))["offered_rps"]
+    plain = cells.get("plain", {})
+    out = [f"### Latency at a fixed offered load ({rate} req/s, small JSON call)", "",
+           "h2load `--rps` (one client at a fixed rate, so every setup gets the same load), "
+           "medians of the runs.", "",
+           "| setup | p50 ms | p99 ms | p99 added over plain ms | requests | errors |",
+           "|---|---:|---:|---:|---:|---:|"]
+    for s in SETUPS:
+        c = cells.get(s)
+        if not c:
+            continue
+        added = None if s == "plain" or plain.get("p99_ms") is None else c["p99_ms"] - plain["p99_ms"]
+        out.append(f"| {LABELS[s]} | {fmt(c.get('p50_ms'), 3)} | {fmt(c.get('p99_ms'), 3)} | "
+                   f"{'–' if added is None else fmt(added, 3)} | {c.get('requests', 0)} | {c.get('errors', 0)} |")
+    return out + [""]
+
+
+def memory(cells):
+    if not cells:
+        return []
+    plain, full = cells.get("plain", {}), cells.get("full", {})
+    workers = sorted(set(plain) & set(full), key=int)
+    out = ["### Envoy memory by worker count (full filter vs plain Envoy)", "",
+           "RSS after 50 small calls, idle. V8 and the compiled module are shared by the "
+           "process; each worker adds its own VM instance.", "",
+           "| `--concurrency` | plain MiB | full MiB | added MiB |", "|---:|---:|---:|---:|"]
+    for w in workers:
+        out.append(f"| {w} | {fmt(plain[w], 1)} | {fmt(full[w], 1)} | {fmt(full[w] - plain[w], 1)} |")
+    if len(workers) >= 2:
+        lo, hi = workers[0], workers[-1]
+        per = ((full[hi] - plain[hi]) - (full[lo] - plain[lo])) / (int(hi) - int(lo))
+        out += ["", f"Added per extra worker: **{per:.1f} MiB** "
+                f"(from {lo} to {hi} workers); fixed per process: {full[lo] - plain[lo] - per * int(lo):.1f} MiB."]
+    return out + [""]
 
 
 def chart(results, path):

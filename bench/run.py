@@ -11,6 +11,8 @@ Setups, each against the same real MCP server (rmcp, `mcp-peer --bench`):
             renaming (every tool published as `gh__<name>`) + metrics
 Workloads: small tools/call and a 16 KiB argument (JSON), a 1,000-tool
 tools/list (JSON and SSE), small tools/call over SSE (stateful sessions).
+Then p50/p99 of small calls at a fixed offered load (h2load --rps, the same
+for every setup), and Envoy's RSS with 1, 2 and 4 workers, plain vs full.
 
 The primary figure is Envoy CPU time per request, read from /proc/<pid>/stat
 around each run: on 2 shared cores throughput is contention-prone, CPU time
@@ -245,68 +247,140 @@ def parse_wrk(text):
     return out
 
 
-def run_cell(setup, workload, args, tmp, token):
-    mode, tools, body = WORKLOADS[workload]
-    prefix = FULL_PREFIX if setup == "full" else ""
-    body = body.replace('"name":"echo"', f'"name":"{prefix}echo"')
-    log = open(os.path.join(tmp, f"{setup}-{workload}.log"), "w")
-    procs = []
-    try:
+class Running:
+    """One setup up and answering: its processes, URL, headers and body."""
+
+    def __init__(self, setup, workload, tmp, token, concurrency=1):
+        mode, tools, body = WORKLOADS[workload]
+        prefix = FULL_PREFIX if setup == "full" else ""
+        self.body = body.replace('"name":"echo"', f'"name":"{prefix}echo"')
+        self.log = open(os.path.join(tmp, f"{setup}-{workload}.log"), "w")
+        self.procs = []
+        self.envoy = None
+        try:
+            self._start(setup, workload, mode, tools, prefix, tmp, token, concurrency)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, setup, workload, mode, tools, prefix, tmp, token, concurrency):
         peer_args = [PEER, "--port", str(UPSTREAM_PORT), "--mode", mode, "--bench"]
         if tools:
             peer_args += ["--tools", str(tools)]
-        procs.append(Process(peer_args, log))
-        envoy = None
+        self.procs.append(Process(peer_args, self.log))
         if setup != "direct":
             filters = {"plain": "", "native": NATIVE, "observe": wasm_filter({}),
                        "full": wasm_filter(full_config(mode == "stateful"))}[setup]
             cfg = os.path.join(tmp, "envoy.yaml")
             with open(cfg, "w") as f:
                 f.write(envoy_yaml(filters))
-            envoy = Process([ENVOY, "-c", cfg, "--concurrency", "1", "--disable-hot-restart",
-                             "--log-level", "warn"], log)
-            procs.append(envoy)
+            self.envoy = Process([ENVOY, "-c", cfg, "--concurrency", str(concurrency),
+                                  "--disable-hot-restart", "--log-level", "warn"], self.log)
+            self.procs.append(self.envoy)
             wait_http(f"http://127.0.0.1:{ADMIN_PORT}/ready")
         port = UPSTREAM_PORT if setup == "direct" else ENVOY_PORT
-        url = f"http://127.0.0.1:{port}/mcp"
-        headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+        self.url = f"http://127.0.0.1:{port}/mcp"
+        self.headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
         if setup == "full":
-            headers["authorization"] = f"Bearer {token}"
+            self.headers["authorization"] = f"Bearer {token}"
         deadline = time.time() + 30
         while True:
             try:
                 if mode == "stateful":
                     init = '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}'
-                    status, h, _ = post(url, init, headers)
+                    status, h, _ = post(self.url, init, self.headers)
                     session = {k.lower(): v for k, v in h.items()}.get("mcp-session-id", "")
-                    headers["mcp-session-id"] = session
-                    headers["mcp-protocol-version"] = "2025-06-18"
-                    post(url, '{"jsonrpc":"2.0","method":"notifications/initialized"}', headers)
-                status, _, answer = post(url, '{"jsonrpc":"2.0","id":1,"method":"tools/list"}', headers)
+                    self.headers["mcp-session-id"] = session
+                    self.headers["mcp-protocol-version"] = "2025-06-18"
+                    post(self.url, '{"jsonrpc":"2.0","method":"notifications/initialized"}', self.headers)
+                status, _, answer = post(self.url, '{"jsonrpc":"2.0","id":1,"method":"tools/list"}', self.headers)
                 if status == 200:
                     break
             except Exception as e:  # the upstream or the JWKS may not be up yet
                 if time.time() > deadline:
                     raise RuntimeError(f"{setup}/{workload}: no answer: {e}")
                 time.sleep(0.1)
-        listed = answer.count(f'"name":"{prefix}tool_'.encode())
-        script = wrk_script(tmp, body, headers)
-        wrk = ["wrk", "-t1", f"-c{args.connections}", "--latency", "-s", script, url]
+        self.listed = answer.count(f'"name":"{prefix}tool_'.encode())
+        self.pid = self.envoy.proc.pid if self.envoy else self.procs[0].proc.pid
+
+    def stop(self):
+        for p in reversed(self.procs):
+            p.stop()
+        self.log.close()
+
+
+def run_cell(setup, workload, args, tmp, token):
+    running = Running(setup, workload, tmp, token)
+    try:
+        script = wrk_script(tmp, running.body, running.headers)
+        wrk = ["wrk", "-t1", f"-c{args.connections}", "--latency", "-s", script, running.url]
         # Warm-up (JIT, caches, connections), then the measured run.
         subprocess.run(wrk + ["-d", "1s"], capture_output=True, text=True)
-        pid = envoy.proc.pid if envoy else procs[0].proc.pid
-        before = cpu_seconds(pid)
+        before = cpu_seconds(running.pid)
         result = subprocess.run(wrk + ["-d", f"{args.duration}s"], capture_output=True, text=True)
-        spent = cpu_seconds(pid) - before
+        spent = cpu_seconds(running.pid) - before
         out = parse_wrk(result.stdout)
         out["cpu_s_per_10k"] = spent / out["requests"] * 10_000 if out["requests"] else None
-        out["rss_mib"] = rss_mib(pid)
-        out["listed_generated_tools"] = listed
+        out["rss_mib"] = rss_mib(running.pid)
+        out["listed_generated_tools"] = running.listed
         return out
     finally:
-        for p in reversed(procs):
-            p.stop()
-        log.close()
+        running.stop()
+
+
+# Fixed offered load for the latency comparison: h2load sends each client's
+# requests at a fixed rate (not closed-loop like wrk), so every setup gets the
+# same load; well below capacity, so queueing behind a slow answer is rare.
+# Several h2load clients fire in step (bursts that queue behind each other),
+# so one client carries the whole rate.
+OPEN_LOOP_CLIENTS, OPEN_LOOP_RPS_PER_CLIENT = 1, 500
+
+
+def small_call(setup, request_id=1):
+    prefix = FULL_PREFIX if setup == "full" else ""
+    return ('{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"%secho","arguments":{"message":"hello"}}}'
+            % (request_id, prefix))
+
+
+def percentile(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] if values else None
+
+
+def run_open_loop(setup, args, tmp, token):
+    """p50/p99 of small JSON calls at a fixed offered load (h2load --rps)."""
+    running = Running(setup, "call_small_json", tmp, token)
+    try:
+        # The same call every time (stateless JSON: each request is its own exchange).
+        body_path = os.path.join(tmp, "call.json")
+        with open(body_path, "w") as f:
+            f.write(small_call(setup))
+        log_path = os.path.join(tmp, f"h2load-{setup}.tsv")
+        cmd = ["h2load", "--h1", "-t1", f"-c{OPEN_LOOP_CLIENTS}", f"--rps={OPEN_LOOP_RPS_PER_CLIENT}",
+               "-D", str(args.open_loop_seconds), "--warm-up-time", "2", "-d", body_path,
+               "--log-file", log_path]
+        for k, v in running.headers.items():
+            cmd += ["-H", f"{k}: {v}"]
+        result = subprocess.run(cmd + [running.url], capture_output=True, text=True)
+        rows = [line.split("\t") for line in open(log_path) if line.strip()]
+        ok = [int(r[2]) / 1000 for r in rows if len(r) >= 3 and r[1] == "200"]
+        return {"offered_rps": OPEN_LOOP_CLIENTS * OPEN_LOOP_RPS_PER_CLIENT, "requests": len(rows),
+                "errors": len(rows) - len(ok), "p50_ms": percentile(ok, 0.50),
+                "p99_ms": percentile(ok, 0.99), "h2load_rc": result.returncode}
+    finally:
+        running.stop()
+
+
+def run_memory(setup, concurrency, tmp, token):
+    """Envoy's RSS with `concurrency` workers after some calls (idle, settled)."""
+    running = Running(setup, "call_small_json", tmp, token, concurrency)
+    try:
+        for i in range(50):
+            post(running.url, small_call(setup, i), running.headers)
+        time.sleep(1)
+        return rss_mib(running.pid)
+    finally:
+        running.stop()
 
 
 def mint_token(tmp):
@@ -325,6 +399,10 @@ def main():
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--setups", default=",".join(SETUPS))
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/results/latest.json"))
+    ap.add_argument("--open-loop-seconds", type=int, default=10,
+                    help="fixed-load latency run per setup (0: skip)")
+    ap.add_argument("--memory", default="1,2,4",
+                    help="Envoy worker counts for the memory comparison (empty: skip)")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="mcp-bench-")
     idp, token = mint_token(tmp)
@@ -347,6 +425,23 @@ def main():
                 print(f"{workload:16} {setup:8} {med.get('rps', 0):9.0f} rps  p50 {med.get('p50_ms', 0):6.2f} ms  "
                       f"p99 {med.get('p99_ms', 0):6.2f} ms  cpu/10k {med.get('cpu_s_per_10k', 0):6.3f} s  "
                       f"rss {med.get('rss_mib', 0):5.1f} MiB  errors {med['errors']}", flush=True)
+        if args.open_loop_seconds > 0:
+            for setup in ("plain", "native", "observe", "full"):
+                # Medians of the runs, as for the closed-loop cells.
+                runs = [run_open_loop(setup, args, tmp, token) for _ in range(args.runs)]
+                med = {k: statistics.median([r[k] for r in runs if r[k] is not None])
+                       for k in ("p50_ms", "p99_ms")}
+                med.update(offered_rps=runs[0]["offered_rps"], requests=sum(r["requests"] for r in runs),
+                           errors=sum(r["errors"] for r in runs))
+                results.setdefault("open_loop", {})[setup] = med
+                print(f"open-loop {med['offered_rps']} req/s {setup:8} p50 {med['p50_ms']:6.3f} ms  "
+                      f"p99 {med['p99_ms']:6.3f} ms  requests {med['requests']}  errors {med['errors']}",
+                      flush=True)
+        for workers in filter(None, args.memory.split(",")):
+            for setup in ("plain", "full"):
+                rss = run_memory(setup, int(workers), tmp, token)
+                results.setdefault("memory", {}).setdefault(setup, {})[workers] = rss
+                print(f"memory {setup:6} --concurrency {workers}: {rss:6.1f} MiB", flush=True)
     finally:
         idp.stop()
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

@@ -155,5 +155,71 @@ fn listing(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parse, policy, jwt, listing);
+/// One small `tools/call` through the whole exchange (request head and
+/// body, JSON answer, metrics samples): the core's share of a request in the
+/// load benchmark. `full` is bench/run.py's full setup with the caller
+/// already verified (the shell's token cache hit), so JWT cost is excluded.
+fn exchange(c: &mut Criterion) {
+    use mcp_filter::auth::Authenticated;
+    use mcp_filter::config::FilterConfig;
+    use mcp_filter::exchange::Exchange;
+    use mcp_filter::policy::Caller;
+    use mcp_filter::telemetry::Labels;
+    use std::rc::Rc;
+
+    let call = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"gh__echo","arguments":{"message":"hello"}}}"#;
+    let answer =
+        br#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"hello"}]}}"#;
+    let head: Vec<(String, String)> = [
+        (":method", "POST"),
+        (":path", "/mcp"),
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("authorization", "Bearer x"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let response_head: Vec<(String, String)> =
+        [(":status", "200"), ("content-type", "application/json")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    let full = json!({
+        "backends": {"servers": [{"name": "gh"}]},
+        "mcp_paths": ["/mcp"],
+        "auth": {"issuers": ["https://idp"], "audiences": ["https://mcp"],
+                 "shared_secret": {"base64": "CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk="},
+                 "resource_metadata": {"resource": "https://mcp", "authorization_servers": ["https://idp"]}},
+        "tenancy": {"tenant_claim": "tenant"},
+        "policy": {"rules": [
+            {"name": "no-secret", "tenants": ["*"], "tools": ["gh__secret"], "effect": "deny"},
+            {"name": "tools", "tenants": ["*"], "tools": ["*"], "effect": "allow"}
+        ]}
+    });
+    let caller = Rc::new(Caller {
+        issuer: "https://idp".into(),
+        subject: "bench".into(),
+        tenant: Some("bench".into()),
+        ..Caller::default()
+    });
+    for (name, config) in [("observe", json!({})), ("full", full)] {
+        let config = Rc::new(FilterConfig::from_json(config.to_string().as_bytes()).unwrap());
+        let mut labels = Labels::default();
+        c.bench_function(&format!("exchange: small tools/call, {name}"), |b| {
+            b.iter(|| {
+                let caller = caller.clone();
+                let mut exchange = Exchange::new(config.clone(), 0)
+                    .with_authenticator(Box::new(move |_| Authenticated::Caller(caller.clone())));
+                exchange.on_request_headers(black_box(&head), false);
+                let step = exchange.on_request_body(call.len(), true, || Some(call.to_vec()));
+                exchange.on_response_headers(200, &response_head);
+                exchange.on_response_body(answer, true);
+                black_box((step, exchange.finish(1, &mut labels)))
+            })
+        });
+    }
+}
+
+criterion_group!(benches, parse, policy, jwt, listing, exchange);
 criterion_main!(benches);
