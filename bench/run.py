@@ -356,6 +356,8 @@ def run_open_loop(setup, args, tmp, token):
         with open(body_path, "w") as f:
             f.write(small_call(setup))
         log_path = os.path.join(tmp, f"h2load-{setup}.tsv")
+        if os.path.exists(log_path):  # h2load appends; each run reads its own
+            os.remove(log_path)
         cmd = ["h2load", "--h1", "-t1", f"-c{OPEN_LOOP_CLIENTS}", f"--rps={OPEN_LOOP_RPS_PER_CLIENT}",
                "-D", str(args.open_loop_seconds), "--warm-up-time", "2", "-d", body_path,
                "--log-file", log_path]
@@ -412,7 +414,7 @@ def main():
         "connections": args.connections, "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
     }, "cells": {}}
     try:
-        for workload in args.workloads.split(","):
+        for workload in filter(None, args.workloads.split(",")):
             for setup in args.setups.split(","):
                 runs = [run_cell(setup, workload, args, tmp, token) for _ in range(args.runs)]
                 med = {k: statistics.median([r[k] for r in runs if r[k] is not None])
