@@ -299,6 +299,13 @@ pub fn stats_config_from_envoy_yaml() -> Result<String> {
     Ok(out)
 }
 
+/// A static loopback cluster, as an item of `static_resources.clusters`.
+pub fn static_cluster(name: &str, port: u16) -> String {
+    format!(
+        "    - name: {name}\n      connect_timeout: 1s\n      type: STATIC\n      load_assignment:\n        cluster_name: {name}\n        endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }}] }}]\n"
+    )
+}
+
 /// YAML text indented by `by` spaces (blank lines kept empty).
 fn indent(text: &str, by: usize) -> String {
     let pad = " ".repeat(by);
@@ -424,9 +431,7 @@ impl Envoy {
             .chain(setup.named_clusters.iter().cloned());
         let mut clusters = String::new();
         for (name, port) in named {
-            clusters.push_str(&format!(
-                "    - name: {name}\n      connect_timeout: 1s\n      type: STATIC\n      load_assignment:\n        cluster_name: {name}\n        endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }}] }}]\n"
-            ));
+            clusters.push_str(&static_cluster(&name, port));
         }
         let listener = Self::listener_yaml(setup, dir)?;
         let (dynamic, static_listeners) = if setup.listener_from_file {

@@ -5,8 +5,8 @@
 
 use anyhow::Result;
 use mcp_filter_integration::{
-    envoy_bin, listed_tool_names, post_raw, tool_args, tool_text, Envoy, EnvoySetup, Peer,
-    PeerMode, Received,
+    envoy_bin, listed_tool_names, post_raw, static_cluster, tool_args, tool_text, Envoy,
+    EnvoySetup, Peer, PeerMode, Received,
 };
 use rmcp::model::CallToolRequestParams;
 use rmcp::transport::StreamableHttpClientTransport;
@@ -400,11 +400,6 @@ async fn envoys_mcp_router_can_aggregate_behind_the_filter() -> Result<()> {
         {"name": "router", "prefix_tools": false, "tools": {"exclude": ["beta__secret"]}}
     ]}})
     .to_string();
-    let cluster = |name: &str, port: u16| {
-        format!(
-            "    - name: {name}\n      connect_timeout: 1s\n      type: STATIC\n      load_assignment:\n        cluster_name: {name}\n        endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }}] }}]\n"
-        )
-    };
     let yaml = format!(
         r#"admin:
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
@@ -449,8 +444,8 @@ static_resources:
 {alpha}{beta}"#,
         wasm = serde_json::to_string(&mcp_filter_integration::wasm_path())?,
         config = serde_json::to_string(&config)?,
-        alpha = cluster("alpha", alpha.port),
-        beta = cluster("beta", beta.port),
+        alpha = static_cluster("alpha", alpha.port),
+        beta = static_cluster("beta", beta.port),
     );
     let envoy = Envoy::start_yaml(&bin, &yaml)?;
     let client = ().serve(StreamableHttpClientTransport::from_uri(envoy.url())).await?;

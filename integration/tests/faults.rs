@@ -43,13 +43,7 @@ async fn upstream_refused_or_reset_mid_stream_leaves_envoy_serving() -> Result<(
     };
     let key = SigningKey::generate("k1")?;
     let idp = Idp::start(&[&key]).await?;
-    let token = format!(
-        "Bearer {}",
-        key.sign(&claims(
-            "alice",
-            json!({"tenant": "acme", "scope": "mcp:tools"})
-        ))
-    );
+    let token = bearer(&key, "alice");
     let auth = [("authorization", token.as_str())];
 
     // Refused: nothing listens on the upstream port.
@@ -124,13 +118,7 @@ async fn cached_keys_keep_working_when_the_jwks_goes_away() -> Result<()> {
     let mut setup = EnvoySetup::new(peer.port, config);
     setup.named_clusters.push(("idp".into(), idp.port));
     let mut envoy = Envoy::start(&bin, &setup)?;
-    let token = format!(
-        "Bearer {}",
-        key.sign(&claims(
-            "alice",
-            json!({"tenant": "acme", "scope": "mcp:tools"})
-        ))
-    );
+    let token = bearer(&key, "alice");
     let auth = [("authorization", token.as_str())];
     assert_eq!(post_raw(&envoy.url(), &auth, CALL).await?.status, 200);
     drop(idp);
@@ -139,13 +127,7 @@ async fn cached_keys_keep_working_when_the_jwks_goes_away() -> Result<()> {
     let r = post_raw(&envoy.url(), &auth, CALL).await?;
     assert_eq!(r.status, 200, "{}", r.text());
     // A token the filter has never seen is still verified with the kept keys.
-    let fresh = format!(
-        "Bearer {}",
-        key.sign(&claims(
-            "bob",
-            json!({"tenant": "acme", "scope": "mcp:tools"})
-        ))
-    );
+    let fresh = bearer(&key, "bob");
     let r = post_raw(&envoy.url(), &[("authorization", fresh.as_str())], CALL).await?;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(
@@ -157,11 +139,12 @@ async fn cached_keys_keep_working_when_the_jwks_goes_away() -> Result<()> {
     Ok(())
 }
 
-fn alice(key: &SigningKey) -> String {
+/// An `Authorization` value for `subject` of tenant acme with `mcp:tools`.
+fn bearer(key: &SigningKey, subject: &str) -> String {
     format!(
         "Bearer {}",
         key.sign(&claims(
-            "alice",
+            subject,
             json!({"tenant": "acme", "scope": "mcp:tools"})
         ))
     )
@@ -198,7 +181,7 @@ async fn an_invalid_config_push_is_refused_and_the_last_good_one_keeps_serving()
     setup.named_clusters.push(("idp".into(), idp.port));
     setup.listener_from_file = true;
     let mut envoy = Envoy::start(&bin, &setup)?;
-    let token = alice(&key);
+    let token = bearer(&key, "alice");
     let auth = [("authorization", token.as_str())];
     assert_eq!(post_raw(&envoy.url(), &auth, CALL).await?.status, 200);
 
@@ -267,7 +250,7 @@ async fn a_failed_vm_fails_closed_and_is_reloaded() -> Result<()> {
     setup.named_clusters.push(("idp".into(), idp.port));
     setup.wasm = mcp_filter_integration::fault_injection_wasm()?;
     let mut envoy = Envoy::start(&bin, &setup)?;
-    let token = alice(&key);
+    let token = bearer(&key, "alice");
     let auth = [("authorization", token.as_str())];
     let trap = [auth[0], ("x-mcp-filter-fault", "trap")];
     assert_eq!(post_raw(&envoy.url(), &auth, CALL).await?.status, 200);
@@ -378,7 +361,7 @@ async fn a_slow_upstream_streams_through_or_times_out() -> Result<()> {
     };
     let key = SigningKey::generate("k1")?;
     let idp = Idp::start(&[&key]).await?;
-    let token = alice(&key);
+    let token = bearer(&key, "alice");
     let between = Duration::from_millis(1500);
     let trickling = slow_upstream(Duration::ZERO, between)?;
     let stalled = slow_upstream(Duration::from_secs(4), Duration::ZERO)?;
