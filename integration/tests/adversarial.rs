@@ -3,7 +3,7 @@
 //! The upstream records every byte it receives: a refused request must leave it
 //! with nothing, and each refusal is a 4xx with a JSON-RPC error.
 //!
-//! One module per class of attack (one writer each):
+//! One module per class of attack (one writer each), in `adversarial/`:
 //! - `smuggling`: what one body can hide (duplicate keys, escapes, trailing data...);
 //! - `paths`: request paths and methods an MCP server could still take as MCP;
 //! - `keys`: key spellings a lenient decoder maps onto a key the filter reads;
@@ -11,5 +11,7 @@
 //! - `host_calls`: header edits and local replies Envoy refuses;
 //! - `keys_refresh`: JWKS fetches lost with their request, clocks, JWS oddities.
 
+#[path = "adversarial/paths.rs"]
 mod paths;
+#[path = "adversarial/smuggling.rs"]
 mod smuggling;
