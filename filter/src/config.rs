@@ -10,21 +10,22 @@ pub(crate) mod struct_pb;
 
 use crate::auth::{AuthConfig, RawAuth, RawTenancy};
 use crate::backends::{Backends, RawBackends};
+use crate::endpoint::{Endpoint, McpPath, PublicPath};
 use crate::policy::{Policy, RawPolicy};
 use crate::session::{RawSessions, SessionBinding};
 use serde::Deserialize;
 use std::fmt;
 use std::rc::Rc;
 
-/// Requests to paths or with methods that are not the MCP endpoint's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+/// Requests to paths that are neither the MCP endpoint nor `public_paths`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum NonMcpTraffic {
-    /// Forward untouched (the filter only observes the MCP endpoint).
-    #[default]
+    /// Forward untouched (the default when the filter guards nothing: no
+    /// `auth`, no `backends`).
     Pass,
-    /// Answer 404 (other path) or 405 (other method) with a JSON-RPC error.
+    /// Answer 404 with a JSON-RPC error (the default with `auth` or `backends`).
     Reject,
 }
 
@@ -34,8 +35,9 @@ pub struct FilterConfig {
     pub max_request_bytes: usize,
     pub max_response_bytes: usize,
     pub allow_batches: bool,
-    /// Exact request paths (query ignored) that are the MCP endpoint; empty: every path.
-    pub mcp_paths: Vec<String>,
+    /// The MCP endpoint's paths (and everything below them, however spelled)
+    /// and the canonical paths that may pass unjudged.
+    pub endpoint: Endpoint,
     pub non_mcp_traffic: NonMcpTraffic,
     pub routing_headers: RoutingHeaders,
     pub metrics: MetricsConfig,
@@ -46,6 +48,8 @@ pub struct FilterConfig {
     pub sessions: Option<SessionBinding>,
     /// The MCP servers behind this endpoint, their public names and routing.
     pub backends: Option<Backends>,
+    /// What is legal but probably wrong; the shell logs each at load.
+    pub warnings: Vec<String>,
 }
 
 /// Request headers the filter sets from the parsed body so Envoy can route,
@@ -77,7 +81,7 @@ impl Default for FilterConfig {
             max_request_bytes: 1024 * 1024,
             max_response_bytes: 8 * 1024 * 1024,
             allow_batches: false,
-            mcp_paths: Vec::new(),
+            endpoint: Endpoint::default(),
             non_mcp_traffic: NonMcpTraffic::Pass,
             routing_headers: RoutingHeaders {
                 enabled: false,
@@ -93,6 +97,7 @@ impl Default for FilterConfig {
             policy: Policy::allow_all(),
             sessions: None,
             backends: None,
+            warnings: Vec::new(),
         }
     }
 }
@@ -143,9 +148,14 @@ struct RawConfig {
     max_response_bytes: Option<u64>,
     /// Accept JSON-RPC batches, each element checked (default false).
     allow_batches: Option<bool>,
-    /// Paths that are the MCP endpoint (default: every path).
+    /// Paths that are the MCP endpoint, with everything below them, matched on
+    /// every reading a server could give a request path (default: every path).
     mcp_paths: Option<Vec<String>>,
-    /// `pass` (default) or `reject` requests to other paths or with other methods.
+    /// Canonical paths (exact, case-sensitive) that may pass the filter
+    /// unjudged, e.g. a health check (default: none).
+    public_paths: Option<Vec<String>>,
+    /// Requests to other paths: `reject` (404; the default with `auth` or
+    /// `backends`) or `pass` (the default otherwise).
     non_mcp_traffic: Option<NonMcpTraffic>,
     /// Request headers set from the body for routing (needs allow_on_headers_stop_iteration).
     routing_headers: Option<RawRoutingHeaders>,
@@ -242,14 +252,18 @@ impl FilterConfig {
             defaults.max_response_bytes,
         )?;
 
-        let mcp_paths = raw.mcp_paths.unwrap_or_default();
-        for (i, path) in mcp_paths.iter().enumerate() {
-            if !path.starts_with('/') || path.contains('?') || path.contains('#') {
-                return Err(invalid(
-                    &format!("mcp_paths[{i}]"),
-                    format!("`{path}` must be an absolute path without query or fragment"),
-                ));
-            }
+        let endpoint = Endpoint {
+            mcp_paths: paths("mcp_paths", raw.mcp_paths, McpPath::parse)?,
+            public_paths: paths("public_paths", raw.public_paths, PublicPath::parse)?,
+        };
+        if let Some((i, p)) = endpoint.public_paths.iter().enumerate().find(|(_, p)| {
+            endpoint.classify(p.as_str()) == crate::endpoint::PathClass::Mcp
+                && !endpoint.mcp_paths.is_empty()
+        }) {
+            return Err(invalid(
+                &format!("public_paths[{i}]"),
+                format!("`{}` is at or below an MCP path", p.as_str()),
+            ));
         }
 
         let rh = raw.routing_headers.unwrap_or_default();
@@ -339,6 +353,22 @@ impl FilterConfig {
             }
         }
 
+        // The filter guards something a bypass would skip: who may call
+        // (auth, policy, sessions) or what is published (backends' exposure).
+        let guarded = auth.is_some() || backends.is_some();
+        let mut warnings = Vec::new();
+        if guarded
+            && raw.non_mcp_traffic == Some(NonMcpTraffic::Pass)
+            && !endpoint.mcp_paths.is_empty()
+        {
+            warnings.push(
+                "non_mcp_traffic: pass lets requests to paths other than mcp_paths reach the \
+                 upstream unjudged (no authentication, policy or listing filter): make sure \
+                 Envoy routes no such path to an MCP server, or list the paths that may pass \
+                 in public_paths and drop non_mcp_traffic"
+                    .to_string(),
+            );
+        }
         Ok(Self {
             auth,
             policy,
@@ -347,8 +377,13 @@ impl FilterConfig {
             max_request_bytes,
             max_response_bytes,
             allow_batches: raw.allow_batches.unwrap_or(defaults.allow_batches),
-            mcp_paths,
-            non_mcp_traffic: raw.non_mcp_traffic.unwrap_or_default(),
+            non_mcp_traffic: raw.non_mcp_traffic.unwrap_or(if guarded {
+                NonMcpTraffic::Reject
+            } else {
+                NonMcpTraffic::Pass
+            }),
+            warnings,
+            endpoint,
             routing_headers,
             metrics: MetricsConfig {
                 tool_labels,
@@ -358,14 +393,26 @@ impl FilterConfig {
         })
     }
 
-    /// Whether a request path (query string included or not) is the MCP endpoint.
-    pub fn is_mcp_path(&self, path: &str) -> bool {
-        if self.mcp_paths.is_empty() {
-            return true;
-        }
-        let path = path.split(['?', '#']).next().unwrap_or(path);
-        self.mcp_paths.iter().any(|p| p == path)
+    /// Whether the filter guards anything a request passing unjudged would
+    /// skip (authentication, policy, session binding, backends' exposure).
+    pub fn guarded(&self) -> bool {
+        self.auth.is_some() || self.backends.is_some()
     }
+}
+
+fn paths<T>(
+    field: &str,
+    value: Option<Vec<String>>,
+    parse: fn(&str) -> Result<T, &'static str>,
+) -> Result<Vec<T>, ConfigError> {
+    value
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            parse(p).map_err(|why| invalid(&format!("{field}[{i}]"), format!("`{p}` {why}")))
+        })
+        .collect()
 }
 
 fn body_limit(field: &str, value: Option<u64>, default: usize) -> Result<usize, ConfigError> {
@@ -495,15 +542,55 @@ mod tests {
     }
 
     #[test]
-    fn mcp_paths_match_exactly_and_ignore_query() {
+    fn endpoint_paths_are_validated_and_name_the_field() {
+        use crate::endpoint::PathClass;
         let cfg = FilterConfig::from_json(br#"{"mcp_paths": ["/mcp"]}"#).unwrap();
-        assert!(cfg.is_mcp_path("/mcp"));
-        assert!(cfg.is_mcp_path("/mcp?x=1"));
-        assert!(!cfg.is_mcp_path("/mcp/"));
-        assert!(!cfg.is_mcp_path("/other"));
-        assert!(FilterConfig::default().is_mcp_path("/anything"));
-        let err = FilterConfig::from_json(br#"{"mcp_paths": ["mcp"]}"#).unwrap_err();
-        assert_eq!(err.field, "mcp_paths[0]");
+        assert_eq!(cfg.endpoint.classify("/mcp/"), PathClass::Mcp);
+        assert_eq!(cfg.endpoint.classify("/other"), PathClass::Other);
+        assert_eq!(
+            FilterConfig::default().endpoint.classify("/anything"),
+            PathClass::Mcp
+        );
+        for (json, field) in [
+            (r#"{"mcp_paths": ["mcp"]}"#, "mcp_paths[0]"),
+            (r#"{"mcp_paths": ["/mcp/"]}"#, "mcp_paths[0]"),
+            (r#"{"public_paths": ["/a", "/b?x"]}"#, "public_paths[1]"),
+            (
+                r#"{"mcp_paths": ["/mcp"], "public_paths": ["/MCP/health"]}"#,
+                "public_paths[0]",
+            ),
+        ] {
+            let err = FilterConfig::from_json(json.as_bytes()).unwrap_err();
+            assert_eq!(err.field, field, "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn guarding_anything_rejects_other_paths_by_default() {
+        let auth = r#""auth": {"issuers": ["https://idp"], "audiences": ["mcp"], "shared_secret": {"base64": "CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk="}, "resource_metadata": {"resource": "https://m/mcp", "authorization_servers": ["https://idp"]}}"#;
+        let cfg = FilterConfig::from_json(br#"{"mcp_paths": ["/mcp"]}"#).unwrap();
+        assert_eq!(cfg.non_mcp_traffic, NonMcpTraffic::Pass);
+        assert!(!cfg.guarded());
+        let cfg =
+            FilterConfig::from_json(format!(r#"{{"mcp_paths": ["/mcp"], {auth}}}"#).as_bytes())
+                .unwrap();
+        assert_eq!(cfg.non_mcp_traffic, NonMcpTraffic::Reject);
+        assert!(cfg.warnings.is_empty());
+        let cfg = FilterConfig::from_json(
+            format!(r#"{{"mcp_paths": ["/mcp"], "non_mcp_traffic": "pass", {auth}}}"#).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(cfg.non_mcp_traffic, NonMcpTraffic::Pass);
+        assert!(
+            cfg.warnings[0].contains("public_paths"),
+            "{:?}",
+            cfg.warnings
+        );
+        let cfg = FilterConfig::from_json(
+            br#"{"mcp_paths": ["/mcp"], "backends": {"servers": [{"name": "a", "cluster": "a"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.non_mcp_traffic, NonMcpTraffic::Reject);
     }
 }
 

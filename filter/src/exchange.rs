@@ -16,6 +16,7 @@ use crate::auth::Authenticated;
 use crate::backends::{Backends, Named};
 use crate::classify::{classify, Classified, Message, MessageKind, Subject};
 use crate::config::{FilterConfig, NonMcpTraffic};
+use crate::endpoint::PathClass;
 use crate::jsonrpc::{code, error_body, RequestId};
 use crate::listing::{self, ListKind, Listed, SseListingFilter};
 use crate::mirrored::MirroredHeaders;
@@ -298,8 +299,24 @@ impl Exchange {
                 return self.answer(reply);
             }
         }
-        if !self.config.is_mcp_path(path) {
-            return self.non_mcp(Reason::NotFound, "not the MCP endpoint");
+        match self.config.endpoint.classify(path) {
+            PathClass::Mcp => {}
+            PathClass::Public => {
+                self.phase = Phase::Passthrough;
+                return Step::go();
+            }
+            PathClass::Other => return self.non_mcp(Reason::NotFound, "not the MCP endpoint"),
+            // No single reading: a server could take it as the MCP endpoint.
+            PathClass::Ambiguous(why)
+                if self.config.guarded()
+                    || self.config.non_mcp_traffic == NonMcpTraffic::Reject =>
+            {
+                return self.refuse(Rejection::new(Reason::AmbiguousPath, why.detail()))
+            }
+            PathClass::Ambiguous(_) => {
+                self.phase = Phase::Passthrough;
+                return Step::go();
+            }
         }
         match method {
             "POST" => {}
@@ -321,10 +338,17 @@ impl Exchange {
                 step.properties = self.caller_properties();
                 return step;
             }
-            // CORS preflight is answered by Envoy's cors filter or the server.
-            "OPTIONS" => return Step::go(),
-            // With authentication on, nothing unauthenticated reaches the MCP endpoint.
-            _ if self.config.auth.is_some() => {
+            // A CORS preflight (answered by Envoy's cors filter or the server)
+            // never has a body; one that does could carry an MCP message.
+            "OPTIONS" if end_of_stream && !has_body(headers) => return Step::go(),
+            "OPTIONS" => {
+                return self.refuse(Rejection::new(
+                    Reason::BodyNotAllowed,
+                    "OPTIONS to the MCP endpoint must not carry a body",
+                ))
+            }
+            // With anything guarded, nothing unjudged reaches the MCP endpoint.
+            _ if self.config.guarded() => {
                 return self.refuse(Rejection::new(
                     Reason::MethodNotAllowed,
                     "the MCP endpoint serves GET, POST and DELETE",

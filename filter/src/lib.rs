@@ -11,6 +11,7 @@ pub mod auth;
 pub mod backends;
 pub mod classify;
 pub mod config;
+pub mod endpoint;
 pub mod exchange;
 pub mod jsonrpc;
 pub mod listing;

@@ -25,10 +25,13 @@ pub enum Reason {
     UnsupportedEncoding,
     /// A method the MCP endpoint does not serve, with `non_mcp_traffic: reject`.
     MethodNotAllowed,
-    /// A path that is not the MCP endpoint, with `non_mcp_traffic: reject`.
+    /// A path that is neither the MCP endpoint nor public, with `non_mcp_traffic: reject`.
     NotFound,
-    /// A GET or DELETE that carries a body.
+    /// A GET, DELETE or OPTIONS to the MCP endpoint that carries a body.
     BodyNotAllowed,
+    /// A request path servers could read in different ways (an encoded `/`,
+    /// a control character, a double escape), refused while the filter guards anything.
+    AmbiguousPath,
     /// A tool or prompt name no backend publishes (unknown, or hidden by exposure).
     UnknownName,
     /// The named tool lives on a backend this request cannot be routed to
@@ -70,6 +73,7 @@ impl Reason {
             Reason::MethodNotAllowed => "method_not_allowed",
             Reason::NotFound => "not_found",
             Reason::BodyNotAllowed => "body_not_allowed",
+            Reason::AmbiguousPath => "ambiguous_path",
             Reason::UnknownName => "unknown_name",
             Reason::Unroutable => "unroutable",
         }

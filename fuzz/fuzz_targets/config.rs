@@ -7,6 +7,6 @@ use mcp_filter::config::FilterConfig;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(config) = FilterConfig::from_json(data) {
-        let _ = config.is_mcp_path("/mcp?x");
+        let _ = config.endpoint.classify("/mcp?x");
     }
 });

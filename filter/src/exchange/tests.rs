@@ -329,6 +329,42 @@ fn other_paths_and_methods_pass_or_are_refused_per_config() {
 }
 
 #[test]
+fn with_backends_guarded_other_and_ambiguous_paths_are_refused_and_options_bodies_too() {
+    let guarded = config(
+        r#"{"mcp_paths":["/mcp"],"public_paths":["/healthz"],
+            "backends":{"servers":[{"name":"a","cluster":"a"}]}}"#,
+    );
+    for (method, path, eos, status) in [
+        ("POST", "/other", false, 404),
+        ("GET", "/healthz/", true, 404),
+        ("POST", "/mcp%2f", false, 400),
+        ("POST", "/%256dcp", false, 400),
+        ("PUT", "/mcp/x", false, 405),
+        ("OPTIONS", "/MCP/", false, 400),
+    ] {
+        let mut ex = Exchange::new(guarded.clone(), 0);
+        let step = ex.on_request_headers(&request(method, path), eos);
+        assert_eq!(reply_of(&step).0, status, "{method} {path}");
+    }
+    let mut ex = Exchange::new(guarded.clone(), 0);
+    let step = ex.on_request_headers(&request("OPTIONS", "/mcp"), true);
+    assert_eq!(step.action, Action::Continue);
+    let mut ex = Exchange::new(guarded.clone(), 0);
+    let step = ex.on_request_headers(&request("GET", "/healthz"), true);
+    assert_eq!(step.action, Action::Continue);
+    // `/mcp/` is the MCP endpoint: a POST there is parsed and judged.
+    let mut ex = Exchange::new(guarded, 0);
+    let mut headers = post(&[]);
+    headers[1].1 = "/mcp/".into();
+    assert_eq!(
+        ex.on_request_headers(&headers, false).action,
+        Action::Continue
+    );
+    let step = feed_body(&mut ex, b"{not json", 64);
+    assert_eq!(reply_of(&step).0, 400);
+}
+
+#[test]
 fn header_body_mismatch_is_answered_400_with_32020() {
     let mut ex = Exchange::new(config("{}"), 0);
     let h = post(&[
