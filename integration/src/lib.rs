@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 pub mod crd;
 pub mod idp;
+pub mod raw_http;
 pub mod scrape;
 
 pub fn repo_root() -> PathBuf {
