@@ -272,6 +272,104 @@ async fn a_child_crash_is_an_error_and_the_next_session_works() -> Result<()> {
 
 const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#;
 
+/// DNS-rebinding protection: a `Host` that is not a loopback name (or an
+/// `--allowed-host`) and a browser `Origin` that is not allowed get `403` and a
+/// JSON-RPC error, and no child is started for them; clients that send no
+/// `Origin` are served.
+#[tokio::test(flavor = "multi_thread")]
+async fn foreign_hosts_and_origins_are_refused_before_the_child() -> Result<()> {
+    let refused = |r: &mcp_filter_integration::RawResponse| -> Result<()> {
+        let body: serde_json::Value =
+            serde_json::from_slice(&r.body).with_context(|| format!("not JSON: {}", r.text()))?;
+        anyhow::ensure!(r.status == 403, "status {}: {}", r.status, r.text());
+        anyhow::ensure!(
+            body["jsonrpc"] == "2.0" && body["error"]["code"] == -32043,
+            "{body}"
+        );
+        Ok(())
+    };
+    let bridge = Bridge::stdio_peer(&[])?;
+    let port = bridge.port.to_string();
+    let rebound = format!("evil.example:{port}");
+    for headers in [
+        vec![("host", rebound.as_str())],
+        vec![
+            ("host", rebound.as_str()),
+            ("origin", "http://evil.example"),
+        ],
+        vec![("origin", "https://evil.example")],
+        vec![("origin", "null")],
+    ] {
+        let r = post_raw(&bridge.url(), &headers, INIT).await?;
+        refused(&r).with_context(|| format!("{headers:?}"))?;
+    }
+    // Nothing reached a child: none was started.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(bridge.children_started(), 0, "{}", bridge.log());
+    assert!(
+        bridge.log().contains("refused a request"),
+        "{}",
+        bridge.log()
+    );
+
+    // Loopback names on any port, with no Origin or a loopback one, are served.
+    let localhost = format!("localhost:{port}");
+    for headers in [
+        vec![],
+        vec![("host", localhost.as_str())],
+        vec![
+            ("host", localhost.as_str()),
+            ("origin", "http://localhost:6274"),
+        ],
+    ] {
+        let r = post_raw(&bridge.url(), &headers, INIT).await?;
+        assert_eq!(r.status, 200, "{headers:?}: {}", r.text());
+    }
+    drop(bridge);
+
+    // --allowed-host adds a name (e.g. the authority Envoy forwards), and
+    // its own origin; --allowed-origin adds an origin.
+    let bridge = Bridge::stdio_peer(&[
+        "--allowed-host",
+        "mcp.example.com",
+        "--allowed-origin",
+        "https://app.example.com",
+    ])?;
+    for headers in [
+        vec![("host", "mcp.example.com")],
+        vec![
+            ("host", "mcp.example.com"),
+            ("origin", "https://mcp.example.com"),
+        ],
+        vec![
+            ("host", "mcp.example.com"),
+            ("origin", "https://app.example.com"),
+        ],
+    ] {
+        let r = post_raw(&bridge.url(), &headers, INIT).await?;
+        assert_eq!(r.status, 200, "{headers:?}: {}", r.text());
+    }
+    let r = post_raw(&bridge.url(), &[("host", "other.example.com")], INIT).await?;
+    refused(&r)?;
+    drop(bridge);
+
+    // --allow-any-host: any Host (a proxy in front checks it); Origin still checked.
+    let bridge = Bridge::stdio_peer(&["--allow-any-host"])?;
+    let r = post_raw(&bridge.url(), &[("host", "anything.example")], INIT).await?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = post_raw(
+        &bridge.url(),
+        &[
+            ("host", "anything.example"),
+            ("origin", "https://evil.example"),
+        ],
+        INIT,
+    )
+    .await?;
+    refused(&r)?;
+    Ok(())
+}
+
 /// Unknown sessions are 404; DELETE ends a session and its child; limits
 /// answer with clear errors.
 #[tokio::test(flavor = "multi_thread")]
