@@ -123,6 +123,9 @@ struct Routes {
     sessions: Mutex<Vec<Route>>,
     /// Progress token given to the child -> the session and the token it chose.
     progress: Mutex<HashMap<ProgressToken, (Peer<RoleServer>, ProgressToken)>>,
+    /// Held from sending a request until its progress token is recorded, so
+    /// the child's first progress notification cannot be looked up before.
+    registering: tokio::sync::Mutex<()>,
     /// Requests waiting for the child's answer, oldest first.
     in_flight: Mutex<Vec<Waiting>>,
     /// Resource URI -> the sessions subscribed to it (`--shared`).
@@ -324,6 +327,7 @@ impl Service<RoleClient> for ChildFacing {
     ) -> Result<(), ErrorData> {
         let to = match &notification {
             ServerNotification::ProgressNotification(progress) => {
+                drop(self.routes.registering.lock().await);
                 let route = self
                     .routes
                     .progress
@@ -559,6 +563,7 @@ impl Bridge {
             server: context.peer.clone(),
             request: context.id.clone(),
         });
+        let registering = link.routes.registering.lock().await;
         let handle = link
             .peer
             .send_cancellable_request(request, PeerRequestOptions::no_options())
@@ -568,6 +573,7 @@ impl Bridge {
             progress.insert(handle.progress_token.clone(), (context.peer.clone(), token));
             in_flight.progress = Some(handle.progress_token.clone());
         }
+        drop(registering);
         let timeout = self.options.request_timeout;
         let outcome = tokio::select! {
             answer = handle.rx => answer.unwrap_or(Err(ServiceError::TransportClosed)).map_err(as_error),
