@@ -4,7 +4,9 @@
 //! ```text
 //! mcp-bridge [--bind 127.0.0.1] [--port 8081] [--shared] [--max-sessions 64]
 //!            [--max-message-bytes 4194304] [--request-timeout-secs 300]
-//!            [--idle-timeout-secs 300] -- <command> [args...]
+//!            [--idle-timeout-secs 300] [--allowed-host NAME[:PORT]]...
+//!            [--allowed-origin ORIGIN]... [--allow-any-host] [--allow-any-origin]
+//!            -- <command> [args...]
 //! ```
 //!
 //! Each MCP session gets its own child by default (stdio servers serve one
@@ -15,6 +17,7 @@
 //! bridge itself only forwards messages between the two.
 
 mod child;
+mod guard;
 mod options;
 mod proxy;
 
@@ -85,7 +88,9 @@ async fn main() -> Result<()> {
         .with_json_response(true)
         .with_max_request_body_bytes(options.max_message_bytes)
         .with_cancellation_token(shutdown.clone())
-        .disable_allowed_hosts();
+        // `guard` checks Host and Origin in front of everything.
+        .disable_allowed_hosts()
+        .disable_allowed_origins();
     let factory = {
         let (options, sessions, shared) = (options.clone(), sessions.clone(), shared.clone());
         move || {
@@ -97,13 +102,17 @@ async fn main() -> Result<()> {
         }
     };
     let service = StreamableHttpService::new(factory, Arc::new(manager), config);
-    let app =
-        axum::Router::new()
-            .nest_service("/mcp", service)
-            .layer(middleware::from_fn_with_state(
-                sessions.clone(),
-                limit_sessions,
-            ));
+    // The last layer runs first: Host and Origin before anything else.
+    let app = axum::Router::new()
+        .nest_service("/mcp", service)
+        .layer(middleware::from_fn_with_state(
+            sessions.clone(),
+            limit_sessions,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(guard::Guard::new(&options)),
+            guard::check_host_and_origin,
+        ));
 
     let listener = tokio::net::TcpListener::bind((options.bind, options.port)).await?;
     println!("listening on {}", listener.local_addr()?);
@@ -111,6 +120,21 @@ async fn main() -> Result<()> {
         "serving `{}` ({} child per session)",
         options.command.join(" "),
         if options.shared { "one shared" } else { "one" }
+    ));
+    log(&format!(
+        "accepting Host {} and Origin {}",
+        if options.any_host {
+            "(any: --allow-any-host)".to_string()
+        } else {
+            options.allowed_hosts.join(", ")
+        },
+        if options.any_origin {
+            "(any: --allow-any-origin)".to_string()
+        } else {
+            let mut origins = vec!["none or http(s) on those hosts".to_string()];
+            origins.extend(options.allowed_origins.iter().cloned());
+            origins.join(", ")
+        }
     ));
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);

@@ -5,7 +5,13 @@ use std::time::Duration;
 
 pub const USAGE: &str = "usage: mcp-bridge [--bind ADDR] [--port N] [--shared] [--max-sessions N]
                   [--max-message-bytes N] [--request-timeout-secs N]
-                  [--idle-timeout-secs N] -- <command> [args...]";
+                  [--idle-timeout-secs N] [--allowed-host NAME[:PORT]]...
+                  [--allowed-origin ORIGIN]... [--allow-any-host]
+                  [--allow-any-origin] -- <command> [args...]";
+
+/// The `Host` names every bridge accepts (any port): loopback names, which no
+/// one else's DNS can point at this machine.
+pub const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -17,6 +23,16 @@ pub struct Options {
     pub max_message_bytes: usize,
     pub request_timeout: Duration,
     pub idle_timeout: Duration,
+    /// `Host` values accepted: `name` (any port) or `name:port`; the
+    /// loopback names first, then every `--allowed-host`.
+    pub allowed_hosts: Vec<String>,
+    /// `--allow-any-host`: no `Host` check (a proxy in front checks it).
+    pub any_host: bool,
+    /// `Origin` values accepted besides those of the allowed hosts
+    /// (`scheme://host[:port]`, or `null`).
+    pub allowed_origins: Vec<String>,
+    /// `--allow-any-origin`: no `Origin` check.
+    pub any_origin: bool,
     /// The stdio server to run: program and arguments.
     pub command: Vec<String>,
 }
@@ -31,6 +47,10 @@ impl Options {
             max_message_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(300),
             idle_timeout: Duration::from_secs(300),
+            allowed_hosts: LOOPBACK_HOSTS.iter().map(|h| h.to_string()).collect(),
+            any_host: false,
+            allowed_origins: Vec::new(),
+            any_origin: false,
             command: Vec::new(),
         };
         let mut args = args.into_iter();
@@ -42,6 +62,22 @@ impl Options {
                     break;
                 }
                 "--shared" => options.shared = true,
+                "--allow-any-host" => options.any_host = true,
+                "--allow-any-origin" => options.any_origin = true,
+                "--allowed-host" => {
+                    let host = value("--allowed-host")?;
+                    crate::guard::parse_allowed_host(&host).ok_or(format!(
+                        "--allowed-host: `{host}` is not a host name or host:port"
+                    ))?;
+                    options.allowed_hosts.push(host);
+                }
+                "--allowed-origin" => {
+                    let origin = value("--allowed-origin")?;
+                    crate::guard::parse_allowed_origin(&origin).ok_or(format!(
+                        "--allowed-origin: `{origin}` is not an origin (scheme://host[:port], or null)"
+                    ))?;
+                    options.allowed_origins.push(origin);
+                }
                 "--bind" => {
                     options.bind = value("--bind")?
                         .parse()
@@ -117,5 +153,35 @@ mod tests {
         assert!(parse(&["--bind", "not-an-ip", "--", "a"])
             .unwrap_err()
             .contains("--bind"));
+        assert!(parse(&["--allowed-host", "a b", "--", "a"])
+            .unwrap_err()
+            .contains("--allowed-host"));
+        assert!(parse(&["--allowed-host", "", "--", "a"]).is_err());
+        assert!(parse(&["--allowed-origin", "example.com", "--", "a"])
+            .unwrap_err()
+            .contains("--allowed-origin"));
+        assert!(parse(&["--allowed-origin", "https://example.com/path", "--", "a"]).is_err());
+    }
+
+    #[test]
+    fn loopback_names_are_allowed_and_more_can_be_added() {
+        let o = parse(&["--", "a"]).unwrap();
+        assert_eq!(o.allowed_hosts, ["localhost", "127.0.0.1", "[::1]"]);
+        assert!(!o.any_host && !o.any_origin);
+        let o = parse(&[
+            "--allowed-host",
+            "mcp.example.com",
+            "--allowed-host",
+            "10.0.0.5:8081",
+            "--allowed-origin",
+            "https://app.example.com",
+            "--",
+            "a",
+        ])
+        .unwrap();
+        assert_eq!(o.allowed_hosts[3..], ["mcp.example.com", "10.0.0.5:8081"]);
+        assert_eq!(o.allowed_origins, ["https://app.example.com"]);
+        let o = parse(&["--allow-any-host", "--allow-any-origin", "--", "a"]).unwrap();
+        assert!(o.any_host && o.any_origin);
     }
 }

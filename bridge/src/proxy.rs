@@ -3,6 +3,14 @@
 //! on as the SDK parsed it. The SDK's client assigns its own request ids and
 //! progress tokens towards a child, so sessions sharing one child never see
 //! each other's answers; this module maps progress tokens back.
+//!
+//! What a child sends on its own goes to the session it concerns ([`Routes`]):
+//! progress by its token; its requests (sampling, elicitation, roots) and log
+//! messages to the one session with requests in flight to it. With
+//! `--shared`, when that is not exactly one session (several are waiting, or
+//! none), a request is refused (an error to the child) and a log message
+//! dropped, never guessed; resource updates go to the sessions subscribed to
+//! the resource, and `list_changed` notifications to every session.
 
 // Logging and resources/subscribe are deprecated for 2026-07-28 but still
 // forwarded: clients on older versions use them.
@@ -13,16 +21,17 @@ use crate::options::Options;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResponse, ClientConfig, ClientNotification,
     ClientRequest, ClientResult, CompleteRequest, CompleteRequestParams, CompleteResult,
-    CustomNotification, CustomRequest, CustomResult, GetMeta, GetPromptRequest,
+    CustomNotification, CustomRequest, CustomResult, GetExtensions, GetMeta, GetPromptRequest,
     GetPromptRequestParams, GetPromptResponse, InitializeResult, ListPromptsResult,
     ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    ProgressToken, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse,
+    ProgressToken, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse, RequestId,
     RequestOptionalParam, ServerConfig, ServerNotification, ServerRequest, ServerResult,
     SetLevelRequest, SetLevelRequestParams, SubscribeRequest, SubscribeRequestParams,
+    UnsubscribeRequest, UnsubscribeRequestParams,
 };
 use rmcp::service::{
-    NotificationContext, Peer, PeerRequestOptions, RequestContext, RoleClient, RoleServer,
-    RunningService, ServiceError,
+    NotificationContext, OriginatingRequestId, Peer, PeerRequestOptions, RequestContext,
+    RoleClient, RoleServer, RunningService, ServiceError,
 };
 use rmcp::{ErrorData, ServerHandler, Service, ServiceExt};
 use std::collections::HashMap;
@@ -69,18 +78,68 @@ struct Route {
     server: Peer<RoleServer>,
 }
 
-/// The sessions a child serves, and where its progress goes.
+/// A session's request the child has not answered yet.
+#[derive(Clone)]
+struct Waiting {
+    session: u64,
+    server: Peer<RoleServer>,
+    /// The request's id in that session (not the child's id for it).
+    request: RequestId,
+}
+
+/// A request in flight to the child; dropping it forgets the request and its
+/// progress token.
+struct InFlight {
+    routes: Arc<Routes>,
+    session: u64,
+    request: RequestId,
+    progress: Option<ProgressToken>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Ok(mut in_flight) = self.routes.in_flight.lock() {
+            in_flight.retain(|w| !(w.session == self.session && w.request == self.request));
+        }
+        if let (Some(token), Ok(mut progress)) = (&self.progress, self.routes.progress.lock()) {
+            progress.remove(token);
+        }
+    }
+}
+
+/// Who a message from the child is for.
+enum Cause {
+    /// This session; the request of it that is in flight, if any.
+    Session(Peer<RoleServer>, Option<RequestId>),
+    /// Nobody can be named for sure: why.
+    Unknown(String),
+}
+
+/// The sessions a child serves, and where its messages go.
 #[derive(Default)]
 struct Routes {
+    /// `--shared`: sessions of different clients on this child.
+    shared: bool,
     sessions: Mutex<Vec<Route>>,
     /// Progress token given to the child -> the session and the token it chose.
     progress: Mutex<HashMap<ProgressToken, (Peer<RoleServer>, ProgressToken)>>,
-    /// Sessions waiting for an answer, most recent last: where the child's
-    /// own requests (sampling, elicitation, roots) go.
-    in_flight: Mutex<Vec<Route>>,
+    /// Held from sending a request until its progress token is recorded, so
+    /// the child's first progress notification cannot be looked up before.
+    registering: tokio::sync::Mutex<()>,
+    /// Requests waiting for the child's answer, oldest first.
+    in_flight: Mutex<Vec<Waiting>>,
+    /// Resource URI -> the sessions subscribed to it (`--shared`).
+    subscriptions: Mutex<HashMap<String, Vec<u64>>>,
 }
 
 impl Routes {
+    fn new(shared: bool) -> Self {
+        Self {
+            shared,
+            ..Self::default()
+        }
+    }
+
     fn attach(&self, route: Route) {
         if let Ok(mut sessions) = self.sessions.lock() {
             sessions.push(route);
@@ -91,6 +150,12 @@ impl Routes {
         if let Ok(mut sessions) = self.sessions.lock() {
             sessions.retain(|r| r.session != session);
         }
+        if let Ok(mut subscriptions) = self.subscriptions.lock() {
+            for sessions in subscriptions.values_mut() {
+                sessions.retain(|s| *s != session);
+            }
+            subscriptions.retain(|_, sessions| !sessions.is_empty());
+        }
     }
 
     fn all(&self) -> Vec<Peer<RoleServer>> {
@@ -100,20 +165,101 @@ impl Routes {
             .unwrap_or_default()
     }
 
-    /// The session a child's own request is for: the one waiting on it (the
-    /// most recent, if several), else the newest session.
-    fn asker(&self) -> Option<Peer<RoleServer>> {
-        let waiting = self
-            .in_flight
+    /// Records a request as in flight until the returned guard drops (also
+    /// when the forwarding is abandoned because its session ended).
+    fn wait(self: &Arc<Self>, waiting: Waiting) -> InFlight {
+        let done = InFlight {
+            routes: self.clone(),
+            session: waiting.session,
+            request: waiting.request.clone(),
+            progress: None,
+        };
+        if let Ok(mut in_flight) = self.in_flight.lock() {
+            in_flight.push(waiting);
+        }
+        done
+    }
+
+    /// The session a child's own request or log message is about: the one
+    /// whose requests the child is working on. A child of its own session
+    /// serves nobody else; a shared child's message is attributed only when
+    /// exactly one session is waiting on it (MCP 2026-07-28, SEP-2260: a
+    /// server sends its requests while it serves the request that needs
+    /// them), never guessed.
+    fn cause(&self) -> Cause {
+        let Ok(in_flight) = self.in_flight.lock() else {
+            return Cause::Unknown("the bridge's routing state is unavailable".into());
+        };
+        let mut waiting = in_flight.iter().rev();
+        if let Some(newest) = waiting.next() {
+            if waiting.all(|w| w.session == newest.session) {
+                return Cause::Session(newest.server.clone(), Some(newest.request.clone()));
+            }
+            if self.shared {
+                let mut sessions: Vec<u64> = in_flight.iter().map(|w| w.session).collect();
+                sessions.sort_unstable();
+                sessions.dedup();
+                return Cause::Unknown(format!(
+                    "several sessions ({}) have requests in flight to the shared server, \
+                     so which one this is for cannot be told",
+                    sessions.len()
+                ));
+            }
+        }
+        if self.shared {
+            return Cause::Unknown(
+                "no session has a request in flight to the shared server, so this \
+                 cannot be attributed to one"
+                    .into(),
+            );
+        }
+        match self.sessions.lock().ok().and_then(|s| s.first().cloned()) {
+            Some(route) => Cause::Session(route.server, None),
+            None => Cause::Unknown("no client session is connected".into()),
+        }
+    }
+
+    fn subscribe(&self, uri: &str, session: u64) {
+        if let Ok(mut subscriptions) = self.subscriptions.lock() {
+            let sessions = subscriptions.entry(uri.to_string()).or_default();
+            if !sessions.contains(&session) {
+                sessions.push(session);
+            }
+        }
+    }
+
+    /// Drops a session's subscription; true if no session is left on it.
+    fn unsubscribe(&self, uri: &str, session: u64) -> bool {
+        let Ok(mut subscriptions) = self.subscriptions.lock() else {
+            return true;
+        };
+        let Some(sessions) = subscriptions.get_mut(uri) else {
+            return true;
+        };
+        sessions.retain(|s| *s != session);
+        let last = sessions.is_empty();
+        if last {
+            subscriptions.remove(uri);
+        }
+        last
+    }
+
+    fn subscribers(&self, uri: &str) -> Vec<Peer<RoleServer>> {
+        let ids = self
+            .subscriptions
             .lock()
             .ok()
-            .and_then(|f| f.last().map(|r| r.server.clone()));
-        waiting.or_else(|| {
-            self.sessions
-                .lock()
-                .ok()
-                .and_then(|s| s.last().map(|r| r.server.clone()))
-        })
+            .and_then(|s| s.get(uri).cloned())
+            .unwrap_or_default();
+        self.sessions
+            .lock()
+            .map(|s| {
+                s.iter()
+                    .filter(|r| ids.contains(&r.session))
+                    .map(|r| r.server.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -127,14 +273,51 @@ struct ChildFacing {
 impl Service<RoleClient> for ChildFacing {
     async fn handle_request(
         &self,
-        request: ServerRequest,
-        _context: RequestContext<RoleClient>,
+        mut request: ServerRequest,
+        context: RequestContext<RoleClient>,
     ) -> Result<ClientResult, ErrorData> {
-        let server = self
-            .routes
-            .asker()
-            .ok_or_else(|| ErrorData::internal_error("no client session to ask", None))?;
-        server.send_request(request).await.map_err(as_error)
+        if self.routes.shared && matches!(request, ServerRequest::PingRequest(_)) {
+            // The bridge is the shared child's client: it answers.
+            return Ok(ClientResult::empty(()));
+        }
+        let (server, origin) = match self.routes.cause() {
+            Cause::Session(server, origin) => (server, origin),
+            Cause::Unknown(why) => {
+                let method = method_of(serde_json::to_value(&request));
+                eprintln!("mcp-bridge: refused the shared server's {method} request: {why}");
+                return Err(ErrorData::invalid_request(
+                    format!("mcp-bridge --shared: {method} not delivered: {why}"),
+                    None,
+                ));
+            }
+        };
+        // On the stream of the session's request that caused it. Sent from a
+        // task of its own: in this handler the SDK would mark it as caused by
+        // the child's request id, which means nothing to the session.
+        if let Some(origin) = origin {
+            request
+                .extensions_mut()
+                .insert(OriginatingRequestId(origin));
+        }
+        let asked = tokio::spawn(async move {
+            server
+                .send_cancellable_request(request, PeerRequestOptions::no_options())
+                .await
+        })
+        .await
+        .map_err(|e| ErrorData::internal_error(e.to_string(), None))?
+        .map_err(as_error)?;
+        tokio::select! {
+            answer = asked.rx => answer.unwrap_or(Err(ServiceError::TransportClosed)).map_err(as_error),
+            _ = context.ct.cancelled() => {
+                // The child withdrew it: so does the session.
+                let _ = asked.peer.notify_cancelled(rmcp::model::CancelledNotificationParam::new(
+                    Some(asked.id.clone()),
+                    Some("cancelled by the stdio MCP server".into()),
+                )).await;
+                Err(ErrorData::internal_error("cancelled by the stdio MCP server", None))
+            }
+        }
     }
 
     async fn handle_notification(
@@ -142,22 +325,50 @@ impl Service<RoleClient> for ChildFacing {
         notification: ServerNotification,
         _context: NotificationContext<RoleClient>,
     ) -> Result<(), ErrorData> {
-        if let ServerNotification::ProgressNotification(mut progress) = notification {
-            let route = self
-                .routes
-                .progress
-                .lock()
-                .ok()
-                .and_then(|p| p.get(&progress.params.progress_token).cloned());
-            if let Some((server, token)) = route {
-                progress.params.progress_token = token;
-                let _ = server
-                    .send_notification(ServerNotification::ProgressNotification(progress))
-                    .await;
+        let to = match &notification {
+            ServerNotification::ProgressNotification(progress) => {
+                drop(self.routes.registering.lock().await);
+                let route = self
+                    .routes
+                    .progress
+                    .lock()
+                    .ok()
+                    .and_then(|p| p.get(&progress.params.progress_token).cloned());
+                if let Some((server, token)) = route {
+                    let mut progress = progress.clone();
+                    progress.params.progress_token = token;
+                    let _ = server
+                        .send_notification(ServerNotification::ProgressNotification(progress))
+                        .await;
+                }
+                return Ok(());
             }
-            return Ok(());
-        }
-        for server in self.routes.all() {
+            // The child withdrew one of its requests: the SDK has cancelled
+            // its handler above, which tells the session with the session's
+            // own id (the child's id would name another request there).
+            ServerNotification::CancelledNotification(_) => return Ok(()),
+            // The server's lists are the same for every session on it, and
+            // each can list them any time: telling all says nothing new.
+            ServerNotification::ToolListChangedNotification(_)
+            | ServerNotification::PromptListChangedNotification(_)
+            | ServerNotification::ResourceListChangedNotification(_) => self.routes.all(),
+            // Only sessions that subscribed to that resource.
+            ServerNotification::ResourceUpdatedNotification(updated) if self.routes.shared => {
+                self.routes.subscribers(&updated.params.uri)
+            }
+            // Log messages and the rest: the session they concern, or nobody.
+            _ => match self.routes.cause() {
+                Cause::Session(server, _) => vec![server],
+                Cause::Unknown(why) => {
+                    eprintln!(
+                        "mcp-bridge: dropped the shared server's {} notification: {why}",
+                        method_of(serde_json::to_value(&notification))
+                    );
+                    Vec::new()
+                }
+            },
+        };
+        for server in to {
             let _ = server.send_notification(notification.clone()).await;
         }
         Ok(())
@@ -187,7 +398,7 @@ async fn start_child(
     let spawned = child::spawn(&options.command).map_err(|e| {
         ErrorData::internal_error(format!("the stdio MCP server could not start: {e}"), None)
     })?;
-    let routes = Arc::new(Routes::default());
+    let routes = Arc::new(Routes::new(options.shared));
     let facing = ChildFacing {
         info,
         routes: routes.clone(),
@@ -345,22 +556,24 @@ impl Bridge {
         // The client's `_meta` (progress token, 2026-07-28 fields) goes along.
         *request.get_meta_mut() = context.meta.clone();
         let client_token = request.get_meta().get_progress_token();
+        // In flight before the child can see it: what the child sends while
+        // working on it is attributed to this session.
+        let mut in_flight = link.routes.wait(Waiting {
+            session: self.session,
+            server: context.peer.clone(),
+            request: context.id.clone(),
+        });
+        let registering = link.routes.registering.lock().await;
         let handle = link
             .peer
             .send_cancellable_request(request, PeerRequestOptions::no_options())
             .await
             .map_err(as_error)?;
-        let route = Route {
-            session: self.session,
-            server: context.peer.clone(),
-        };
         if let (Some(token), Ok(mut progress)) = (client_token, link.routes.progress.lock()) {
-            progress.insert(handle.progress_token.clone(), (route.server.clone(), token));
+            progress.insert(handle.progress_token.clone(), (context.peer.clone(), token));
+            in_flight.progress = Some(handle.progress_token.clone());
         }
-        if let Ok(mut waiting) = link.routes.in_flight.lock() {
-            waiting.push(route);
-        }
-        let child_token = handle.progress_token.clone();
+        drop(registering);
         let timeout = self.options.request_timeout;
         let outcome = tokio::select! {
             answer = handle.rx => answer.unwrap_or(Err(ServiceError::TransportClosed)).map_err(as_error),
@@ -378,14 +591,7 @@ impl Bridge {
                 ))
                 .await;
         }
-        if let Ok(mut progress) = link.routes.progress.lock() {
-            progress.remove(&child_token);
-        }
-        if let Ok(mut waiting) = link.routes.in_flight.lock() {
-            if let Some(i) = waiting.iter().rposition(|r| r.session == self.session) {
-                waiting.remove(i);
-            }
-        }
+        drop(in_flight);
         outcome
     }
 }
@@ -465,7 +671,26 @@ impl ServerHandler for Bridge {
         params: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
+        let uri = params.uri.clone();
+        let routes = self.link(&context).await?.routes.clone();
         let request = ClientRequest::SubscribeRequest(SubscribeRequest::new(params));
+        self.forward(request, context).await?;
+        // Where this resource's updates go with `--shared`.
+        routes.subscribe(&uri, self.session);
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        params: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let routes = self.link(&context).await?.routes.clone();
+        if !routes.unsubscribe(&params.uri, self.session) && routes.shared {
+            // Other sessions on the shared child still want its updates.
+            return Ok(());
+        }
+        let request = ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(params));
         self.forward(request, context).await.map(|_| ())
     }
 
@@ -512,6 +737,14 @@ fn optional<M: Default>(
         params,
         extensions: Default::default(),
     }
+}
+
+/// A message's JSON-RPC method, for the log.
+fn method_of(message: serde_json::Result<serde_json::Value>) -> String {
+    message
+        .ok()
+        .and_then(|v| v.get("method")?.as_str().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn unexpected(result: &ServerResult) -> ErrorData {

@@ -3,15 +3,22 @@
 //! installed) behind the bridge, behind Envoy with the filter, driven by a
 //! real MCP client (rmcp).
 
+#![allow(deprecated)] // sampling and logging: deprecated for 2026-07-28, still forwarded
+
 use anyhow::{Context, Result};
 use mcp_filter_integration::idp::{claims, secured_config, Idp, SigningKey};
 use mcp_filter_integration::{
     envoy_bin, listed_tool_names, peer_bin, post_raw, tool_args, tool_text, Envoy, EnvoySetup,
 };
-use rmcp::model::{CallToolRequestParams, ClientConfig, ProgressNotificationParam};
-use rmcp::service::{NotificationContext, RunningService};
+use rmcp::model::{
+    CallToolRequestParams, ClientCapabilities, ClientConfig, CreateMessageRequestParams,
+    CreateMessageResult, LoggingMessageNotificationParam, ProgressNotificationParam,
+    ResourceUpdatedNotificationParam, SamplingMessage,
+};
+use rmcp::service::{NotificationContext, RequestContext, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::ErrorData;
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::json;
 use std::io::{BufRead, BufReader};
@@ -115,6 +122,128 @@ impl ClientHandler for Recorder {
 
     fn get_info(&self) -> ClientConfig {
         ClientConfig::default()
+    }
+}
+
+/// A client that answers sampling requests with its own name and records
+/// what the server asked and told it.
+#[derive(Clone, Default)]
+struct Asker {
+    who: &'static str,
+    prompts: Arc<Mutex<Vec<String>>>,
+    logs: Arc<Mutex<Vec<serde_json::Value>>>,
+    updates: Arc<Mutex<Vec<String>>>,
+    list_changed: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Asker {
+    fn new(who: &'static str) -> Self {
+        Self {
+            who,
+            ..Self::default()
+        }
+    }
+
+    fn prompts(&self) -> Vec<String> {
+        self.prompts.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    fn logs(&self) -> Vec<serde_json::Value> {
+        self.logs.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    fn updates(&self) -> Vec<String> {
+        self.updates.lock().map(|u| u.clone()).unwrap_or_default()
+    }
+
+    fn list_changed(&self) -> usize {
+        self.list_changed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl ClientHandler for Asker {
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        let prompt = params
+            .messages
+            .first()
+            .and_then(|m| m.content.first())
+            .and_then(|c| c.as_text())
+            .map(|t| t.text.clone())
+            .unwrap_or_default();
+        if let Ok(mut p) = self.prompts.lock() {
+            p.push(prompt);
+        }
+        Ok(CreateMessageResult::new(
+            SamplingMessage::assistant_text(format!("reply from {}", self.who)),
+            "test-model".into(),
+        ))
+    }
+
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        if let Ok(mut l) = self.logs.lock() {
+            l.push(params.data);
+        }
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        if let Ok(mut u) = self.updates.lock() {
+            u.push(params.uri);
+        }
+    }
+
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.list_changed
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::builder().enable_sampling().build(),
+            rmcp::model::Implementation::new(self.who, "0"),
+        )
+    }
+}
+
+async fn asker(
+    url: String,
+    who: &'static str,
+) -> Result<(Asker, RunningService<RoleClient, Asker>)> {
+    let handler = Asker::new(who);
+    let running = handler
+        .clone()
+        .serve(StreamableHttpClientTransport::from_uri(url))
+        .await?;
+    Ok((handler, running))
+}
+
+async fn call(
+    client: &RunningService<RoleClient, Asker>,
+    tool: &str,
+    args: serde_json::Value,
+) -> Result<String> {
+    let out = client
+        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(tool_args(args)))
+        .await?;
+    Ok(tool_text(&out))
+}
+
+async fn wait_for(what: &str, bridge: &Bridge, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}:\n{}", bridge.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -225,6 +354,149 @@ async fn concurrent_sessions_see_only_their_own_answers() -> Result<()> {
     Ok(())
 }
 
+/// `--shared`: a child's own request (sampling) reaches the one session whose
+/// call is in flight; when several sessions have calls in flight, or none
+/// (the child asks on its own, after its answer), nobody is asked: the child
+/// gets an error, and the other session never sees the prompt.
+#[tokio::test(flavor = "multi_thread")]
+async fn shared_child_requests_reach_only_the_session_that_caused_them() -> Result<()> {
+    let bridge = Bridge::stdio_peer(&["--shared"])?;
+    let (alice, a) = asker(bridge.url(), "alice").await?;
+    let (bob, b) = asker(bridge.url(), "bob").await?;
+
+    // Only bob is waiting on the child: bob is asked.
+    let out = call(&b, "sample", json!({"prompt": "for bob"})).await?;
+    assert_eq!(out, "model said: reply from bob", "{}", bridge.log());
+    assert_eq!(bob.prompts(), ["for bob"]);
+    assert!(alice.prompts().is_empty(), "{:?}", alice.prompts());
+
+    // Bob's call asks after 800 ms; alice's call is in flight by then too.
+    let bobs = call(
+        &b,
+        "sample",
+        json!({"prompt": "bob's secret", "delay_ms": 800}),
+    );
+    let alices = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        call(
+            &a,
+            "sample",
+            json!({"prompt": "for alice", "delay_ms": 2500}),
+        )
+        .await
+    };
+    let (bobs, alices) = tokio::join!(bobs, alices);
+    let bobs = bobs?;
+    assert!(
+        bobs.starts_with("sampling failed"),
+        "{bobs}\n{}",
+        bridge.log()
+    );
+    // Alice asks after bob's call ended: hers is the only one in flight.
+    assert_eq!(alices?, "model said: reply from alice", "{}", bridge.log());
+    assert!(
+        !alice
+            .prompts()
+            .iter()
+            .chain(bob.prompts().iter())
+            .any(|p| p == "bob's secret"),
+        "alice {:?} bob {:?}",
+        alice.prompts(),
+        bob.prompts()
+    );
+    assert!(
+        bridge.log().contains("several sessions"),
+        "the refusal is logged:\n{}",
+        bridge.log()
+    );
+
+    // Asked with no call in flight: nobody to attribute it to.
+    assert_eq!(
+        call(&a, "sample_later", json!({"prompt": "later"})).await?,
+        "scheduled"
+    );
+    wait_for("the background request's outcome", &bridge, || {
+        bridge.log().contains("background sampling")
+    })
+    .await;
+    assert!(
+        bridge.log().contains("background sampling failed"),
+        "{}",
+        bridge.log()
+    );
+    assert!(!alice
+        .prompts()
+        .iter()
+        .chain(bob.prompts().iter())
+        .any(|p| p == "later"));
+    a.cancel().await?;
+    b.cancel().await?;
+    Ok(())
+}
+
+/// Notifications: with `--shared` a log message goes only to the session
+/// whose call caused it, a resource update only to sessions subscribed to
+/// it, and `tools/list_changed` to every session; with a child per session
+/// the session gets everything its child sends.
+#[tokio::test(flavor = "multi_thread")]
+async fn notifications_reach_the_sessions_they_concern() -> Result<()> {
+    let bridge = Bridge::stdio_peer(&["--shared"])?;
+    let (alice, a) = asker(bridge.url(), "alice").await?;
+    let (bob, b) = asker(bridge.url(), "bob").await?;
+    assert_eq!(
+        call(&b, "announce", json!({"message": "bob-news"})).await?,
+        "announced"
+    );
+    wait_for("list_changed to both sessions", &bridge, || {
+        alice.list_changed() >= 1 && bob.list_changed() >= 1
+    })
+    .await;
+    wait_for("bob's log message", &bridge, || !bob.logs().is_empty()).await;
+    // Anything else would have arrived with list_changed, which came after.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(bob.logs(), [json!("bob-news")]);
+    assert!(alice.logs().is_empty(), "{:?}", alice.logs());
+    assert!(alice.updates().is_empty(), "{:?}", alice.updates());
+    assert!(
+        bob.updates().is_empty(),
+        "not subscribed: {:?}",
+        bob.updates()
+    );
+    a.cancel().await?;
+    b.cancel().await?;
+    drop(bridge);
+
+    let bridge = Bridge::stdio_peer(&[])?;
+    let (alice, a) = asker(bridge.url(), "alice").await?;
+    assert_eq!(
+        call(&a, "announce", json!({"message": "news"})).await?,
+        "announced"
+    );
+    wait_for("everything to the only session", &bridge, || {
+        alice.list_changed() >= 1 && !alice.logs().is_empty() && !alice.updates().is_empty()
+    })
+    .await;
+    assert_eq!(alice.updates(), ["peer://news"]);
+    // Its own child, nobody else's: unsolicited requests reach it too.
+    assert_eq!(
+        call(&a, "sample_later", json!({"prompt": "later"})).await?,
+        "scheduled"
+    );
+    wait_for("the background request", &bridge, || {
+        bridge.log().contains("background sampling")
+    })
+    .await;
+    assert!(
+        bridge
+            .log()
+            .contains("background sampling answered: reply from alice"),
+        "{}",
+        bridge.log()
+    );
+    a.cancel().await?;
+    Ok(())
+}
+
 /// A child that dies mid-call: the client gets an error for that call, the
 /// bridge stays up, and the next session gets a fresh child.
 #[tokio::test(flavor = "multi_thread")]
@@ -271,6 +543,104 @@ async fn a_child_crash_is_an_error_and_the_next_session_works() -> Result<()> {
 }
 
 const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#;
+
+/// DNS-rebinding protection: a `Host` that is not a loopback name (or an
+/// `--allowed-host`) and a browser `Origin` that is not allowed get `403` and a
+/// JSON-RPC error, and no child is started for them; clients that send no
+/// `Origin` are served.
+#[tokio::test(flavor = "multi_thread")]
+async fn foreign_hosts_and_origins_are_refused_before_the_child() -> Result<()> {
+    let refused = |r: &mcp_filter_integration::RawResponse| -> Result<()> {
+        let body: serde_json::Value =
+            serde_json::from_slice(&r.body).with_context(|| format!("not JSON: {}", r.text()))?;
+        anyhow::ensure!(r.status == 403, "status {}: {}", r.status, r.text());
+        anyhow::ensure!(
+            body["jsonrpc"] == "2.0" && body["error"]["code"] == -32043,
+            "{body}"
+        );
+        Ok(())
+    };
+    let bridge = Bridge::stdio_peer(&[])?;
+    let port = bridge.port.to_string();
+    let rebound = format!("evil.example:{port}");
+    for headers in [
+        vec![("host", rebound.as_str())],
+        vec![
+            ("host", rebound.as_str()),
+            ("origin", "http://evil.example"),
+        ],
+        vec![("origin", "https://evil.example")],
+        vec![("origin", "null")],
+    ] {
+        let r = post_raw(&bridge.url(), &headers, INIT).await?;
+        refused(&r).with_context(|| format!("{headers:?}"))?;
+    }
+    // Nothing reached a child: none was started.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(bridge.children_started(), 0, "{}", bridge.log());
+    assert!(
+        bridge.log().contains("refused a request"),
+        "{}",
+        bridge.log()
+    );
+
+    // Loopback names on any port, with no Origin or a loopback one, are served.
+    let localhost = format!("localhost:{port}");
+    for headers in [
+        vec![],
+        vec![("host", localhost.as_str())],
+        vec![
+            ("host", localhost.as_str()),
+            ("origin", "http://localhost:6274"),
+        ],
+    ] {
+        let r = post_raw(&bridge.url(), &headers, INIT).await?;
+        assert_eq!(r.status, 200, "{headers:?}: {}", r.text());
+    }
+    drop(bridge);
+
+    // --allowed-host adds a name (e.g. the authority Envoy forwards), and
+    // its own origin; --allowed-origin adds an origin.
+    let bridge = Bridge::stdio_peer(&[
+        "--allowed-host",
+        "mcp.example.com",
+        "--allowed-origin",
+        "https://app.example.com",
+    ])?;
+    for headers in [
+        vec![("host", "mcp.example.com")],
+        vec![
+            ("host", "mcp.example.com"),
+            ("origin", "https://mcp.example.com"),
+        ],
+        vec![
+            ("host", "mcp.example.com"),
+            ("origin", "https://app.example.com"),
+        ],
+    ] {
+        let r = post_raw(&bridge.url(), &headers, INIT).await?;
+        assert_eq!(r.status, 200, "{headers:?}: {}", r.text());
+    }
+    let r = post_raw(&bridge.url(), &[("host", "other.example.com")], INIT).await?;
+    refused(&r)?;
+    drop(bridge);
+
+    // --allow-any-host: any Host (a proxy in front checks it); Origin still checked.
+    let bridge = Bridge::stdio_peer(&["--allow-any-host"])?;
+    let r = post_raw(&bridge.url(), &[("host", "anything.example")], INIT).await?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = post_raw(
+        &bridge.url(),
+        &[
+            ("host", "anything.example"),
+            ("origin", "https://evil.example"),
+        ],
+        INIT,
+    )
+    .await?;
+    refused(&r)?;
+    Ok(())
+}
 
 /// Unknown sessions are 404; DELETE ends a session and its child; limits
 /// answer with clear errors.

@@ -8,8 +8,11 @@
 //! `mcp-peer [--port N] [--mode stateful|stateless-json|stdio] [--tools N]`
 //! prints `listening on 127.0.0.1:PORT` once it accepts connections. In
 //! `stdio` mode it is a stdio MCP server (for `mcp-bridge`) and also offers
-//! `progress` (sends progress notifications) and `crash` (the process exits
-//! mid-call).
+//! `progress` (sends progress notifications), `crash` (the process exits
+//! mid-call), `sample` (asks the client for a sampling completion while the
+//! call is in flight), `sample_later` (asks after the call has answered, from
+//! a background task) and `announce` (sends a log message, a resource update
+//! and `tools/list_changed`).
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -43,11 +46,19 @@ struct Peer {
 }
 
 /// Tools only the stdio server offers.
-const STDIO_TOOLS: [&str; 2] = ["progress", "crash"];
+const STDIO_TOOLS: [&str; 5] = ["progress", "crash", "sample", "sample_later", "announce"];
 
 #[derive(Deserialize, schemars::JsonSchema)]
 struct ProgressArgs {
     steps: u32,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct SampleArgs {
+    prompt: String,
+    /// Wait this long before asking (so another call can start meanwhile).
+    #[serde(default)]
+    delay_ms: u64,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -95,6 +106,60 @@ impl Peer {
         ))]))
     }
 
+    #[tool(description = "Ask the client for a sampling completion of `prompt`, answer with it")]
+    async fn sample(
+        &self,
+        Parameters(SampleArgs { prompt, delay_ms }): Parameters<SampleArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+        Ok(match sample_text(&context.peer, prompt).await {
+            Ok(text) => CallToolResult::success(vec![Content::text(format!("model said: {text}"))]),
+            Err(e) => CallToolResult::error(vec![Content::text(format!("sampling failed: {e}"))]),
+        })
+    }
+
+    #[tool(description = "Answer now; ask the client for a sampling completion afterwards")]
+    fn sample_later(
+        &self,
+        Parameters(SampleArgs { prompt, delay_ms }): Parameters<SampleArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let peer = context.peer.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(delay_ms.max(100))).await;
+            match sample_text(&peer, prompt).await {
+                Ok(text) => eprintln!("mcp-peer: background sampling answered: {text}"),
+                Err(e) => eprintln!("mcp-peer: background sampling failed: {e}"),
+            }
+        });
+        Ok(CallToolResult::success(vec![Content::text("scheduled")]))
+    }
+
+    #[tool(description = "Send a log message, a resource update and tools/list_changed")]
+    #[allow(deprecated)] // logging: still what clients on older versions use
+    async fn announce(
+        &self,
+        Parameters(EchoArgs { message }): Parameters<EchoArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let _ = context
+            .peer
+            .notify_logging_message(rmcp::model::LoggingMessageNotificationParam::new(
+                rmcp::model::LoggingLevel::Info,
+                json!(message),
+            ))
+            .await;
+        let _ = context
+            .peer
+            .notify_resource_updated(rmcp::model::ResourceUpdatedNotificationParam::new(format!(
+                "peer://{message}"
+            )))
+            .await;
+        let _ = context.peer.notify_tool_list_changed().await;
+        Ok(CallToolResult::success(vec![Content::text("announced")]))
+    }
+
     #[tool(description = "Exit the process in the middle of the call")]
     fn crash(&self) -> Result<CallToolResult, ErrorData> {
         eprintln!("mcp-peer: crashing on request");
@@ -133,6 +198,25 @@ impl Peer {
     fn secret(&self) -> Result<CallToolResult, ErrorData> {
         Ok(CallToolResult::success(vec![Content::text("the secret")]))
     }
+}
+
+#[allow(deprecated)] // sampling: still what clients on older versions use
+async fn sample_text(
+    peer: &rmcp::Peer<RoleServer>,
+    prompt: String,
+) -> Result<String, rmcp::ServiceError> {
+    let params = rmcp::model::CreateMessageRequestParams::new(
+        vec![rmcp::model::SamplingMessage::user_text(prompt)],
+        100,
+    );
+    let result = peer.create_message(params).await?;
+    Ok(result
+        .message
+        .content
+        .first()
+        .and_then(|c| c.as_text())
+        .map(|t| t.text.clone())
+        .unwrap_or_default())
 }
 
 impl ServerHandler for Peer {
