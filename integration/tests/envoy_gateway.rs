@@ -23,7 +23,8 @@ fn examples() -> Vec<(PathBuf, Vec<Value>)> {
     paths.sort();
     for path in paths {
         let text = std::fs::read_to_string(&path).expect("read manifest");
-        out.push((path, crd::documents(&text)));
+        let docs = crd::documents(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        out.push((path, docs));
     }
     out
 }
@@ -58,7 +59,89 @@ fn every_manifest_is_valid_against_the_crd_schemas() {
             checked += 1;
         }
     }
-    assert!(checked >= 8, "only {checked} manifests");
+    assert!(checked >= 9, "only {checked} manifests");
+}
+
+/// The HTTP example with its placeholder digest unquoted, as it once
+/// shipped: YAML 1.1 (what Kubernetes reads) makes `000…0` the integer 0,
+/// and the CRD wants a string.
+#[test]
+fn an_unquoted_digest_is_refused_naming_the_field() {
+    let Some(crds) = crd::Crds::load() else {
+        return;
+    };
+    let path = repo_root().join("examples/envoy-gateway/extension-policy-http.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let zeros = "0".repeat(64);
+    let quoted = format!("sha256: \"{zeros}\"");
+    assert!(text.contains(&quoted), "the example quotes its digest");
+    let docs = crd::documents(&text.replace(&quoted, &format!("sha256: {zeros}"))).unwrap();
+    let errors = crds.validate(&docs[0]);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with(".spec.wasm[0].code.http.sha256: expected string")),
+        "{errors:?}"
+    );
+}
+
+/// Path normalization is on, and only the MCP path reaches the MCP server:
+/// every match is `Exact`; the rule with a backend matches exactly the
+/// filter's `mcp_paths`; the other matches are the metadata paths the filter
+/// answers itself, on a rule with no backend.
+#[test]
+fn only_the_mcp_path_reaches_the_mcp_server_after_normalization() {
+    let docs: Vec<Value> = examples().into_iter().flat_map(|(_, d)| d).collect();
+    let route = docs
+        .iter()
+        .find(|d| d["kind"] == "HTTPRoute" && d["metadata"]["name"] == "mcp")
+        .expect("the mcp HTTPRoute");
+    let mut to_backend = Vec::new();
+    let mut answered_by_filter = Vec::new();
+    for rule in route["spec"]["rules"].as_array().unwrap() {
+        let has_backend = rule["backendRefs"]
+            .as_array()
+            .is_some_and(|b| !b.is_empty());
+        let matches = rule["matches"]
+            .as_array()
+            .expect("every rule matches paths");
+        for m in matches {
+            assert_eq!(m["path"]["type"], "Exact", "{m}");
+            assert_eq!(m.as_object().unwrap().len(), 1, "{m}: path matches only");
+            let path = m["path"]["value"].as_str().unwrap().to_string();
+            if has_backend {
+                to_backend.push(path);
+            } else {
+                answered_by_filter.push(path);
+            }
+        }
+    }
+    to_backend.sort();
+    answered_by_filter.sort();
+    let configs = filter_configs();
+    assert!(configs.len() >= 2);
+    for (name, config) in configs {
+        let parsed = FilterConfig::from_json(config.to_string().as_bytes()).unwrap();
+        let mut mcp_paths = parsed.mcp_paths.clone();
+        mcp_paths.sort();
+        assert_eq!(to_backend, mcp_paths, "{name}");
+        let mut metadata = parsed.auth.as_ref().unwrap().metadata.paths.clone();
+        metadata.sort();
+        assert_eq!(answered_by_filter, metadata, "{name}");
+    }
+
+    let ctp: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["kind"] == "ClientTrafficPolicy")
+        .collect();
+    assert_eq!(ctp.len(), 1);
+    let spec = &ctp[0]["spec"];
+    assert_eq!(
+        spec["targetRefs"],
+        json!([{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "mcp"}])
+    );
+    assert_eq!(spec["path"]["escapedSlashesAction"], "RejectRequest");
+    assert_eq!(spec["path"]["disableMergeSlashes"], false);
 }
 
 #[test]
@@ -91,6 +174,18 @@ fn the_validator_catches_what_a_cluster_would_refuse() {
         !crd::cel_rules(&no_http).is_empty(),
         "type HTTP needs code.http"
     );
+    let ctp = json!({"apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "ClientTrafficPolicy",
+        "metadata": {"name": "x"},
+        "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "r"}],
+                 "path": {"escapedSlashesAction": "RejectRequest"}}});
+    assert!(
+        !crd::cel_rules(&ctp).is_empty(),
+        "a ClientTrafficPolicy targets a Gateway or ListenerSet"
+    );
+    let mut bad = ctp.clone();
+    bad["spec"]["targetRefs"][0]["kind"] = "Gateway".into();
+    bad["spec"]["path"]["escapedSlashesAction"] = "Reject".into();
+    assert!(!crds.validate(&bad).is_empty());
 }
 
 #[test]
@@ -202,5 +297,24 @@ async fn the_envoy_gateway_config_works_in_a_real_envoy() -> Result<()> {
         .filter(|r| r.rpc_method().as_deref() == Some("tools/call"))
         .count();
     assert_eq!(called, 1, "the denied call never reached the upstream");
+
+    // The metadata paths the HTTPRoute sends to no backend: the filter
+    // answers them itself.
+    let client = reqwest::Client::new();
+    let base = envoy.url().trim_end_matches("/mcp").to_string();
+    for path in [
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-protected-resource/mcp",
+    ] {
+        let r = client.get(format!("{base}{path}")).send().await?;
+        assert_eq!(r.status(), 200, "{path}");
+        let doc: Value = r.json().await?;
+        assert_eq!(doc["resource"], "https://mcp.example.com/mcp", "{path}");
+    }
+    let seen = peer.received().await?;
+    assert!(
+        seen.iter().all(|r| !r.path.contains("well-known")),
+        "the upstream saw a metadata request"
+    );
     Ok(())
 }
