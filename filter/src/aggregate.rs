@@ -46,6 +46,8 @@ pub enum Failure {
     RpcError,
     /// More pages than the filter follows; the pages read are listed.
     TooManyPages,
+    /// The items gathered so far outgrew `max_response_bytes` in total.
+    TooLarge,
 }
 
 impl Failure {
@@ -58,6 +60,7 @@ impl Failure {
             Failure::Unreadable => "unreadable",
             Failure::RpcError => "rpc_error",
             Failure::TooManyPages => "too_many_pages",
+            Failure::TooLarge => "too_large",
         }
     }
 }
@@ -86,6 +89,7 @@ pub struct Aggregation {
     failures: Vec<(usize, Failure)>,
     hidden: usize,
     max_answer_bytes: usize,
+    gathered_bytes: usize,
 }
 
 impl Aggregation {
@@ -112,6 +116,7 @@ impl Aggregation {
             failures: Vec::new(),
             hidden: 0,
             max_answer_bytes,
+            gathered_bytes: 0,
         };
         let fetches = (0..n)
             .filter_map(|b| aggregation.fetch(backends, b, client_body.to_vec()))
@@ -187,6 +192,12 @@ impl Aggregation {
                 return None;
             }
         };
+        // A bound on the whole answer, across backends and pages.
+        self.gathered_bytes += items.iter().map(|i| i.len() + 1).sum::<usize>();
+        if self.gathered_bytes > self.max_answer_bytes {
+            self.fail(backend, Failure::TooLarge);
+            return None;
+        }
         if let Some(list) = self.items.get_mut(backend) {
             list.extend(items);
         }

@@ -18,7 +18,7 @@ use crate::classify::{classify, Classified, Message, MessageKind, Subject};
 use crate::config::{FilterConfig, NonMcpTraffic};
 use crate::endpoint::PathClass;
 use crate::jsonrpc::{code, error_body, RequestId};
-use crate::listing::{self, ListKind, Listed, SseListingFilter};
+use crate::listing::{self, ListKind, Listed, SseListingFilter, Unfilterable};
 use crate::mirrored::MirroredHeaders;
 use crate::policy::{Caller, Decision, SubjectKind, Target, Verdict, RESPONSE_METHOD};
 use crate::reject::{quote, LocalReply, Reason, Rejection};
@@ -137,6 +137,15 @@ enum ListingFraming {
     },
     /// `text/event-stream`: events are rewritten as they complete.
     Sse(SseListingFilter),
+    /// Another or no content type: held whole, then rewritten if it is JSON,
+    /// refused if it could still carry the listing, else passed.
+    Unknown {
+        request_id: RequestId,
+        body: Vec<u8>,
+    },
+    /// An answer the filter cannot read (encoded, or over
+    /// `max_response_bytes`): nothing of it passes; an error takes its place.
+    Refused { request_id: RequestId, why: String },
 }
 
 pub struct Exchange {
@@ -362,10 +371,15 @@ impl Exchange {
             }
         }
 
-        let auth_edits = match self.authenticate_request(headers, end_of_stream) {
+        let mut auth_edits = match self.authenticate_request(headers, end_of_stream) {
             Ok(edits) => edits,
             Err(step) => return *step,
         };
+        // An answer the filter may have to rewrite must come uncompressed
+        // (an encoded one is refused anyway).
+        if self.filters_listings() && header(headers, "accept-encoding").is_some() {
+            auth_edits.push(HeaderEdit::Remove("accept-encoding".into()));
+        }
         if let Some(encoding) = header(headers, "content-encoding") {
             if !encoding.trim().eq_ignore_ascii_case("identity") {
                 return self.refuse(Rejection::new(
@@ -1022,9 +1036,17 @@ impl Exchange {
             }
         }
         let mut step = self.observe_response_headers(status, headers);
-        if self.listing.is_some() {
+        if let Some(listing) = &self.listing {
             // The body changes length; Envoy then frames it chunked.
             edits.push(HeaderEdit::Remove("content-length".into()));
+            if matches!(listing.framing, ListingFraming::Refused { .. }) {
+                // What replaces the answer is plain JSON.
+                edits.push(HeaderEdit::Remove("content-encoding".into()));
+                edits.push(HeaderEdit::Set(
+                    "content-type".into(),
+                    "application/json".into(),
+                ));
+            }
         }
         step.header_edits.extend(edits);
         step
@@ -1033,7 +1055,7 @@ impl Exchange {
     fn observe_response_headers(&mut self, status: u16, headers: &[(String, String)]) -> Step {
         if self.phase == Phase::Forwarded {
             self.responded = true;
-            self.listing = self.listing_rewrite(status, headers);
+            self.listing = self.listing_rewrite(headers);
             if let Some(judged) = &self.judged {
                 if let Some(message) = judged.body.single() {
                     let framing = Framing::from_content_type(header(headers, "content-type"));
@@ -1057,10 +1079,17 @@ impl Exchange {
         Step::go()
     }
 
+    /// Whether listings may be filtered or renamed here (policy rules, or
+    /// backends that rename or hide names).
+    fn filters_listings(&self) -> bool {
+        (self.config.auth.is_some() && self.config.policy.has_rules())
+            || self.config.backends.is_some()
+    }
+
     /// Whether (and how) this response's listing is filtered: only when a
     /// policy with rules applies or the backend's names are rewritten, the
     /// request was a single listing, and the upstream answered 2xx in JSON or SSE.
-    fn listing_rewrite(&self, status: u16, headers: &[(String, String)]) -> Option<ListingRewrite> {
+    fn listing_rewrite(&self, headers: &[(String, String)]) -> Option<ListingRewrite> {
         let message = self.judged.as_ref()?.body.single()?;
         let kind = ListKind::from_method(message.method.as_deref()?)?;
         let policy_applies = self.config.auth.is_some() && self.config.policy.has_rules();
@@ -1072,20 +1101,31 @@ impl Exchange {
             return None;
         }
         let id = message.id.clone()?;
-        if !(200..300).contains(&status) {
-            return None;
-        }
-        let framing = match Framing::from_content_type(header(headers, "content-type")) {
-            Framing::Json => ListingFraming::Json {
+        // Whatever the status or content type: a client may still read a
+        // listing out of it (fail closed).
+        let encoded = header(headers, "content-encoding")
+            .is_some_and(|e| !e.trim().is_empty() && !e.trim().eq_ignore_ascii_case("identity"));
+        let framing = if encoded {
+            ListingFraming::Refused {
                 request_id: id,
-                body: Vec::new(),
-            },
-            Framing::Sse => ListingFraming::Sse(SseListingFilter::new(
-                kind,
-                id,
-                self.config.max_response_bytes,
-            )),
-            Framing::Other => return None,
+                why: "the answer has a Content-Encoding the filter cannot read".into(),
+            }
+        } else {
+            match Framing::from_content_type(header(headers, "content-type")) {
+                Framing::Json => ListingFraming::Json {
+                    request_id: id,
+                    body: Vec::new(),
+                },
+                Framing::Sse => ListingFraming::Sse(SseListingFilter::new(
+                    kind,
+                    id,
+                    self.config.max_response_bytes,
+                )),
+                Framing::Other => ListingFraming::Unknown {
+                    request_id: id,
+                    body: Vec::new(),
+                },
+            }
         };
         let listed = (self.learn_tool_labels && kind == ListKind::Tools).then(Vec::new);
         Some(ListingRewrite {
@@ -1119,7 +1159,17 @@ impl Exchange {
         let kind = *kind;
         let mut decide =
             |name: &str| decide_item(config, caller, kind, backend, name, listed.as_mut());
+        let max = config.max_response_bytes;
         let (out, answered) = match framing {
+            ListingFraming::Json { request_id, body }
+            | ListingFraming::Unknown { request_id, body }
+                if body.len() + chunk.len() > max =>
+            {
+                let why = format!("the answer is larger than max_response_bytes ({max})");
+                let request_id = request_id.clone();
+                *framing = ListingFraming::Refused { request_id, why };
+                return self.on_response_body(&[], end_of_stream);
+            }
             ListingFraming::Json { request_id, body } => {
                 body.extend_from_slice(chunk);
                 if !end_of_stream {
@@ -1127,6 +1177,31 @@ impl Exchange {
                 }
                 let (out, hidden) = listing::filter_json_body(body, kind, request_id, &mut decide);
                 (out, hidden.is_some())
+            }
+            ListingFraming::Unknown { request_id, body } => {
+                body.extend_from_slice(chunk);
+                if !end_of_stream {
+                    return Step::pause();
+                }
+                let text = body.trim_ascii();
+                if text.first() == Some(&b'{') {
+                    let (out, hidden) =
+                        listing::filter_json_body(text, kind, request_id, &mut decide);
+                    (out, hidden.is_some())
+                } else if could_carry(text, kind) {
+                    let why = Unfilterable("the answer is not JSON or SSE".into());
+                    (listing::unfilterable_error(request_id, &why), false)
+                } else {
+                    (std::mem::take(body), false)
+                }
+            }
+            ListingFraming::Refused { request_id, why } => {
+                let out = if end_of_stream {
+                    listing::unfilterable_error(request_id, &Unfilterable(why.clone()))
+                } else {
+                    Vec::new()
+                };
+                (out, false)
             }
             ListingFraming::Sse(filter) => {
                 let mut out = filter.push(chunk, &mut decide);
@@ -1146,6 +1221,22 @@ impl Exchange {
         let mut step = Step::go();
         step.body = Some(out);
         step
+    }
+
+    /// Response trailers: the end of the body. A listing held whole is
+    /// rewritten now (`body` replaces what Envoy holds), never released
+    /// unread; an SSE event left unfinished is dropped.
+    pub fn on_response_trailers(&mut self) -> Step {
+        let Some(listing) = &mut self.listing else {
+            return Step::go();
+        };
+        match &mut listing.framing {
+            ListingFraming::Sse(_) => {
+                self.listing = None;
+                Step::go()
+            }
+            _ => self.on_response_body(&[], true),
+        }
     }
 
     /// The exchange is over: the samples to record. Learns tool labels from
@@ -1322,6 +1413,13 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 fn body_follows(headers: &[(String, String)], end_of_stream: bool) -> bool {
     !end_of_stream && header(headers, ":method") == Some("POST")
+}
+
+/// Whether bytes that are neither JSON nor SSE could still be read as a
+/// listing by a lenient client: they name the listing's array.
+fn could_carry(text: &[u8], kind: ListKind) -> bool {
+    let key = kind.array_key().as_bytes();
+    text.windows(key.len()).any(|w| w == key)
 }
 
 fn has_body(headers: &[(String, String)]) -> bool {

@@ -140,9 +140,17 @@ fn read_answer<'a>(
     let bad = |why: &str| Unfilterable(why.to_string());
     let object: RawObject<'a> = serde_json::from_slice(message)
         .map_err(|e| Unfilterable(format!("the listing response is not a JSON object: {e}")))?;
-    let answers = object
-        .get("id")
-        .is_some_and(|id| same_id(id.get(), request_id.as_json()));
+    // Fail closed on ids: a listing POST carries one request, so any
+    // response in its answer (no `method`, a `result` or an `error`) is that
+    // request's answer, whatever its id says. A JavaScript server echoes an
+    // integer id above 2^53 rounded, `1` may come back as `1.0`: matching by
+    // id would let such an answer pass unfiltered.
+    let is_response = object.get("method").is_none()
+        && (object.get("result").is_some() || object.get("error").is_some());
+    let answers = is_response
+        || object
+            .get("id")
+            .is_some_and(|id| same_id(id.get(), request_id.as_json()));
     if !answers {
         return Ok(Answer::Other);
     }

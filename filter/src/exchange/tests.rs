@@ -821,6 +821,161 @@ mod authorized {
         (out, edits)
     }
 
+    /// A listing answer as the client receives it: status, headers, body
+    /// in chunks, optionally ended by trailers instead of end of stream.
+    fn listing_answer(
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        chunk: usize,
+        trailers: bool,
+    ) -> (Vec<u8>, Vec<HeaderEdit>) {
+        let mut ex = exchange(alice());
+        ex.on_request_headers(&post(&[]), false);
+        feed_body(
+            &mut ex,
+            br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+            100,
+        );
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let edits = ex.on_response_headers(status, &headers).header_edits;
+        let mut out = Vec::new();
+        let mut held = Vec::new();
+        let pieces: Vec<&[u8]> = body.chunks(chunk.max(1)).collect();
+        let mut apply = |step: Step, piece: &[u8], out: &mut Vec<u8>| {
+            held.extend_from_slice(piece);
+            match (step.action, step.body) {
+                (Action::Pause, Some(_)) => panic!("a paused step replaces nothing"),
+                (Action::Pause, None) => {}
+                (Action::Continue, Some(replacement)) => {
+                    out.extend(replacement);
+                    held.clear();
+                }
+                // What Envoy held goes on as it was.
+                (Action::Continue, None) => out.append(&mut held),
+                other => panic!("{other:?}"),
+            }
+        };
+        for (i, piece) in pieces.iter().enumerate() {
+            let last = i + 1 == pieces.len() && !trailers;
+            let step = ex.on_response_body(piece, last);
+            apply(step, piece, &mut out);
+        }
+        if trailers {
+            let step = ex.on_response_trailers();
+            apply(step, b"", &mut out);
+        }
+        (out, edits)
+    }
+
+    const SECRET_LISTING: &[u8] =
+        br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"add"},{"name":"secret"}]}}"#;
+
+    #[test]
+    fn no_listing_leaves_unfiltered_whatever_its_status_type_encoding_size_or_end() {
+        let json = ("content-type", "application/json");
+        for (what, status, headers, trailers) in [
+            ("non-2xx JSON", 500, vec![json], false),
+            ("no content type", 200, vec![], false),
+            (
+                "text/plain",
+                200,
+                vec![("content-type", "text/plain")],
+                false,
+            ),
+            ("ended by trailers", 200, vec![json], true),
+            ("gzip", 200, vec![json, ("content-encoding", "gzip")], false),
+            (
+                "br over SSE",
+                200,
+                vec![
+                    ("content-type", "text/event-stream"),
+                    ("content-encoding", "br"),
+                ],
+                false,
+            ),
+        ] {
+            for chunk in [1, 9, 1000] {
+                let (out, edits) =
+                    listing_answer(status, &headers, SECRET_LISTING, chunk, trailers);
+                let text = String::from_utf8_lossy(&out);
+                assert!(!text.contains("secret"), "{what}/{chunk}: {text}");
+                let v: serde_json::Value = serde_json::from_slice(&out)
+                    .unwrap_or_else(|e| panic!("{what}/{chunk}: {e}: {text}"));
+                assert_eq!(v["jsonrpc"], "2.0", "{what}");
+                assert!(
+                    v["result"].is_object() || v["error"].is_object(),
+                    "{what}: {v}"
+                );
+                if headers.iter().any(|(k, _)| *k == "content-encoding") {
+                    assert!(edits.contains(&HeaderEdit::Remove("content-encoding".into())));
+                    assert_eq!(v["error"]["code"], -32603, "{what}");
+                }
+            }
+        }
+        // Bytes that are not JSON and name no listing pass as they are.
+        let (out, _) = listing_answer(
+            502,
+            &[("content-type", "text/plain")],
+            b"upstream down",
+            4,
+            false,
+        );
+        assert_eq!(out, b"upstream down");
+        // An SSE event left unfinished when trailers end the stream is dropped.
+        let sse = b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"tools\":[{\"name\":\"secret\"}]}}";
+        let (out, _) = listing_answer(200, &[("content-type", "text/event-stream")], sse, 7, true);
+        assert!(!String::from_utf8_lossy(&out).contains("secret"));
+    }
+
+    #[test]
+    fn a_listing_over_max_response_bytes_is_replaced_by_an_error() {
+        let secret = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+        let cfg = config(
+            &serde_json::json!({
+                "max_response_bytes": 64,
+                "auth": {"issuers": ["https://idp"], "audiences": ["a"],
+                    "shared_secret": {"base64": secret},
+                    "resource_metadata": {"resource": "https://m/mcp", "authorization_servers": ["https://idp"]}},
+                "policy": {"rules": [{"name": "r", "tools": ["add"], "effect": "allow"}]},
+            })
+            .to_string(),
+        );
+        let mut ex = Exchange::new(cfg, 0).with_authenticator(Box::new(|_| alice()));
+        ex.on_request_headers(&post(&[("accept-encoding", "gzip")]), false);
+        feed_body(
+            &mut ex,
+            br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+            100,
+        );
+        ex.on_response_headers(200, &[("content-type".into(), "application/json".into())]);
+        let mut out = Vec::new();
+        for (i, piece) in SECRET_LISTING.chunks(16).enumerate() {
+            let step = ex.on_response_body(piece, (i + 1) * 16 >= SECRET_LISTING.len());
+            if let Some(b) = step.body {
+                out = b;
+            }
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["error"]["code"], -32603, "{v}");
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_response_bytes"));
+    }
+
+    #[test]
+    fn accept_encoding_is_removed_where_listings_are_filtered() {
+        let mut ex = exchange(alice());
+        let step = ex.on_request_headers(&post(&[("accept-encoding", "gzip, br")]), false);
+        assert!(step
+            .header_edits
+            .contains(&HeaderEdit::Remove("accept-encoding".into())));
+    }
+
     #[test]
     fn listings_are_filtered_in_json_and_sse_and_lose_their_content_length() {
         let json = br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"add"},{"name":"secret"},{"name":"deploy"}]}}"#;

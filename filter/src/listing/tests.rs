@@ -38,10 +38,37 @@ fn cache_scope_becomes_private_when_present() {
 }
 
 #[test]
+fn an_answer_is_filtered_whatever_its_id_says() {
+    // A JavaScript server echoes 9007199254740993 rounded; `2` may come back
+    // as `2.0` or `"2"`: the listing is filtered all the same.
+    for (sent, echoed) in [
+        ("9007199254740993", "9007199254740992"),
+        ("2", "2.0"),
+        ("2", r#""2""#),
+        ("2", "3"),
+        ("2", "null"),
+    ] {
+        let answer = format!(
+            r#"{{"jsonrpc":"2.0","id":{echoed},"result":{{"tools":[{{"name":"secret"}},{{"name":"add"}}]}}}}"#
+        );
+        let Ok(Filtered::Rewritten { bytes, hidden }) = filter_message(
+            answer.as_bytes(),
+            ListKind::Tools,
+            &id(sent),
+            &mut no_secret,
+        ) else {
+            panic!("{sent} answered as {echoed} was not filtered");
+        };
+        assert_eq!(hidden, 1);
+        assert!(!String::from_utf8_lossy(&bytes).contains("secret"));
+    }
+}
+
+#[test]
 fn other_messages_and_errors_pass_untouched() {
-    let other = br#"{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"secret"}]}}"#;
+    let request = br#"{"jsonrpc":"2.0","id":3,"method":"sampling/createMessage","params":{"tools":[{"name":"secret"}]}}"#;
     assert_eq!(
-        filter_message(other, ListKind::Tools, &id("2"), &mut no_secret),
+        filter_message(request, ListKind::Tools, &id("2"), &mut no_secret),
         Ok(Filtered::Untouched)
     );
     let error = br#"{"jsonrpc":"2.0","id":2,"error":{"code":-32601,"message":"no"}}"#;
