@@ -2,6 +2,11 @@
 //! `WWW-Authenticate: Bearer resource_metadata=...` challenge, 403
 //! `insufficient_scope` naming the scopes that would help, 403 for a denied
 //! call, and the RFC 9728 protected resource metadata document itself.
+//!
+//! Fail closed, with the right status: a token the filter refused is a 401;
+//! a token it could not judge (no keys yet, no clock) is a 503 with
+//! `Retry-After`, never a pass and never a 401 that would make a client
+//! throw a good token away.
 
 use super::token::AuthFailure;
 use super::ResourceMetadata;
