@@ -29,3 +29,8 @@ mod test_vectors;
 
 #[cfg(all(target_arch = "wasm32", not(test)))]
 mod wasm;
+
+/// The shell's handling of refused host calls, tested natively.
+#[cfg(test)]
+#[path = "wasm/steps.rs"]
+mod wasm_steps;

@@ -1,6 +1,8 @@
 //! A test identity provider on loopback: ES256 keys made at run time, tokens
 //! signed with them, and the public keys served as a JWKS that Envoy fetches
-//! through a cluster. Keys can be rotated while it runs.
+//! through a cluster. Keys can be rotated while it runs, and it can go down
+//! (fetches are held open, unanswered, as behind a black hole) and come back
+//! up (held fetches are then answered with the keys published by then).
 
 use anyhow::{Context, Result};
 use axum::extract::State;
@@ -75,6 +77,10 @@ impl SigningKey {
 struct Shared {
     published: Mutex<Vec<Value>>,
     fetches: AtomicUsize,
+    /// `true` while up: fetches are answered; `false`: they wait.
+    up: tokio::sync::watch::Sender<bool>,
+    /// Fetches received and not answered yet.
+    waiting: AtomicUsize,
 }
 
 /// The running provider.
@@ -111,6 +117,8 @@ impl Idp {
         let shared = Arc::new(Shared {
             published: Mutex::new(keys.iter().map(|k| k.jwk.clone()).collect()),
             fetches: AtomicUsize::new(0),
+            up: tokio::sync::watch::channel(true).0,
+            waiting: AtomicUsize::new(0),
         });
         let app = Router::new()
             .route("/jwks", get(jwks))
@@ -138,6 +146,34 @@ impl Idp {
     pub fn fetches(&self) -> usize {
         self.shared.fetches.load(Ordering::SeqCst)
     }
+
+    /// Goes down: from now on fetches are held open, unanswered (what a
+    /// black-holed or hung provider looks like to Envoy).
+    pub fn go_down(&self) {
+        self.shared.up.send_replace(false);
+    }
+
+    /// Comes back up: held fetches and later ones are answered.
+    pub fn come_up(&self) {
+        self.shared.up.send_replace(true);
+    }
+
+    /// Fetches received and held, not answered yet.
+    pub fn held(&self) -> usize {
+        self.shared.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` fetches are held (a fetch is in flight).
+    pub async fn wait_held(&self, n: usize, within: std::time::Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.held() < n {
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("no JWKS fetch arrived within {within:?}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Idp {
@@ -148,6 +184,20 @@ impl Drop for Idp {
 
 async fn jwks(State(shared): State<Arc<Shared>>) -> Json<Value> {
     shared.fetches.fetch_add(1, Ordering::SeqCst);
+    let mut up = shared.up.subscribe();
+    if !*up.borrow_and_update() {
+        /// Counts a held fetch until it is answered or Envoy drops it.
+        struct Held<'a>(&'a AtomicUsize);
+        impl Drop for Held<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        shared.waiting.fetch_add(1, Ordering::SeqCst);
+        let _held = Held(&shared.waiting);
+        // Held until the provider comes up (or Envoy gives up and resets).
+        let _ = up.wait_for(|up| *up).await;
+    }
     let keys = shared
         .published
         .lock()

@@ -11,6 +11,10 @@
 //! - `host_calls`: header edits and local replies Envoy refuses;
 //! - `keys_refresh`: JWKS fetches lost with their request, clocks, JWS oddities.
 
+#[path = "adversarial/host_calls.rs"]
+mod host_calls;
+#[path = "adversarial/keys_refresh.rs"]
+mod keys_refresh;
 #[path = "adversarial/paths.rs"]
 mod paths;
 #[path = "adversarial/smuggling.rs"]

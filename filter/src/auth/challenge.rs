@@ -2,6 +2,11 @@
 //! `WWW-Authenticate: Bearer resource_metadata=...` challenge, 403
 //! `insufficient_scope` naming the scopes that would help, 403 for a denied
 //! call, and the RFC 9728 protected resource metadata document itself.
+//!
+//! Fail closed, with the right status: a token the filter refused is a 401;
+//! a token it could not judge (no keys yet, no clock) is a 503 with
+//! `Retry-After`, never a pass and never a 401 that would make a client
+//! throw a good token away.
 
 use super::token::AuthFailure;
 use super::ResourceMetadata;
@@ -39,8 +44,13 @@ fn json_reply(status: u16, challenge: Option<String>, body: Vec<u8>) -> LocalRep
     }
 }
 
-/// 401: no token, or one that failed verification.
+/// 401: no token, or one that failed verification. A failure that is the
+/// filter's, not the token's (no clock), is a 503 instead: a client told its
+/// token is invalid would throw a good token away.
 pub fn unauthorized(failure: &AuthFailure, meta: &ResourceMetadata) -> LocalReply {
+    if *failure == AuthFailure::NoClock {
+        return cannot_judge(&failure.description());
+    }
     let mut params = vec![format!("resource_metadata={}", quoted(&meta.url))];
     if !meta.challenge_scopes.is_empty() {
         params.push(format!(
@@ -98,15 +108,12 @@ pub fn forbidden(id: Option<&RequestId>, what: &str) -> LocalReply {
 
 /// 503: tokens cannot be checked yet (remote JWKS not loaded). Fails closed.
 pub fn keys_unavailable() -> LocalReply {
-    let mut reply = json_reply(
-        503,
-        None,
-        error_body(
-            None,
-            code::INTERNAL_ERROR,
-            "authorization keys are not available yet; retry shortly",
-        ),
-    );
+    cannot_judge("authorization keys are not available yet; retry shortly")
+}
+
+/// 503 with `Retry-After`: the filter cannot judge tokens right now.
+fn cannot_judge(message: &str) -> LocalReply {
+    let mut reply = json_reply(503, None, error_body(None, code::INTERNAL_ERROR, message));
     reply.headers.push(("retry-after".into(), "2".into()));
     reply
 }

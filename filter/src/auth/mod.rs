@@ -2,6 +2,10 @@
 //! PEM, an explicit shared secret, or a remote JWKS the shell fetches), or the
 //! claims Envoy's own `jwt_authn` filter already verified. The result is a
 //! [`Caller`] for the policy; nothing here knows proxy-wasm.
+//!
+//! Fail closed: no caller without a verified token read against a known
+//! clock. A clock that cannot be read accepts no token, not even a cached
+//! one; keys that cannot be had answer 503, never "let it through".
 
 mod cache;
 pub mod challenge;
@@ -125,10 +129,9 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(config: Rc<AuthConfig>) -> Self {
-        let schedule = config
-            .remote_jwks
-            .as_ref()
-            .map(|r| RefreshSchedule::new(r.refresh_ms, r.min_refetch_ms));
+        let schedule = config.remote_jwks.as_ref().map(|r| {
+            RefreshSchedule::new(r.refresh_ms, r.min_refetch_ms).with_timeout(r.timeout_ms)
+        });
         Self {
             keys: config.static_keys.clone(),
             remote_keys: KeySet::default(),
@@ -175,13 +178,29 @@ impl Authenticator {
         }
     }
 
-    /// Authenticates a bearer token at `now_ms`.
+    /// Authenticates a bearer token at `now_ms`, a fetch for an unknown key allowed.
     pub fn authenticate_bearer(
         &mut self,
         authorization: Option<&str>,
         headers: &[(String, String)],
         now_ms: u64,
     ) -> Authenticated {
+        self.authenticate_bearer_with(authorization, headers, Some(now_ms), true)
+    }
+
+    /// Authenticates a bearer token at `now_ms` (`None`: the clock could
+    /// not be read, and nothing is accepted). `may_wait`: the request can
+    /// wait for a JWKS fetch (else an unknown key is a failure now).
+    pub fn authenticate_bearer_with(
+        &mut self,
+        authorization: Option<&str>,
+        headers: &[(String, String)],
+        now_ms: Option<u64>,
+        may_wait: bool,
+    ) -> Authenticated {
+        let Some(now_ms) = now_ms else {
+            return Authenticated::Failed(AuthFailure::NoClock);
+        };
         let now = now_ms / 1000;
         let token = match token::bearer_token(authorization) {
             Ok(t) => t,
@@ -199,10 +218,11 @@ impl Authenticator {
                 Authenticated::Caller(self.with_header_attributes(caller, headers))
             }
             Err(AuthFailure::UnknownKey | AuthFailure::NoKeys)
-                if self
-                    .schedule
-                    .as_ref()
-                    .is_some_and(|s| s.may_fetch_for_unknown_key(now_ms)) =>
+                if may_wait
+                    && self
+                        .schedule
+                        .as_ref()
+                        .is_some_and(|s| s.may_wait_for_keys(now_ms)) =>
             {
                 Authenticated::NeedKeys
             }
@@ -551,7 +571,8 @@ impl RawAuth {
                     cluster: r.cluster,
                     path: r.path,
                     refresh_ms: refresh * 1000,
-                    min_refetch_ms: r.min_refetch_seconds.unwrap_or(30).min(refresh) * 1000,
+                    // At least a second: a refetch is never a loop.
+                    min_refetch_ms: r.min_refetch_seconds.unwrap_or(30).clamp(1, refresh) * 1000,
                     timeout_ms: r.timeout_ms.unwrap_or(5000).clamp(100, 60_000),
                 })
             }

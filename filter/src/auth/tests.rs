@@ -455,3 +455,146 @@ fn pem_public_keys_of_each_type_verify_their_tokens() {
     .unwrap_err();
     assert_eq!(bad.field, "auth.pem_keys[0].pem");
 }
+
+/// A token with the header `header` (JSON text) over `claims`, signed by rsa1.
+fn rs256_with_header(header: &str, claims: &Value) -> String {
+    let message = format!(
+        "{}.{}",
+        b64(header.as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let signature =
+        jsonwebtoken::crypto::sign(message.as_bytes(), &rsa1(), Algorithm::RS256).unwrap();
+    format!("{message}.{signature}")
+}
+
+#[test]
+fn a_header_with_crit_or_b64_is_refused_whatever_its_value() {
+    let cfg = config(json!({}));
+    // The control: the same header without them verifies.
+    assert!(check(
+        &cfg,
+        &rs256_with_header(r#"{"alg":"RS256","kid":"rsa1"}"#, &claims())
+    )
+    .is_ok());
+    for header in [
+        r#"{"alg":"RS256","kid":"rsa1","crit":["exp"]}"#,
+        r#"{"alg":"RS256","kid":"rsa1","crit":["b64"],"b64":false}"#,
+        r#"{"alg":"RS256","kid":"rsa1","crit":[]}"#,
+        r#"{"alg":"RS256","kid":"rsa1","crit":"x"}"#,
+        r#"{"alg":"RS256","kid":"rsa1","crit":null}"#,
+        r#"{"alg":"RS256","kid":"rsa1","b64":false}"#,
+        r#"{"alg":"RS256","kid":"rsa1","b64":true}"#,
+        r#"{"alg":"RS256","kid":"rsa1","kid":"rsa1"}"#,
+        r#"{"alg":"RS256","kid":"rsa1","cr\u0069t":["exp"]}"#,
+    ] {
+        let err = check(&cfg, &rs256_with_header(header, &claims())).unwrap_err();
+        assert!(
+            matches!(err, AuthFailure::Malformed(_)),
+            "{header}: {err:?}"
+        );
+    }
+}
+
+/// Not refused, on purpose: JOSE does not require low-s and real signers
+/// (this test's own, RustCrypto's p256) emit high-s half the time. Both
+/// spellings of one signature verify to the same claims.
+#[test]
+fn both_forms_of_an_ecdsa_signature_verify_to_the_same_claims() {
+    use p256::ecdsa::Signature;
+    let cfg = config(json!({}));
+    let ec = EncodingKey::from_ec_pem(EC_KEY.as_bytes()).unwrap();
+    let token = sign(Algorithm::ES256, Some("ec1"), &ec, &claims());
+    let (message, signature) = token.rsplit_once('.').unwrap();
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(signature)
+        .unwrap();
+    let sig = Signature::from_slice(&raw).unwrap();
+    // The same signature with s and n - s: both satisfy the curve equation.
+    let (r, s) = sig.split_scalars();
+    let flipped = Signature::from_scalars(r.to_bytes(), (-*s).to_bytes()).unwrap();
+    let (low, high) = if sig.normalize_s().is_some() {
+        (flipped, sig)
+    } else {
+        (sig, flipped)
+    };
+    let with = |s: &Signature| format!("{message}.{}", b64(&s.to_bytes()));
+    assert_eq!(
+        check(&cfg, &with(&low)).unwrap(),
+        check(&cfg, &with(&high)).unwrap()
+    );
+}
+
+#[test]
+fn an_absurd_time_claim_is_invalid_not_forever() {
+    let cfg = config(json!({}));
+    for exp in [
+        json!(1e300),
+        json!(u64::MAX),
+        json!(18446744073709551616.0),
+        json!(253_402_300_800u64),
+    ] {
+        let mut c = claims();
+        c["exp"] = exp.clone();
+        let err = check(&cfg, &rs256(&c)).unwrap_err();
+        assert!(
+            matches!(err, AuthFailure::Malformed(_)),
+            "exp {exp}: {err:?}"
+        );
+        let mut c = claims();
+        c["nbf"] = exp.clone();
+        let err = check(&cfg, &rs256(&c)).unwrap_err();
+        assert!(
+            matches!(err, AuthFailure::Malformed(_)),
+            "nbf {exp}: {err:?}"
+        );
+    }
+    // Far, but a date: year 9999 is still a time.
+    let mut c = claims();
+    c["exp"] = json!(253_402_300_799u64);
+    assert!(check(&cfg, &rs256(&c)).is_ok());
+}
+
+#[test]
+fn without_a_clock_no_token_is_accepted_not_even_a_cached_one() {
+    let cfg = Rc::new(config(json!({})));
+    let mut auth = Authenticator::new(cfg);
+    let header = format!("Bearer {}", rs256(&claims()));
+    assert!(matches!(
+        auth.authenticate_bearer_with(Some(&header), &[], Some(NOW * 1000), true),
+        Authenticated::Caller(_)
+    ));
+    assert_eq!(auth.cache.len(), 1, "cached");
+    assert_eq!(
+        auth.authenticate_bearer_with(Some(&header), &[], None, true),
+        Authenticated::Failed(AuthFailure::NoClock)
+    );
+    let reply = challenge::unauthorized(&AuthFailure::NoClock, &auth.config.metadata);
+    assert_eq!(reply.status, 503, "the server cannot judge: retry later");
+    assert!(reply.headers.iter().all(|(k, _)| k != "www-authenticate"));
+}
+
+#[test]
+fn a_request_that_may_not_wait_gets_the_failure_not_a_fetch() {
+    let cfg = config(json!({
+        "jwks": null,
+        "remote_jwks": {"cluster": "idp", "path": "/jwks", "min_refetch_seconds": 10},
+    }));
+    let mut auth = Authenticator::new(Rc::new(cfg));
+    let header = format!("Bearer {}", rs256(&claims()));
+    let now = Some(NOW * 1000);
+    assert_eq!(
+        auth.authenticate_bearer_with(Some(&header), &[], now, false),
+        Authenticated::Failed(AuthFailure::NoKeys)
+    );
+    assert_eq!(
+        auth.authenticate_bearer_with(Some(&header), &[], now, true),
+        Authenticated::NeedKeys
+    );
+    // A fetch in flight: wait for it rather than fail.
+    auth.schedule.as_mut().unwrap().started(NOW * 1000);
+    assert_eq!(
+        auth.authenticate_bearer_with(Some(&header), &[], now, true),
+        Authenticated::NeedKeys
+    );
+}

@@ -1,6 +1,13 @@
 //! Bearer token verification: signature with `jsonwebtoken`, then the claims
 //! checks against an injected clock (the filter's clock is Envoy's, not the
-//! VM's). Every failure is a [`AuthFailure`] the caller maps to a 401.
+//! VM's). Every failure is a [`AuthFailure`] the caller maps to a 401 (or a
+//! 503 when the filter itself cannot judge: no keys, no clock).
+//!
+//! Fail closed: whatever this module does not fully understand is refused,
+//! never skipped. A header naming extensions (`crit`, `b64`) we do not
+//! implement, a key repeated in the header or the claims, a signature in a
+//! non-canonical form, a time claim that is not a plausible date: each is a
+//! refusal, not an assumption.
 
 use super::keys::KeySet;
 use super::strict_json::StrictObject;
@@ -21,6 +28,8 @@ pub enum AuthFailure {
     UnknownKey,
     /// No key has been loaded yet (remote JWKS not fetched).
     NoKeys,
+    /// The host's clock could not be read: nothing time-bound can be checked.
+    NoClock,
     BadSignature,
     Expired,
     NotYetValid,
@@ -38,6 +47,7 @@ impl AuthFailure {
             AuthFailure::AlgorithmNotAllowed => "algorithm_not_allowed",
             AuthFailure::UnknownKey => "unknown_key",
             AuthFailure::NoKeys => "no_keys",
+            AuthFailure::NoClock => "no_clock",
             AuthFailure::BadSignature => "bad_signature",
             AuthFailure::Expired => "expired",
             AuthFailure::NotYetValid => "not_yet_valid",
@@ -55,6 +65,7 @@ impl AuthFailure {
             AuthFailure::AlgorithmNotAllowed => "the token's algorithm is not accepted".into(),
             AuthFailure::UnknownKey => "the token was signed by an unknown key".into(),
             AuthFailure::NoKeys => "no verification keys are available yet".into(),
+            AuthFailure::NoClock => "the time cannot be read; retry shortly".into(),
             AuthFailure::BadSignature => "the token's signature is invalid".into(),
             AuthFailure::Expired => "the token has expired".into(),
             AuthFailure::NotYetValid => "the token is not valid yet".into(),
@@ -125,6 +136,7 @@ pub fn verify(
             "not a compact JWS (three base64url segments)",
         ));
     }
+    check_header(segments.first().copied().unwrap_or_default())?;
     // `alg: none` and unknown algorithms fail here: they are not `Algorithm`s.
     let header = decode_header(token).map_err(|_| AuthFailure::Malformed("unreadable header"))?;
     let alg = header.alg;
@@ -173,16 +185,53 @@ pub fn verify(
     })
 }
 
+/// Header parameters that change how a JWS must be read. RFC 7515 §4.1.11:
+/// a recipient that does not implement every extension `crit` lists must
+/// refuse the token; this filter implements none, so any `crit` (whatever
+/// its value, even empty) is refused. `b64` (RFC 7797) changes what the
+/// signature covers and is only valid when listed in `crit`.
+const UNSUPPORTED_HEADER_PARAMETERS: [&str; 2] = ["crit", "b64"];
+
+/// The protected header, read strictly: a JSON object without repeated keys
+/// and without extensions this filter does not implement.
+fn check_header(segment: &str) -> Result<(), AuthFailure> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| AuthFailure::Malformed("unreadable header"))?;
+    let header: StrictObject =
+        serde_json::from_slice(&bytes).map_err(|_| AuthFailure::Malformed("unreadable header"))?;
+    if UNSUPPORTED_HEADER_PARAMETERS
+        .iter()
+        .any(|p| header.0.contains_key(*p))
+    {
+        return Err(AuthFailure::Malformed(
+            "the header names an extension this filter does not implement",
+        ));
+    }
+    Ok(())
+}
+
+/// The last second of year 9999: a later `exp` or `nbf` is not a date.
+const MAX_NUMERIC_DATE: u64 = 253_402_300_799;
+
 fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, AuthFailure> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(v) => match v
-            .as_u64()
-            .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
-        {
-            Some(n) => Ok(Some(n)),
-            None => Err(AuthFailure::Malformed("a time claim is not a number")),
-        },
+    let Some(v) = claims.get(name) else {
+        return Ok(None);
+    };
+    // A float is floored, never rounded up past the limit; `1e300` or
+    // `u64::MAX` would otherwise read as "never expires".
+    let seconds = match v.as_u64() {
+        Some(n) => Some(n),
+        None => v
+            .as_f64()
+            .filter(|f| f.is_finite() && *f >= 0.0 && *f <= MAX_NUMERIC_DATE as f64)
+            .map(|f| f as u64),
+    };
+    match seconds {
+        Some(n) if n <= MAX_NUMERIC_DATE => Ok(Some(n)),
+        Some(_) => Err(AuthFailure::Malformed("a time claim is out of range")),
+        None => Err(AuthFailure::Malformed("a time claim is not a number")),
     }
 }
 

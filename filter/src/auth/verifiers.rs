@@ -3,6 +3,14 @@
 //! provider also links every signing path (RSA private-key operations, ECDSA
 //! signing, key generation), which the filter never uses and which would
 //! cost the `.wasm` a third of its size; a filter has no business signing.
+//!
+//! Fail closed: Ed25519 verifies strictly (no non-canonical encodings). ECDSA
+//! signatures are accepted with a high or a low `s`: JOSE (RFC 7518 §3.4)
+//! does not ask for low-s, and common signers (OpenSSL, RustCrypto's p256)
+//! emit a high `s` for about half their signatures, so refusing them would
+//! refuse half the valid ES256 tokens. Nothing here keys a decision on the
+//! token's text (the cache only saves work: a flipped signature is a cache
+//! miss that verifies to the same claims).
 
 use hmac::{Hmac, Mac};
 #[cfg(not(test))]

@@ -1,17 +1,21 @@
-//! The few Envoy host calls the shell makes, declared against the proxy-wasm
+//! The Envoy host calls the shell makes, declared against the proxy-wasm
 //! ABI directly so that a refusal comes back as an error value. The SDK's
-//! wrappers `panic!` on any unexpected status, and a panic traps the VM for
-//! every later request on the worker. This is the only `unsafe` in the crate.
+//! wrappers `panic!` on any unexpected status (and its logger and trait
+//! defaults `unwrap`), and a panic traps the VM for every later request on
+//! the worker. This is the only `unsafe` in the crate, and the only place
+//! the SDK's host calls are named (`clippy.toml` bans them elsewhere).
+//!
+//! Fail closed: a refused call is an error value the caller must handle
+//! ([`super::steps`] decides what a refused edit means); a failed clock read
+//! is `None`, never a made-up time.
 #![allow(unsafe_code, clashing_extern_declarations)]
 
+pub use super::steps::HostError;
 use proxy_wasm::types::{BufferType, MapType, MetricType};
 use std::ptr::{null, null_mut};
+use std::time::Duration;
 
 const OK: u32 = 0;
-
-/// A host call that did not succeed, with the proxy-wasm status it returned.
-#[derive(Debug, Clone, Copy)]
-pub struct HostError(pub u32);
 
 fn check(status: u32) -> Result<(), HostError> {
     if status == OK {
@@ -78,6 +82,10 @@ extern "C" {
     ) -> u32;
     fn proxy_increment_metric(id: u32, offset: i64) -> u32;
     fn proxy_record_metric(id: u32, value: u64) -> u32;
+    fn proxy_log(level: u32, message: *const u8, message_size: usize) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_set_effective_context(context_id: u32) -> u32;
+    fn proxy_close_stream(stream_type: u32) -> u32;
 }
 
 /// Takes ownership of bytes the host allocated through our allocator export.
@@ -236,15 +244,61 @@ pub fn property(path: &[&str]) -> Option<Vec<u8>> {
     (status == OK).then(|| owned(data, size))
 }
 
-pub fn now_ms() -> u64 {
+/// Envoy's clock, in Unix milliseconds; `None` if it cannot be read (then
+/// nothing time-bound may be accepted).
+pub fn now_ms() -> Option<u64> {
     let mut nanos = 0u64;
     // SAFETY: out-pointer to a local.
     let status = unsafe { proxy_get_current_time_nanoseconds(&mut nanos) };
-    if status == OK {
-        nanos / 1_000_000
-    } else {
-        0
-    }
+    (status == OK && nanos > 0).then_some(nanos / 1_000_000)
+}
+
+/// Resets the current HTTP stream (`StreamType::HttpRequest` is 0): the
+/// last resort when a local reply is refused.
+pub fn reset_stream() -> Result<(), HostError> {
+    // SAFETY: a plain value.
+    check(unsafe { proxy_close_stream(0) })
+}
+
+/// Sets the root context's tick period (from any of its contexts).
+pub fn set_tick_period(period: Duration) -> Result<(), HostError> {
+    let ms = u32::try_from(period.as_millis()).unwrap_or(u32::MAX);
+    // SAFETY: a plain value.
+    check(unsafe { proxy_set_tick_period_milliseconds(ms) })
+}
+
+/// Makes later host calls of this callback act on another context (a
+/// request woken from the root context).
+pub fn set_effective_context(context_id: u32) -> Result<(), HostError> {
+    // SAFETY: a plain value.
+    check(unsafe { proxy_set_effective_context(context_id) })
+}
+
+/// Writes a log line at a proxy-wasm level (0 trace .. 5 critical); a
+/// refusal is dropped (there is nowhere else to say it).
+pub fn log(level: u32, message: &str) {
+    // SAFETY: pointer and length of a live slice.
+    let _ = unsafe { proxy_log(level, message.as_ptr(), message.len()) };
+}
+
+/// Sends an HTTP request through an Envoy cluster; the answer comes to the
+/// `on_http_call_response` of the context active now (the root context in
+/// its own callbacks, else the request's).
+///
+/// The one SDK call left: only it registers the call with the SDK's
+/// dispatcher, which panics on an answer whose token it does not know. It
+/// panics itself on a status other than Ok, BadArgument, InternalFailure;
+/// Envoy's `httpCall` returns only those, and the host's `http_call` adds
+/// InvalidMemoryAccess, for guest memory it cannot read (ours is live).
+#[allow(clippy::disallowed_methods)]
+pub fn http_call(
+    cluster: &str,
+    headers: Vec<(&str, &str)>,
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<u32, HostError> {
+    proxy_wasm::hostcalls::dispatch_http_call(cluster, headers, body, vec![], timeout)
+        .map_err(|status| HostError(status as u32))
 }
 
 pub fn define_metric(kind: MetricType, name: &str) -> Result<u32, HostError> {

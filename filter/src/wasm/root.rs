@@ -1,8 +1,17 @@
 //! Root context: parses the plugin configuration once and hands each request
-//! a shared handle to it, the metric ids and the learned tool labels.
+//! a shared handle to it, the metric ids and the learned tool labels. It
+//! alone fetches the remote JWKS.
+//!
+//! Fail closed, and never stuck: a JWKS fetch is sent from the root
+//! context's own tick, so its answer comes back to the root context whatever
+//! becomes of the request that wanted it (one sent from a request's context
+//! was dropped with that request, leaving the fetch "in flight" for good:
+//! no key rotation was ever picked up again). Requests that need keys wait
+//! as waiters and are woken when the fetch is over, either way; a request
+//! that cannot wait is judged with the keys there are, and refused.
 
 use super::host;
-use super::http::McpHttp;
+use super::http::{McpHttp, Stream};
 use super::ROOT_ID;
 use crate::auth::token::AuthFailure;
 use crate::auth::{claims_from_metadata, Authenticated, Authenticator, ClaimsSource};
@@ -11,10 +20,18 @@ use crate::telemetry::{Labels, MetricKind, Sample, ToolLabels};
 use log::{error, info, warn};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, MapType, MetricType};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::Duration;
+
+/// The root context's tick: drives the JWKS schedule.
+const TICK: Duration = Duration::from_secs(1);
+/// The tick while a request waits for a fetch to start: at once.
+const NUDGE: Duration = Duration::from_millis(1);
+
+/// A request context waiting for something the root context receives.
+type Waiter = (u32, Weak<RefCell<Stream>>);
 
 /// State one VM (one Envoy worker) shares across its requests. It only
 /// accelerates and labels: no decision depends on it.
@@ -23,6 +40,15 @@ pub struct Shared {
     pub labels: RefCell<Labels>,
     metric_ids: RefCell<HashMap<String, u32>>,
     auth: Option<RefCell<Authenticator>>,
+    /// Requests waiting for the JWKS fetch to be over.
+    waiters: RefCell<Vec<Waiter>>,
+    /// The JWKS fetch in flight (its call token).
+    jwks_call: Cell<Option<u32>>,
+    /// The tick was shortened for a waiting request.
+    nudged: Cell<bool>,
+    /// Calls a request sent while woken from the root context: their
+    /// answers come to the root context, and go back to the request.
+    adopted: RefCell<Vec<(u32, Waiter)>>,
 }
 
 impl Shared {
@@ -40,12 +66,22 @@ impl Shared {
             labels: RefCell::new(labels),
             metric_ids: RefCell::new(HashMap::new()),
             auth,
+            waiters: RefCell::new(Vec::new()),
+            jwks_call: Cell::new(None),
+            nudged: Cell::new(false),
+            adopted: RefCell::new(Vec::new()),
         }
     }
 
-    /// Authenticates a request: a bearer token against this VM's keys, or the
-    /// claims `jwt_authn` left in dynamic metadata.
-    pub fn authenticate(&self, headers: &[(String, String)], now_ms: u64) -> Authenticated {
+    /// Authenticates a request: a bearer token against this VM's keys (read
+    /// at `now_ms`; `None`, no clock: refused), or the claims `jwt_authn`
+    /// left in dynamic metadata. `may_wait`: the request can wait for keys.
+    pub fn authenticate(
+        &self,
+        headers: &[(String, String)],
+        now_ms: Option<u64>,
+        may_wait: bool,
+    ) -> Authenticated {
         let Some(Ok(mut auth)) = self.auth.as_ref().map(RefCell::try_borrow_mut) else {
             return Authenticated::Failed(AuthFailure::NoKeys);
         };
@@ -55,7 +91,7 @@ impl Shared {
                     .iter()
                     .find(|(k, _)| k == "authorization")
                     .map(|(_, v)| v.as_str());
-                auth.authenticate_bearer(authorization, headers, now_ms)
+                auth.authenticate_bearer_with(authorization, headers, now_ms, may_wait)
             }
             ClaimsSource::JwtAuthn { namespace, key } => {
                 // The whole `Metadata` message: a sub-path comes back in the
@@ -67,9 +103,72 @@ impl Shared {
         }
     }
 
-    /// Starts a remote JWKS fetch from `ctx` (whose `on_http_call_response`
-    /// then calls [`Shared::jwks_fetched`]). False if none could be started.
-    pub fn fetch_jwks(&self, ctx: &dyn Context, now_ms: u64) -> bool {
+    /// A request (context `id`) needs keys: it waits for the fetch in
+    /// flight, or for one the next tick starts (brought forward to now).
+    /// False if there is nothing to wait for (no remote JWKS, or the tick
+    /// cannot be brought forward): the request is judged now.
+    pub fn wait_for_keys(&self, id: u32, stream: Weak<RefCell<Stream>>) -> bool {
+        let remote = self
+            .auth
+            .as_ref()
+            .and_then(|a| a.try_borrow().ok())
+            .is_some_and(|a| a.config.remote_jwks.is_some());
+        if !remote {
+            return false;
+        }
+        if self.jwks_call.get().is_none() && !self.nudged.get() {
+            if let Err(e) = host::set_tick_period(NUDGE) {
+                warn!(
+                    "{ROOT_ID}: cannot bring the JWKS fetch forward: status {}",
+                    e.0
+                );
+                return false;
+            }
+            self.nudged.set(true);
+        }
+        let Ok(mut waiters) = self.waiters.try_borrow_mut() else {
+            return false;
+        };
+        waiters.push((id, stream));
+        true
+    }
+
+    /// The root context's tick: starts a fetch if one is due or a request
+    /// waits for one. The SDK sends the answer to the context active when
+    /// the call is made: here, the root context.
+    fn tick(&self, root_id: u32) {
+        if self.nudged.replace(false) {
+            if let Err(e) = host::set_tick_period(TICK) {
+                warn!("{ROOT_ID}: cannot restore the tick period: status {}", e.0);
+            }
+        }
+        let waiting = self.waiters.try_borrow().is_ok_and(|w| !w.is_empty());
+        let Some(now) = host::now_ms() else {
+            // No clock, no schedule: waiting requests are judged (and refused).
+            if waiting {
+                self.wake_waiters(root_id);
+            }
+            return;
+        };
+        let in_flight = self.jwks_call.get().is_some() && self.fetch_pending(now);
+        if in_flight || !(waiting || self.jwks_due(now)) {
+            return;
+        }
+        if !self.start_fetch(now) {
+            self.wake_waiters(root_id);
+        }
+    }
+
+    fn fetch_pending(&self, now_ms: u64) -> bool {
+        self.auth
+            .as_ref()
+            .and_then(|a| a.try_borrow().ok())
+            .and_then(|a| a.schedule.as_ref().map(|s| s.in_flight(now_ms)))
+            .unwrap_or(false)
+    }
+
+    /// Sends the JWKS request. False if it could not be sent.
+    fn start_fetch(&self, now_ms: u64) -> bool {
         let Some(Ok(mut auth)) = self.auth.as_ref().map(RefCell::try_borrow_mut) else {
             return false;
         };
@@ -85,25 +184,79 @@ impl Shared {
             (":authority", remote.authority.as_str()),
             ("accept", "application/json"),
         ];
-        // The SDK's dispatch registers the call so the answer reaches `ctx`;
-        // it returns the statuses Envoy gives for a bad cluster as errors.
-        match ctx.dispatch_http_call(
+        match host::http_call(
             &remote.cluster,
             headers,
             None,
-            vec![],
             Duration::from_millis(remote.timeout_ms),
         ) {
-            Ok(_) => true,
+            Ok(token) => {
+                self.jwks_call.set(Some(token));
+                true
+            }
             Err(status) => {
                 warn!(
-                    "{ROOT_ID}: cannot fetch the JWKS from cluster `{}`: {status:?}",
-                    remote.cluster
+                    "{ROOT_ID}: cannot fetch the JWKS from cluster `{}`: status {}",
+                    remote.cluster, status.0
                 );
                 auth.fetch_failed();
                 false
             }
         }
+    }
+
+    /// Wakes every request waiting for keys, each in its own context.
+    fn wake_waiters(&self, root_id: u32) {
+        let waiters = match self.waiters.try_borrow_mut() {
+            Ok(mut w) => std::mem::take(&mut *w),
+            Err(_) => return,
+        };
+        for (id, stream) in waiters {
+            let Some(stream) = stream.upgrade() else {
+                continue;
+            };
+            // A context gone from the host is not woken.
+            if host::set_effective_context(id).is_err() {
+                continue;
+            }
+            if let Ok(mut woken) = stream.try_borrow_mut() {
+                woken.woken();
+            };
+        }
+        let _ = host::set_effective_context(root_id);
+    }
+
+    /// Remembers a call a woken request sent from the root context's callback.
+    pub fn adopt_call(&self, token: u32, id: u32, stream: Weak<RefCell<Stream>>) {
+        if let Ok(mut adopted) = self.adopted.try_borrow_mut() {
+            adopted.push((token, (id, stream)));
+        }
+    }
+
+    /// An HTTP call the root context sent (or adopted) was answered.
+    fn call_answered(&self, root_id: u32, token: u32, num_headers: usize, body_size: usize) {
+        if self.jwks_call.get() == Some(token) {
+            self.jwks_call.set(None);
+            self.jwks_fetched(body_size, host::now_ms().unwrap_or_default());
+            self.wake_waiters(root_id);
+            return;
+        }
+        let adopted = self.adopted.try_borrow_mut().ok().and_then(|mut a| {
+            let i = a.iter().position(|(t, _)| *t == token)?;
+            Some(a.swap_remove(i).1)
+        });
+        let Some((id, stream)) = adopted else {
+            return;
+        };
+        let Some(stream) = stream.upgrade() else {
+            return;
+        };
+        if host::set_effective_context(id).is_ok() {
+            if let Ok(mut answered) = stream.try_borrow_mut() {
+                answered.adopted_call_answered(token, num_headers, body_size);
+            };
+        }
+        let _ = host::set_effective_context(root_id);
     }
 
     /// The answer to a JWKS fetch arrived (read from the call's buffers).
@@ -145,7 +298,9 @@ impl Shared {
 
     /// Records samples, defining each stat the first time it is seen.
     pub fn record(&self, samples: &[Sample]) {
-        let mut ids = self.metric_ids.borrow_mut();
+        let Ok(mut ids) = self.metric_ids.try_borrow_mut() else {
+            return;
+        };
         for sample in samples {
             let id = match ids.get(&sample.name) {
                 Some(id) => *id,
@@ -185,21 +340,27 @@ impl Shared {
     }
 }
 
-#[derive(Default)]
 pub struct Root {
+    id: u32,
     shared: Option<Rc<Shared>>,
+}
+
+impl Root {
+    pub fn new(id: u32) -> Self {
+        Self { id, shared: None }
+    }
 }
 
 impl Context for Root {
     fn on_http_call_response(
         &mut self,
-        _token: u32,
-        _num_headers: usize,
+        token: u32,
+        num_headers: usize,
         body_size: usize,
         _num_trailers: usize,
     ) {
         if let Some(shared) = &self.shared {
-            shared.jwks_fetched(body_size, host::now_ms());
+            shared.call_answered(self.id, token, num_headers, body_size);
         }
     }
 }
@@ -227,11 +388,16 @@ impl RootContext for Root {
                     .auth
                     .as_ref()
                     .is_some_and(|a| a.remote_jwks.is_some());
-                self.shared = Some(Rc::new(Shared::new(config)));
                 if remote {
-                    // The tick drives the JWKS schedule: first fetch, period, retries.
-                    self.set_tick_period(Duration::from_secs(1));
+                    // The tick drives the JWKS schedule: first fetch, period,
+                    // retries, and fetches requests wait for. Without it no
+                    // key would ever load: refuse the configuration.
+                    if let Err(e) = host::set_tick_period(TICK) {
+                        error!("{ROOT_ID}: cannot start the JWKS tick: status {}", e.0);
+                        return false;
+                    }
                 }
+                self.shared = Some(Rc::new(Shared::new(config)));
                 true
             }
             Err(e) => {
@@ -243,18 +409,14 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        let Some(shared) = self.shared.clone() else {
-            return;
-        };
-        let now = host::now_ms();
-        if shared.jwks_due(now) {
-            shared.fetch_jwks(self, now);
+        if let Some(shared) = self.shared.clone() {
+            shared.tick(self.id);
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let shared = self.shared.clone()?;
-        Some(Box::new(McpHttp::new(shared, host::now_ms())))
+        Some(Box::new(McpHttp::new(shared, context_id)))
     }
 
     fn get_type(&self) -> Option<ContextType> {
