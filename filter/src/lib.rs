@@ -13,6 +13,7 @@ pub mod classify;
 pub mod config;
 pub mod exchange;
 pub mod jsonrpc;
+mod keyfold;
 pub mod listing;
 pub mod mirrored;
 pub mod policy;

@@ -34,6 +34,9 @@ pub enum Reason {
     /// The named tool lives on a backend this request cannot be routed to
     /// (its headers already left naming another).
     Unroutable,
+    /// A key a lenient decoder could read as one the filter reads (`Name`,
+    /// `name\u0000`, `paramſ`...): the server might judge another request.
+    AmbiguousKey,
 }
 
 impl Reason {
@@ -72,6 +75,7 @@ impl Reason {
             Reason::BodyNotAllowed => "body_not_allowed",
             Reason::UnknownName => "unknown_name",
             Reason::Unroutable => "unroutable",
+            Reason::AmbiguousKey => "ambiguous_key",
         }
     }
 }
