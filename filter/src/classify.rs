@@ -357,22 +357,21 @@ struct Envelope<'a> {
 
 /// The first key of an object the filter reads that a lenient decoder could
 /// read as one of the filter's keys (see [`crate::keyfold`]).
-#[derive(Debug)]
+#[derive(Clone, Copy)]
 struct Ambiguous {
-    key: String,
-    /// The read key it could be taken for, with its path (`params.name`).
-    read_as: String,
+    /// The path to its object (`params.`) and the read key it could be taken for.
+    path: &'static str,
+    read_as: &'static str,
 }
 
 impl Ambiguous {
-    fn rejection(&self) -> Rejection {
+    fn rejection(self) -> Rejection {
         Rejection::new(
             Reason::AmbiguousKey,
             format!(
-                "ambiguous key {}: a lenient JSON decoder can read it as `{}`; \
+                "ambiguous key: a lenient JSON decoder can read a key of this message as `{}{}`; \
                  spell every key exactly as the protocol does",
-                quote(&self.key),
-                self.read_as
+                self.path, self.read_as
             ),
         )
     }
@@ -380,15 +379,9 @@ impl Ambiguous {
 
 /// Records `key` in `slot` if it is the first key of the object at `path`
 /// that a lenient decoder could read as one of `read`.
-fn note_ambiguous(slot: &mut Option<Ambiguous>, path: &str, key: &str, read: &[ReadKey]) {
-    if slot.is_some() {
-        return;
-    }
-    if let Some(read_as) = lenient_reading(key, read) {
-        *slot = Some(Ambiguous {
-            key: key.to_owned(),
-            read_as: format!("{path}{read_as}"),
-        });
+fn note_ambiguous(slot: &mut Option<Ambiguous>, path: &'static str, key: &str, read: &[ReadKey]) {
+    if slot.is_none() {
+        *slot = lenient_reading(key, read).map(|read_as| Ambiguous { path, read_as });
     }
 }
 
@@ -409,7 +402,7 @@ struct ParamFields<'a> {
     ambiguous: Option<Ambiguous>,
 }
 
-impl Params<'_> {
+impl<'a> Params<'a> {
     fn is_some(&self) -> bool {
         !matches!(self, Params::Absent)
     }
@@ -478,8 +471,8 @@ impl<'de> Deserialize<'de> for Envelope<'de> {
                             flag_once(&mut env.has_error, "error")?;
                             map.next_value::<IgnoredAny>()?;
                         }
-                        other => {
-                            note_ambiguous(&mut env.ambiguous, "", other, MESSAGE_KEYS);
+                        _ => {
+                            note_ambiguous(&mut env.ambiguous, "", &key, MESSAGE_KEYS);
                             map.next_value::<IgnoredAny>()?;
                         }
                     }
@@ -524,10 +517,16 @@ impl<'de> Deserialize<'de> for Params<'de> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut fields = ParamFields::default();
                 let mut seen_meta = false;
+                let mut seen_cursor = false;
                 while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
                     match key.as_ref() {
                         "name" => once(&mut fields.name, "params.name", map.next_value()?)?,
                         "uri" => once(&mut fields.uri, "params.uri", map.next_value()?)?,
+                        // Read by the exchange (gathered listings take none).
+                        "cursor" => {
+                            flag_once(&mut seen_cursor, "params.cursor")?;
+                            map.next_value::<IgnoredAny>()?;
+                        }
                         "_meta" => {
                             flag_once(&mut seen_meta, "params._meta")?;
                             let meta = map.next_value::<Meta<'de>>()?;
@@ -536,8 +535,8 @@ impl<'de> Deserialize<'de> for Params<'de> {
                                 fields.ambiguous = meta.ambiguous;
                             }
                         }
-                        other => {
-                            note_ambiguous(&mut fields.ambiguous, "params.", other, PARAMS_KEYS);
+                        _ => {
+                            note_ambiguous(&mut fields.ambiguous, "params.", &key, PARAMS_KEYS);
                             map.next_value::<IgnoredAny>()?;
                         }
                     }
@@ -881,7 +880,6 @@ mod tests {
         );
         assert_eq!(r.reason, Reason::AmbiguousKey);
         assert_eq!(r.id.unwrap().as_json(), "7");
-        assert!(r.detail.contains("`Name`"), "{}", r.detail);
         assert!(r.detail.contains("`params.name`"), "{}", r.detail);
         let batch = r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","NAME":"secret"}}]"#;
         assert_eq!(
@@ -900,6 +898,26 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"c","version":"1"}}}"#,
         );
         assert_eq!(m.method.as_deref(), Some("initialize"));
+    }
+
+    #[test]
+    fn every_read_key_spelled_exactly_passes() {
+        let m = ok(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"name":"a","uri":"b","cursor":"c","_meta":{"io.modelcontextprotocol/protocolVersion":"v"}}}"#,
+        );
+        assert_eq!(m.protocol_version.as_deref(), Some("v"));
+        assert_eq!(
+            ok(r#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"m"}}"#).kind,
+            MessageKind::Response
+        );
+        let r = refused(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"cursor":"a","cursor":"b"}}"#,
+        );
+        assert!(
+            r.detail.contains("duplicate key `params.cursor`"),
+            "{}",
+            r.detail
+        );
     }
 
     #[test]

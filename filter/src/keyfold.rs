@@ -35,8 +35,9 @@
 //!   filter reads (MCP restricts `_meta` key names to ASCII).
 //!
 //! The keys the filter reads are ASCII, so each is kept with its "skeleton"
-//! (lowercase, without `_` and `-`), and a key is reduced to a pattern of
-//! lowercase ASCII literals and wildcards that must match a whole skeleton.
+//! (lowercase, without `_` and `-`). An ASCII key is ambiguous when its
+//! literals (lowercased, without what decoders drop) are a skeleton; a key
+//! with any other character, when its literals appear in a skeleton in order.
 
 /// A key the filter reads, with the form every lenient spelling reduces to.
 #[derive(Debug, Clone, Copy)]
@@ -61,122 +62,47 @@ impl ReadKey {
             .filter(|c| !matches!(c, '_' | '-'))
             .map(|c| c.to_ascii_lowercase())
             .collect();
-        self.key.is_ascii() && derived == self.skeleton && self.skeleton.len() <= MAX_LITERALS
+        self.key.is_ascii() && derived == self.skeleton
     }
 }
 
-/// The read key a lenient decoder could take `key` for, when `key` is not
-/// exactly one of `read`.
+/// The read key a lenient decoder could take `key` for. `key` must not be
+/// exactly one of `read` (the caller has matched those): a read key spells
+/// its own skeleton.
 pub(crate) fn lenient_reading(key: &str, read: &[ReadKey]) -> Option<&'static str> {
-    if read.iter().any(|r| r.key == key) {
-        return None;
-    }
-    // Fast path, nearly every key: printable ASCII with nothing to drop is
-    // its own skeleton up to case, so only same-length read keys can match.
-    if key.bytes().all(is_plain) {
-        return read
-            .iter()
-            .find(|r| r.skeleton.len() == key.len() && r.skeleton.eq_ignore_ascii_case(key))
-            .map(|r| r.key);
-    }
-    let pattern = Pattern::of(key)?;
+    let wild = !key.is_ascii();
     read.iter()
-        .find(|r| pattern.matches(r.skeleton.as_bytes()))
+        .find(|r| could_spell(key, r.skeleton.as_bytes(), wild))
         .map(|r| r.key)
 }
 
-/// A byte the fast path keeps as is (up to case).
-fn is_plain(b: u8) -> bool {
-    b.is_ascii_graphic() && b != b'_' && b != b'-'
-}
-
-/// Longest skeleton a pattern is compared with. A key with more literals than
-/// this cannot match any (each literal matches one byte of a skeleton).
-const MAX_LITERALS: usize = 48;
-
-/// Stands for any run of ASCII, empty included. Never a literal (not ASCII).
-const ANY: u8 = 0xFF;
-
-/// A key as lowercase ASCII literals and [`ANY`], runs of [`ANY`] collapsed,
-/// so at most `2 * MAX_LITERALS + 1` elements.
-struct Pattern {
-    elements: [u8; 2 * MAX_LITERALS + 1],
-    len: usize,
-}
-
-impl Pattern {
-    /// `None` when the key has too many literals to match any read key.
-    fn of(key: &str) -> Option<Self> {
-        let mut pattern = Pattern {
-            elements: [0; 2 * MAX_LITERALS + 1],
-            len: 0,
+/// Whether the literals of `key` spell `skeleton`: exactly when `key` is
+/// ASCII; when it is not (`wild`), in order with anything between them, a
+/// slight over-approximation of "each other character stands for any text"
+/// that needs no backtracking. One pass over each, no allocation.
+fn could_spell(key: &str, skeleton: &[u8], wild: bool) -> bool {
+    let mut rest = skeleton.iter();
+    for b in key.bytes().filter_map(literal) {
+        let found = if wild {
+            rest.any(|&s| s == b)
+        } else {
+            rest.next() == Some(&b)
         };
-        let mut literals = 0;
-        for c in key.chars() {
-            let element = match c {
-                '_' | '-' | ' ' => continue,
-                c if c.is_ascii_control() => continue,
-                c if c.is_ascii() => c.to_ascii_lowercase() as u8,
-                _ => ANY,
-            };
-            if element == ANY {
-                if pattern.last() == Some(ANY) {
-                    continue;
-                }
-            } else {
-                literals += 1;
-                if literals > MAX_LITERALS {
-                    return None;
-                }
-            }
-            pattern.push(element)?;
+        if !found {
+            return false;
         }
-        Some(pattern)
     }
+    wild || rest.next().is_none()
+}
 
-    fn last(&self) -> Option<u8> {
-        self.len
-            .checked_sub(1)
-            .and_then(|i| self.elements.get(i).copied())
-    }
-
-    fn push(&mut self, element: u8) -> Option<()> {
-        *self.elements.get_mut(self.len)? = element;
-        self.len += 1;
-        Some(())
-    }
-
-    /// Whether the pattern matches all of `text` (wildcard matching with one
-    /// backtrack point: O(len × text) at worst, both bounded).
-    fn matches(&self, text: &[u8]) -> bool {
-        let pattern = self.elements.get(..self.len).unwrap_or_default();
-        let (mut p, mut t) = (0, 0);
-        // Where to resume after the last wildcard: (pattern, text) positions.
-        let mut resume: Option<(usize, usize)> = None;
-        loop {
-            match (pattern.get(p), text.get(t)) {
-                (Some(&ANY), _) => {
-                    p += 1;
-                    resume = Some((p, t));
-                    continue;
-                }
-                (Some(a), Some(b)) if a == b => {
-                    p += 1;
-                    t += 1;
-                    continue;
-                }
-                (None, None) => return true,
-                _ => {}
-            }
-            match resume {
-                Some((rp, rt)) if rt < text.len() => {
-                    resume = Some((rp, rt + 1));
-                    p = rp;
-                    t = rt + 1;
-                }
-                _ => return false,
-            }
-        }
+/// What a byte of a key is compared as: an ASCII letter without case, other
+/// printable ASCII as is; nothing for what decoders drop (`_`, `-`, space,
+/// controls) and for the bytes of characters outside ASCII (the wildcard).
+fn literal(b: u8) -> Option<u8> {
+    match b {
+        b'_' | b'-' | b' ' => None,
+        b if b.is_ascii_graphic() => Some(b.to_ascii_lowercase()),
+        _ => None,
     }
 }
 
@@ -202,17 +128,21 @@ mod tests {
     }
 
     #[test]
-    fn exact_read_keys_and_unrelated_keys_are_not_ambiguous() {
+    fn a_read_key_spells_its_own_skeleton() {
+        for r in READ {
+            assert_eq!(reading(r.key), Some(r.key), "callers match read keys first");
+        }
+    }
+
+    #[test]
+    fn unrelated_keys_are_not_ambiguous() {
         for key in [
-            "name",
-            "_meta",
-            "io.x/protocolVersion",
             "arguments",
             "names",
             "nam",
             "progressToken",
             "",
-            "x\u{e9}",
+            "q\u{e9}",
             "arguments\u{2713}",
             &"n".repeat(10_000),
         ] {
@@ -284,18 +214,25 @@ mod tests {
 
     #[test]
     fn a_wildcard_cannot_cover_literals_the_skeleton_lacks() {
-        for key in ["x\u{17f}", "\u{17f}x", "nam\u{17f}ex", "zz\u{212a}"] {
+        for key in [
+            "q\u{17f}",
+            "\u{17f}q",
+            "nam\u{17f}eq",
+            "zz\u{212a}",
+            "eman\u{17f}",
+        ] {
             assert_eq!(reading(key), None, "{key:?}");
         }
     }
 
     #[test]
-    fn long_and_pathological_keys_stay_cheap() {
+    fn long_and_pathological_keys_are_judged() {
         let long_wild = format!("n{}e", "\u{17f} ".repeat(100_000));
         assert_eq!(reading(&long_wild), Some("name"));
+        let long_dropped = format!("n{}ame", "\0".repeat(100_000));
+        assert_eq!(reading(&long_dropped), Some("name"));
         let many_literals = format!("\u{17f}{}", "a".repeat(100_000));
         assert_eq!(reading(&many_literals), None);
-        let alternating = "\u{17f}a".repeat(MAX_LITERALS);
-        assert_eq!(reading(&alternating), None);
+        assert_eq!(reading(&"NAME".repeat(100_000)), None);
     }
 }

@@ -11,6 +11,8 @@
 //! - `host_calls`: header edits and local replies Envoy refuses;
 //! - `keys_refresh`: JWKS fetches lost with their request, clocks, JWS oddities.
 
+#[path = "adversarial/keys.rs"]
+mod keys;
 #[path = "adversarial/paths.rs"]
 mod paths;
 #[path = "adversarial/smuggling.rs"]
