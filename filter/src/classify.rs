@@ -1,13 +1,24 @@
 //! Strict classification of an MCP POST body into JSON-RPC messages: kind,
 //! method, id and the subject the policy reads (tool, prompt or resource).
 //!
-//! Strictness is the point: a key the filter reads that appears twice, an
-//! escape that hides a duplicate, a batch, trailing bytes or a wrongly typed
-//! field is refused, so the upstream can never act on a message that differs
-//! from the one the filter judged. Fields the filter does not read are skipped
-//! without building a tree (one pass, no `serde_json::Value`).
+//! The rule above all: fail closed. The filter and the MCP server must never
+//! see two different requests. Where the filter's reading of a body could
+//! differ from a server's, the filter judges what the server would see, or
+//! refuses the message with a JSON-RPC error and a metric reason. When unsure,
+//! refuse.
+//!
+//! So a key the filter reads that appears twice, an escape that hides a
+//! duplicate, a key a lenient decoder could take for a key the filter reads
+//! (`Name`, `name\u0000`, `paramſ`: see [`crate::keyfold`]), a batch,
+//! trailing bytes or a wrongly typed field is refused. The objects whose keys
+//! are read are the message, its `params` and `params._meta`; every other key
+//! of those objects is checked against the read ones. Fields the filter does
+//! not read are skipped without building a tree (one pass, no
+//! `serde_json::Value`). This module judges bytes; it must not rewrite them
+//! or know about policy, routing or headers.
 
 use crate::jsonrpc::RequestId;
+use crate::keyfold::{lenient_reading, ReadKey};
 use crate::reject::{quote, Reason, Rejection};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -85,6 +96,28 @@ fn subject_of(
     }
 }
 
+/// The keys the filter reads in a message, in its `params` and in
+/// `params._meta` (`cursor` is read by the exchange for gathered listings).
+/// Every other key of these objects is checked against them.
+const MESSAGE_KEYS: &[ReadKey] = &[
+    ReadKey::new("jsonrpc", "jsonrpc"),
+    ReadKey::new("method", "method"),
+    ReadKey::new("id", "id"),
+    ReadKey::new("params", "params"),
+    ReadKey::new("result", "result"),
+    ReadKey::new("error", "error"),
+];
+const PARAMS_KEYS: &[ReadKey] = &[
+    ReadKey::new("name", "name"),
+    ReadKey::new("uri", "uri"),
+    ReadKey::new("cursor", "cursor"),
+    ReadKey::new("_meta", "meta"),
+];
+const META_KEYS: &[ReadKey] = &[ReadKey::new(
+    META_PROTOCOL_VERSION,
+    "io.modelcontextprotocol/protocolversion",
+)];
+
 /// Deepest nesting of arrays and objects accepted. The filter itself skips
 /// nested values without recursing, but the upstream's parser may not.
 pub const MAX_DEPTH: usize = 128;
@@ -135,7 +168,7 @@ pub fn classify(body: &[u8], allow_batches: bool) -> Result<Classified, Rejectio
 }
 
 fn classify_message(bytes: &[u8]) -> Result<Message, Rejection> {
-    let env: Envelope<'_> = serde_json::from_slice(bytes).map_err(json_rejection)?;
+    let mut env: Envelope<'_> = serde_json::from_slice(bytes).map_err(json_rejection)?;
 
     let id = match env.id {
         None => None,
@@ -146,6 +179,9 @@ fn classify_message(bytes: &[u8]) -> Result<Message, Rejection> {
             )
         })?),
     };
+    if let Some(ambiguous) = env.ambiguous.take().or_else(|| env.params.take_ambiguous()) {
+        return Err(ambiguous.rejection().with_id(id));
+    }
     if env.jsonrpc.as_deref() != Some("2.0") {
         return Err(
             Rejection::new(Reason::InvalidRequest, r#"`jsonrpc` must be "2.0""#).with_id(id),
@@ -316,6 +352,37 @@ struct Envelope<'a> {
     params: Params<'a>,
     has_result: bool,
     has_error: bool,
+    ambiguous: Option<Ambiguous>,
+}
+
+/// The first key of an object the filter reads that a lenient decoder could
+/// read as one of the filter's keys (see [`crate::keyfold`]).
+#[derive(Clone, Copy)]
+struct Ambiguous {
+    /// The path to its object (`params.`) and the read key it could be taken for.
+    path: &'static str,
+    read_as: &'static str,
+}
+
+impl Ambiguous {
+    fn rejection(self) -> Rejection {
+        Rejection::new(
+            Reason::AmbiguousKey,
+            format!(
+                "ambiguous key: a lenient JSON decoder can read a key of this message as `{}{}`; \
+                 spell every key exactly as the protocol does",
+                self.path, self.read_as
+            ),
+        )
+    }
+}
+
+/// Records `key` in `slot` if it is the first key of the object at `path`
+/// that a lenient decoder could read as one of `read`.
+fn note_ambiguous(slot: &mut Option<Ambiguous>, path: &'static str, key: &str, read: &[ReadKey]) {
+    if slot.is_none() {
+        *slot = lenient_reading(key, read).map(|read_as| Ambiguous { path, read_as });
+    }
 }
 
 #[derive(Default)]
@@ -331,11 +398,20 @@ struct ParamFields<'a> {
     name: Option<&'a RawValue>,
     uri: Option<&'a RawValue>,
     protocol_version: Option<Cow<'a, str>>,
+    /// In `params` or in `params._meta`.
+    ambiguous: Option<Ambiguous>,
 }
 
-impl Params<'_> {
+impl<'a> Params<'a> {
     fn is_some(&self) -> bool {
         !matches!(self, Params::Absent)
+    }
+
+    fn take_ambiguous(&mut self) -> Option<Ambiguous> {
+        match self {
+            Params::Object(fields) => fields.ambiguous.take(),
+            _ => None,
+        }
     }
 }
 
@@ -396,6 +472,7 @@ impl<'de> Deserialize<'de> for Envelope<'de> {
                             map.next_value::<IgnoredAny>()?;
                         }
                         _ => {
+                            note_ambiguous(&mut env.ambiguous, "", &key, MESSAGE_KEYS);
                             map.next_value::<IgnoredAny>()?;
                         }
                     }
@@ -440,15 +517,26 @@ impl<'de> Deserialize<'de> for Params<'de> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut fields = ParamFields::default();
                 let mut seen_meta = false;
+                let mut seen_cursor = false;
                 while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
                     match key.as_ref() {
                         "name" => once(&mut fields.name, "params.name", map.next_value()?)?,
                         "uri" => once(&mut fields.uri, "params.uri", map.next_value()?)?,
+                        // Read by the exchange (gathered listings take none).
+                        "cursor" => {
+                            flag_once(&mut seen_cursor, "params.cursor")?;
+                            map.next_value::<IgnoredAny>()?;
+                        }
                         "_meta" => {
                             flag_once(&mut seen_meta, "params._meta")?;
-                            fields.protocol_version = map.next_value::<Meta<'de>>()?.0;
+                            let meta = map.next_value::<Meta<'de>>()?;
+                            fields.protocol_version = meta.version;
+                            if fields.ambiguous.is_none() {
+                                fields.ambiguous = meta.ambiguous;
+                            }
                         }
                         _ => {
+                            note_ambiguous(&mut fields.ambiguous, "params.", &key, PARAMS_KEYS);
                             map.next_value::<IgnoredAny>()?;
                         }
                     }
@@ -461,7 +549,10 @@ impl<'de> Deserialize<'de> for Params<'de> {
 }
 
 /// `_meta`, read only for the protocol version a 2026-07-28 request carries.
-struct Meta<'a>(Option<Cow<'a, str>>);
+struct Meta<'a> {
+    version: Option<Cow<'a, str>>,
+    ambiguous: Option<Ambiguous>,
+}
 
 const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 
@@ -475,6 +566,7 @@ impl<'de> Deserialize<'de> for Meta<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut version = None;
+                let mut ambiguous = None;
                 while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
                     if key == META_PROTOCOL_VERSION {
                         once(
@@ -483,10 +575,11 @@ impl<'de> Deserialize<'de> for Meta<'de> {
                             map.next_value::<Text<'de>>()?.0,
                         )?;
                     } else {
+                        note_ambiguous(&mut ambiguous, "params._meta.", &key, META_KEYS);
                         map.next_value::<IgnoredAny>()?;
                     }
                 }
-                Ok(Meta(version))
+                Ok(Meta { version, ambiguous })
             }
         }
         d.deserialize_map(V)
@@ -719,5 +812,118 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","extra":[1,{"a":null}],"params":{"name":"x","arguments":{"name":"y","name":"z"}}}"#,
         );
         assert_eq!(m.subject, Some(Subject::Tool("x".into())));
+    }
+
+    /// Bodies a lenient server (Go `encoding/json` and kin) reads differently
+    /// from the filter: each names the key it hides behind.
+    const AMBIGUOUS: &[&str] = &[
+        // Go matches struct fields case-insensitively: runs `secret`.
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","Name":"secret"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"NAME":"secret"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","\u004eame":"secret"}}"#,
+        // A key with a NUL or a space that a decoder strips or trims.
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","name\u0000":"secret"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","nam\u0000e":"secret"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"," name ":"secret"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","na\u200bme":"secret"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","\ufeffname":"secret"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","name\u0085":"secret"}}"#,
+        // Characters outside ASCII that fold or normalise onto ASCII letters.
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","\uff4e\uff41\uff4d\uff45":"secret"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///ok","ur\u0131":"file:///secret"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///ok","URI":"file:///secret"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"},"paramſ":{"name":"secret"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"},"param\u017f":{"name":"secret"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","\u212aname":"secret"}}"#,
+        // The method: a Go server runs a tool call the filter took for a ping.
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","Method":"tools/call","params":{"name":"secret"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","METHOD":"tools/call","params":{"name":"secret"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"},"Params":{"name":"secret"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"ID":2,"method":"ping"}"#,
+        r#"{"jsonrpc":"2.0","\u0130d":2,"method":"ping"}"#,
+        r#"{"JSONRPC":"2.0","jsonrpc":"2.0","id":1,"method":"ping"}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","Error":{"code":1,"message":"x"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"result":{},"Result":{}}"#,
+        // encoding/json/v2 `case:ignore` also ignores `_` and `-`.
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","na_me":"secret"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"json-rpc":"2.0","method":"ping"}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"meta":{"io.modelcontextprotocol/protocolVersion":"2025-06-18"}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_Meta":{}}}"#,
+        // `_meta` and the cursor are read too.
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/protocolversion":"2025-06-18"}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"Cursor":"abc"}}"#,
+    ];
+
+    #[test]
+    fn keys_a_lenient_decoder_reads_as_a_read_key_are_refused() {
+        for body in AMBIGUOUS {
+            let r = refused(body);
+            assert_eq!(r.reason, Reason::AmbiguousKey, "{body}: {r:?}");
+            let reply = r.reply();
+            assert_eq!(reply.status, 400, "{body}");
+            let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+            assert_eq!(v["error"]["code"], -32600, "{body}");
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("ambiguous key"),
+                "{body}: {v}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_ambiguous_key_is_refused_with_the_request_id_and_in_batches() {
+        let r = refused(
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"Name":"secret","name":"echo"}}"#,
+        );
+        assert_eq!(r.reason, Reason::AmbiguousKey);
+        assert_eq!(r.id.unwrap().as_json(), "7");
+        assert!(r.detail.contains("`params.name`"), "{}", r.detail);
+        let batch = r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","NAME":"secret"}}]"#;
+        assert_eq!(
+            classify(batch.as_bytes(), true).unwrap_err().reason,
+            Reason::AmbiguousKey
+        );
+    }
+
+    #[test]
+    fn keys_no_decoder_reads_as_a_read_key_still_pass() {
+        let m = ok(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","extra":1,"Names":2,"params":{"name":"echo","names":1,"arguments":{"Name":"x","NAME":"y","paramſ":1,"nam\u0000e":2},"_meta":{"progressToken":1,"io.modelcontextprotocol/related-task":{"Name":1}},"x\u00e9":1}}"#,
+        );
+        assert_eq!(m.subject, Some(Subject::Tool("echo".into())));
+        let m = ok(
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"c","version":"1"}}}"#,
+        );
+        assert_eq!(m.method.as_deref(), Some("initialize"));
+    }
+
+    #[test]
+    fn every_read_key_spelled_exactly_passes() {
+        let m = ok(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"name":"a","uri":"b","cursor":"c","_meta":{"io.modelcontextprotocol/protocolVersion":"v"}}}"#,
+        );
+        assert_eq!(m.protocol_version.as_deref(), Some("v"));
+        assert_eq!(
+            ok(r#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"m"}}"#).kind,
+            MessageKind::Response
+        );
+        let r = refused(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"cursor":"a","cursor":"b"}}"#,
+        );
+        assert!(
+            r.detail.contains("duplicate key `params.cursor`"),
+            "{}",
+            r.detail
+        );
+    }
+
+    #[test]
+    fn the_read_key_lists_are_consistent() {
+        for read in [MESSAGE_KEYS, PARAMS_KEYS, META_KEYS] {
+            assert!(read.iter().all(ReadKey::is_consistent));
+        }
     }
 }

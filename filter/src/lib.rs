@@ -14,6 +14,7 @@ pub mod config;
 pub mod endpoint;
 pub mod exchange;
 pub mod jsonrpc;
+mod keyfold;
 pub mod listing;
 pub mod mirrored;
 pub mod policy;

@@ -37,6 +37,9 @@ pub enum Reason {
     /// The named tool lives on a backend this request cannot be routed to
     /// (its headers already left naming another).
     Unroutable,
+    /// A key a lenient decoder could read as one the filter reads (`Name`,
+    /// `name\u0000`, `paramſ`...): the server might judge another request.
+    AmbiguousKey,
 }
 
 impl Reason {
@@ -76,6 +79,7 @@ impl Reason {
             Reason::AmbiguousPath => "ambiguous_path",
             Reason::UnknownName => "unknown_name",
             Reason::Unroutable => "unroutable",
+            Reason::AmbiguousKey => "ambiguous_key",
         }
     }
 }

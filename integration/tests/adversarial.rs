@@ -13,6 +13,8 @@
 
 #[path = "adversarial/host_calls.rs"]
 mod host_calls;
+#[path = "adversarial/keys.rs"]
+mod keys;
 #[path = "adversarial/keys_refresh.rs"]
 mod keys_refresh;
 #[path = "adversarial/paths.rs"]
