@@ -16,8 +16,6 @@
 //! This module owns path reading and the endpoint decision; it does not
 //! authenticate, parse bodies or build replies (the exchange does).
 
-use std::borrow::Cow;
-
 /// How a request's path relates to the MCP endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathClass {
@@ -67,18 +65,19 @@ pub struct McpPath(String);
 impl McpPath {
     /// The canonical form of a configured path, or why it cannot be one.
     pub fn parse(path: &str) -> Result<Self, &'static str> {
-        canonical_config_path(path).map(|p| Self(fold(&p).into_owned()))
+        let canonical = canonical_config_path(path)?;
+        Ok(Self(String::from_utf8_lossy(&fold(canonical.as_bytes())).into_owned()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// Whether `segments` (folded) is this path or lies below it.
-    fn covers(&self, folded: &str) -> bool {
-        folded == self.0
-            || (folded.starts_with(self.0.as_str())
-                && (self.0 == "/" || folded.as_bytes().get(self.0.len()) == Some(&b'/')))
+    /// Whether a folded path is this path or lies below it.
+    fn covers(&self, folded: &[u8]) -> bool {
+        let me = self.0.as_bytes();
+        folded == me
+            || (folded.starts_with(me) && (me == b"/" || folded.get(me.len()) == Some(&b'/')))
     }
 }
 
@@ -100,9 +99,9 @@ fn canonical_config_path(path: &str) -> Result<String, &'static str> {
     if path.contains(['?', '#']) {
         return Err("must be a path without query or fragment");
     }
-    match read(path) {
-        Ok(reading) if reading.canonical => Ok(reading.resolved.into_owned()),
-        Ok(_) => Err("must be in canonical form (no empty, `.` or `..` segments, `;` parameters, escapes, trailing `/`, query or fragment)"),
+    match read(path.as_bytes()) {
+        Ok(reading) if reading.canonical => Ok(path.to_string()),
+        Ok(_) => Err("must be in canonical form (no empty, `.` or `..` segments, `;` parameters, escapes or trailing `/`)"),
         Err(_) => Err("must be an absolute path (`/…`) without escapes or control characters"),
     }
 }
@@ -118,7 +117,7 @@ pub struct Endpoint {
 impl Endpoint {
     /// Classifies a request's `:path`.
     pub fn classify(&self, raw: &str) -> PathClass {
-        let reading = match read(raw) {
+        let reading = match read(raw.as_bytes()) {
             Ok(reading) => reading,
             // `OPTIONS *`: about the server, never an MCP message.
             Err(_) if raw == "*" => return PathClass::Other,
@@ -129,7 +128,7 @@ impl Endpoint {
                 && self
                     .public_paths
                     .iter()
-                    .any(|p| p.0 == reading.resolved.as_ref())
+                    .any(|p| p.0.as_bytes() == reading.resolved.as_slice())
         };
         if self.mcp_paths.is_empty() {
             return if public() {
@@ -156,32 +155,36 @@ impl Endpoint {
 
 /// Two readings of a path, and whether the raw path already is the first.
 #[derive(Debug)]
-struct Reading<'a> {
+struct Reading {
     /// Decoded, empty/`.` segments and `;` parameters dropped, `..` resolved,
     /// no trailing `/` (except the root).
-    resolved: Cow<'a, str>,
+    resolved: Vec<u8>,
     /// The same with `..` kept as a literal segment (a server that does not
     /// resolve dot segments but matches a prefix reads it this way).
-    literal: Cow<'a, str>,
-    /// The raw path (query and fragment aside) is byte-identical to `resolved`.
+    literal: Vec<u8>,
+    /// The raw path is an origin-form path (query aside) byte-identical to `resolved`.
     canonical: bool,
 }
 
-fn read(raw: &str) -> Result<Reading<'_>, Ambiguity> {
-    let target = strip_origin(raw);
-    let path = target.split(['?', '#']).next().unwrap_or(target);
-    if !path.starts_with('/') {
+fn read(raw: &[u8]) -> Result<Reading, Ambiguity> {
+    let (target, absolute) = strip_origin(raw);
+    let end = target
+        .iter()
+        .position(|b| *b == b'?' || *b == b'#')
+        .unwrap_or(target.len());
+    let path = target.get(..end).unwrap_or_default();
+    if path.first() != Some(&b'/') {
         return Err(Ambiguity::NotAPath);
     }
     let decoded = decode(path)?;
-    let mut resolved: Vec<&str> = Vec::new();
-    let mut literal: Vec<&str> = Vec::new();
+    let mut resolved: Vec<&[u8]> = Vec::new();
+    let mut literal: Vec<&[u8]> = Vec::new();
     // A raw `\` is a separator to some servers (and to browsers).
-    for segment in decoded.split(['/', '\\']) {
-        let segment = segment.split(';').next().unwrap_or(segment);
+    for segment in decoded.split(|b| *b == b'/' || *b == b'\\') {
+        let segment = segment.split(|b| *b == b';').next().unwrap_or(segment);
         match segment {
-            "" | "." => {}
-            ".." => {
+            b"" | b"." => {}
+            b".." => {
                 resolved.pop();
                 literal.push(segment);
             }
@@ -193,59 +196,55 @@ fn read(raw: &str) -> Result<Reading<'_>, Ambiguity> {
     }
     let resolved = join(&resolved);
     let literal = join(&literal);
-    let canonical = target.len() == raw.len() && resolved == path;
+    let canonical = !absolute && resolved == path;
     Ok(Reading {
-        resolved: Cow::Owned(resolved),
-        literal: Cow::Owned(literal),
+        resolved,
+        literal,
         canonical,
     })
 }
 
-/// `http://host/p` (an absolute-form request target) → `/p`.
-fn strip_origin(raw: &str) -> &str {
-    for scheme in ["http://", "https://"] {
-        let prefix = raw.get(..scheme.len());
-        if prefix.is_some_and(|p| p.eq_ignore_ascii_case(scheme)) {
+/// `http://host/p` (an absolute-form request target) → `/p`, and whether it was one.
+fn strip_origin(raw: &[u8]) -> (&[u8], bool) {
+    for scheme in [&b"http://"[..], b"https://"] {
+        if raw.get(..scheme.len()).is_some_and(|p| p.eq_ignore_ascii_case(scheme)) {
             let rest = raw.get(scheme.len()..).unwrap_or_default();
-            return match rest.find(['/', '?', '#']) {
-                Some(i) if rest[i..].starts_with('/') => rest.get(i..).unwrap_or("/"),
-                _ => "/",
+            let path = match rest.iter().position(|b| matches!(b, b'/' | b'?' | b'#')) {
+                Some(i) if rest.get(i) == Some(&b'/') => rest.get(i..).unwrap_or(b"/"),
+                _ => b"/",
             };
+            return (path, true);
         }
     }
-    raw
+    (raw, false)
 }
 
-fn join(segments: &[&str]) -> String {
+fn join(segments: &[&[u8]]) -> Vec<u8> {
     if segments.is_empty() {
-        return "/".into();
+        return b"/".to_vec();
     }
-    let mut out = String::with_capacity(segments.iter().map(|s| s.len() + 1).sum());
+    let mut out = Vec::with_capacity(segments.iter().map(|s| s.len() + 1).sum());
     for s in segments {
-        out.push('/');
-        out.push_str(s);
+        out.push(b'/');
+        out.extend_from_slice(s);
     }
     out
 }
 
 /// Percent-decodes once, refusing what a second reader could read differently.
-fn decode(path: &str) -> Result<Cow<'_, str>, Ambiguity> {
-    let bytes = path.as_bytes();
-    if bytes.iter().any(|b| b.is_ascii_control()) {
+fn decode(path: &[u8]) -> Result<Vec<u8>, Ambiguity> {
+    if path.iter().any(|b| b.is_ascii_control()) {
         return Err(Ambiguity::ControlCharacter);
     }
-    if !bytes.contains(&b'%') {
-        return Ok(Cow::Borrowed(path));
-    }
-    let mut out = Vec::with_capacity(bytes.len());
+    let mut out = Vec::with_capacity(path.len());
     let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
+    while let Some(&b) = path.get(i) {
         if b != b'%' {
             out.push(b);
             i += 1;
             continue;
         }
-        let hex = |j: usize| bytes.get(j).and_then(|c| (*c as char).to_digit(16));
+        let hex = |j: usize| path.get(j).and_then(|c| (*c as char).to_digit(16));
         let (Some(hi), Some(lo)) = (hex(i + 1), hex(i + 2)) else {
             return Err(Ambiguity::MalformedEscape);
         };
@@ -264,30 +263,29 @@ fn decode(path: &str) -> Result<Cow<'_, str>, Ambiguity> {
     if twice {
         return Err(Ambiguity::DoubleEscape);
     }
-    // Bytes that are not UTF-8 match no configured (UTF-8) path segment; keep
-    // them visible rather than failing, so the path is still classified.
-    Ok(Cow::Owned(String::from_utf8_lossy(&out).into_owned()))
+    Ok(out)
 }
 
 /// Case-insensitive form: ASCII lowercase, and the two non-ASCII letters that
-/// Unicode simple case folding maps onto ASCII (`ſ` → `s`, Kelvin `K` → `k`),
-/// which a router matching with Unicode-aware case folding would accept.
-fn fold(path: &str) -> Cow<'_, str> {
-    let plain = path
-        .bytes()
-        .all(|b| b.is_ascii() && !b.is_ascii_uppercase());
-    if plain {
-        return Cow::Borrowed(path);
+/// Unicode simple case folding maps onto ASCII (`ſ` U+017F → `s`, Kelvin `K`
+/// U+212A → `k`), which a router matching with Unicode-aware folding accepts.
+fn fold(path: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while let Some(&b) = path.get(i) {
+        let rest = path.get(i..).unwrap_or_default();
+        if rest.starts_with(&[0xC5, 0xBF]) {
+            out.push(b's');
+            i += 2;
+        } else if rest.starts_with(&[0xE2, 0x84, 0xAA]) {
+            out.push(b'k');
+            i += 3;
+        } else {
+            out.push(b.to_ascii_lowercase());
+            i += 1;
+        }
     }
-    Cow::Owned(
-        path.chars()
-            .map(|c| match c {
-                '\u{17F}' => 's',
-                '\u{212A}' => 'k',
-                c => c.to_ascii_lowercase(),
-            })
-            .collect(),
-    )
+    out
 }
 
 #[cfg(test)]

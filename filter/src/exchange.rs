@@ -130,19 +130,16 @@ struct ListingRewrite {
 }
 
 enum ListingFraming {
-    /// `application/json`: the whole body is held, then rewritten.
-    Json {
+    /// The whole body is held, then rewritten: `application/json`, or
+    /// (`json: false`) another or no content type, rewritten if it is JSON,
+    /// refused if it could still carry the listing, else passed.
+    Held {
         request_id: RequestId,
         body: Vec<u8>,
+        json: bool,
     },
     /// `text/event-stream`: events are rewritten as they complete.
     Sse(SseListingFilter),
-    /// Another or no content type: held whole, then rewritten if it is JSON,
-    /// refused if it could still carry the listing, else passed.
-    Unknown {
-        request_id: RequestId,
-        body: Vec<u8>,
-    },
     /// An answer the filter cannot read (encoded, or over
     /// `max_response_bytes`): nothing of it passes; an error takes its place.
     Refused { request_id: RequestId, why: String },
@@ -1112,18 +1109,20 @@ impl Exchange {
             }
         } else {
             match Framing::from_content_type(header(headers, "content-type")) {
-                Framing::Json => ListingFraming::Json {
+                Framing::Json => ListingFraming::Held {
                     request_id: id,
                     body: Vec::new(),
+                    json: true,
                 },
                 Framing::Sse => ListingFraming::Sse(SseListingFilter::new(
                     kind,
                     id,
                     self.config.max_response_bytes,
                 )),
-                Framing::Other => ListingFraming::Unknown {
+                Framing::Other => ListingFraming::Held {
                     request_id: id,
                     body: Vec::new(),
+                    json: false,
                 },
             }
         };
@@ -1161,30 +1160,29 @@ impl Exchange {
             |name: &str| decide_item(config, caller, kind, backend, name, listed.as_mut());
         let max = config.max_response_bytes;
         let (out, answered) = match framing {
-            ListingFraming::Json { request_id, body }
-            | ListingFraming::Unknown { request_id, body }
-                if body.len() + chunk.len() > max =>
-            {
-                let why = format!("the answer is larger than max_response_bytes ({max})");
-                let request_id = request_id.clone();
-                *framing = ListingFraming::Refused { request_id, why };
-                return self.on_response_body(&[], end_of_stream);
-            }
-            ListingFraming::Json { request_id, body } => {
-                body.extend_from_slice(chunk);
-                if !end_of_stream {
-                    return Step::pause();
+            ListingFraming::Held {
+                request_id,
+                body,
+                json,
+            } => {
+                if body.len() + chunk.len() > max {
+                    let why = format!("the answer is larger than max_response_bytes ({max})");
+                    let mut step = Step::go();
+                    step.body = Some(if end_of_stream {
+                        listing::unfilterable_error(request_id, &Unfilterable(why))
+                    } else {
+                        let request_id = request_id.clone();
+                        *framing = ListingFraming::Refused { request_id, why };
+                        Vec::new()
+                    });
+                    return step;
                 }
-                let (out, hidden) = listing::filter_json_body(body, kind, request_id, &mut decide);
-                (out, hidden.is_some())
-            }
-            ListingFraming::Unknown { request_id, body } => {
                 body.extend_from_slice(chunk);
                 if !end_of_stream {
                     return Step::pause();
                 }
                 let text = body.trim_ascii();
-                if text.first() == Some(&b'{') {
+                if *json || text.first() == Some(&b'{') {
                     let (out, hidden) =
                         listing::filter_json_body(text, kind, request_id, &mut decide);
                     (out, hidden.is_some())

@@ -464,6 +464,18 @@ impl Stream {
         action
     }
 
+    /// Trailers end the response: a listing Envoy holds is rewritten now,
+    /// never released unread by the trailers callback.
+    fn response_trailers(&mut self) -> Action {
+        if self.failed {
+            return Action::Continue;
+        }
+        let step = self.exchange.on_response_trailers();
+        // What Envoy holds: everything buffered while the body was paused.
+        self.response_body_len = self.response_body_seen;
+        self.apply(step, MapType::HttpResponseHeaders)
+    }
+
     fn log(&mut self) {
         self.done = true;
         let Ok(mut labels) = self.shared.labels.try_borrow_mut() else {
@@ -518,6 +530,10 @@ impl HttpContext for McpHttp {
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         self.with(|s| s.response_body(body_size, end_of_stream))
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.with(Stream::response_trailers)
     }
 
     fn on_log(&mut self) {
