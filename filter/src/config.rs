@@ -6,6 +6,7 @@
 //! encoding, decoded here into the same JSON. A JSON *string* holding JSON
 //! (double-encoded by a templating layer) is unwrapped once.
 
+mod path_de;
 pub(crate) mod struct_pb;
 
 use crate::auth::{AuthConfig, RawAuth, RawTenancy};
@@ -217,7 +218,7 @@ impl FilterConfig {
                     format!("neither JSON nor a google.protobuf.Struct: {e}"),
                 )
             })?;
-            return Self::from_object(json.to_string().as_bytes());
+            return Self::from_value(&json);
         }
         // A JSON string holding the JSON object: unwrap it once.
         if trimmed.first() == Some(&b'"') {
@@ -229,13 +230,17 @@ impl FilterConfig {
     }
 
     fn from_object(bytes: &[u8]) -> Result<Self, ConfigError> {
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let field = e.path().to_string();
-            invalid(&field, e.into_inner().to_string())
+        // A key given twice means two things to two readers: refused.
+        let object = serde_json::from_slice::<crate::auth::strict_json::StrictObject>(bytes)
+            .map_err(|e| invalid("", format!("not one valid JSON object: {e}")))?;
+        Self::from_value(&serde_json::Value::Object(object.0))
+    }
+
+    fn from_value(value: &serde_json::Value) -> Result<Self, ConfigError> {
+        let raw: RawConfig = path_de::from_value(value).map_err(|e| {
+            let field = e.path.unwrap_or_default();
+            invalid(&field, e.message)
         })?;
-        de.end()
-            .map_err(|e| invalid("", format!("trailing data after the JSON object: {e}")))?;
         Self::validate(raw)
     }
 

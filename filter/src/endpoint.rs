@@ -66,7 +66,9 @@ impl McpPath {
     /// The canonical form of a configured path, or why it cannot be one.
     pub fn parse(path: &str) -> Result<Self, &'static str> {
         let canonical = canonical_config_path(path)?;
-        Ok(Self(String::from_utf8_lossy(&fold(canonical.as_bytes())).into_owned()))
+        Ok(Self(
+            String::from_utf8_lossy(&fold(canonical.as_bytes())).into_owned(),
+        ))
     }
 
     pub fn as_str(&self) -> &str {
@@ -207,7 +209,10 @@ fn read(raw: &[u8]) -> Result<Reading, Ambiguity> {
 /// `http://host/p` (an absolute-form request target) → `/p`, and whether it was one.
 fn strip_origin(raw: &[u8]) -> (&[u8], bool) {
     for scheme in [&b"http://"[..], b"https://"] {
-        if raw.get(..scheme.len()).is_some_and(|p| p.eq_ignore_ascii_case(scheme)) {
+        if raw
+            .get(..scheme.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
+        {
             let rest = raw.get(scheme.len()..).unwrap_or_default();
             let path = match rest.iter().position(|b| matches!(b, b'/' | b'?' | b'#')) {
                 Some(i) if rest.get(i) == Some(&b'/') => rest.get(i..).unwrap_or(b"/"),

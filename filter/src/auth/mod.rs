@@ -11,7 +11,7 @@ mod cache;
 pub mod challenge;
 pub mod jwks_refresh;
 pub mod keys;
-mod strict_json;
+pub(crate) mod strict_json;
 pub mod token;
 pub mod verifiers;
 
