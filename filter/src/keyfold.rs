@@ -70,6 +70,13 @@ impl ReadKey {
 /// exactly one of `read` (the caller has matched those): a read key spells
 /// its own skeleton.
 pub(crate) fn lenient_reading(key: &str, read: &[ReadKey]) -> Option<&'static str> {
+    // The common key, ASCII letters and digits only, spells exactly itself:
+    // of another length than every skeleton, it can be none of them.
+    if key.bytes().all(|b| b.is_ascii_alphanumeric())
+        && read.iter().all(|r| r.skeleton.len() != key.len())
+    {
+        return None;
+    }
     let wild = !key.is_ascii();
     read.iter()
         .find(|r| could_spell(key, r.skeleton.as_bytes(), wild))

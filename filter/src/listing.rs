@@ -10,6 +10,7 @@
 
 use crate::classify::Text;
 use crate::jsonrpc::{code, error_body, RequestId};
+use crate::keyfold::{lenient_reading, ReadKey};
 use crate::policy::SubjectKind;
 use crate::raw_json::{replace_with_string, RawObject};
 use crate::sse::{SseError, SseEvent, SseFramer};
@@ -46,11 +47,21 @@ impl ListKind {
         }
     }
 
-    fn name_key(self) -> &'static str {
+    /// The listed items' key, as a key a lenient client could misspell.
+    fn array_read_key(self) -> ReadKey {
         match self {
-            ListKind::Tools | ListKind::Prompts => "name",
-            ListKind::Resources => "uri",
-            ListKind::ResourceTemplates => "uriTemplate",
+            ListKind::Tools => ReadKey::new("tools", "tools"),
+            ListKind::Prompts => ReadKey::new("prompts", "prompts"),
+            ListKind::Resources => ReadKey::new("resources", "resources"),
+            ListKind::ResourceTemplates => ReadKey::new("resourceTemplates", "resourcetemplates"),
+        }
+    }
+
+    fn name_read_key(self) -> ReadKey {
+        match self {
+            ListKind::Tools | ListKind::Prompts => ReadKey::new("name", "name"),
+            ListKind::Resources => ReadKey::new("uri", "uri"),
+            ListKind::ResourceTemplates => ReadKey::new("uriTemplate", "uritemplate"),
         }
     }
 
@@ -140,6 +151,9 @@ fn read_answer<'a>(
     let bad = |why: &str| Unfilterable(why.to_string());
     let object: RawObject<'a> = serde_json::from_slice(message)
         .map_err(|e| Unfilterable(format!("the listing response is not a JSON object: {e}")))?;
+    // A lenient client (Go's `encoding/json`) reads `Result` as `result`:
+    // a key the filter would not read but the client would is refused.
+    unambiguous(&object, MESSAGE_KEYS)?;
     // Fail closed on ids: a listing POST carries one request, so any
     // response in its answer (no `method`, a `result` or an `error`) is that
     // request's answer, whatever its id says. A JavaScript server echoes an
@@ -159,6 +173,7 @@ fn read_answer<'a>(
     };
     let result: RawObject<'a> = serde_json::from_str(result.get())
         .map_err(|e| Unfilterable(format!("the listing result is not an object: {e}")))?;
+    unambiguous(&result, &[kind.array_read_key()])?;
     let array_key = kind.array_key();
     let items = result
         .get(array_key)
@@ -183,7 +198,7 @@ fn decide_items<'a>(
     let mut hidden = 0;
     for item in items {
         let text = item.get();
-        let (name, raw_name) = item_name(text, kind.name_key())?;
+        let (name, raw_name) = item_name(text, kind.name_read_key())?;
         match decide(&name) {
             Listed::Hide => hidden += 1,
             Listed::Keep => kept.push(Cow::Borrowed(text)),
@@ -278,12 +293,10 @@ pub fn read_page(
 /// The name (or URI) of a listed item, decoded and as its raw JSON text:
 /// read once, a repeat refused, every other field skipped without building
 /// anything (the hot loop of a 1,000-tool listing).
-fn item_name<'a>(
-    item: &'a str,
-    key: &'static str,
-) -> Result<(Cow<'a, str>, &'a str), Unfilterable> {
+fn item_name<'a>(item: &'a str, read: ReadKey) -> Result<(Cow<'a, str>, &'a str), Unfilterable> {
+    let key = read.key;
     struct Named<'a>(Option<&'a RawValue>);
-    struct V(&'static str);
+    struct V(ReadKey);
     impl<'de> Visitor<'de> for V {
         type Value = Named<'de>;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -292,11 +305,14 @@ fn item_name<'a>(
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut name = None;
             while let Some(Text(k)) = map.next_key::<Text<'de>>()? {
-                if k == self.0 {
+                if k == self.0.key {
                     if name.is_some() {
                         return Err(de::Error::custom(format_args!("duplicate key `{k}`")));
                     }
                     name = Some(map.next_value::<&'de RawValue>()?);
+                } else if lenient_reading(&k, &[self.0]).is_some() {
+                    // `Name` beside `name`: the client may list the other.
+                    return Err(de::Error::custom(format_args!("ambiguous key `{k}`")));
                 } else {
                     map.next_value::<de::IgnoredAny>()?;
                 }
@@ -306,12 +322,37 @@ fn item_name<'a>(
     }
     let mut de = serde_json::Deserializer::from_str(item);
     let named = de
-        .deserialize_map(V(key))
+        .deserialize_map(V(read))
         .map_err(|e| Unfilterable(format!("a listed item is unreadable: {e}")))?;
     let no_name = || Unfilterable(format!("a listed item has no string `{key}`"));
     let raw = named.0.ok_or_else(no_name)?.get();
     let Text(name) = serde_json::from_str::<Text<'a>>(raw).map_err(|_| no_name())?;
     Ok((name, raw))
+}
+
+/// The keys of a response message the filter reads.
+const MESSAGE_KEYS: &[ReadKey] = &[
+    ReadKey::new("jsonrpc", "jsonrpc"),
+    ReadKey::new("id", "id"),
+    ReadKey::new("method", "method"),
+    ReadKey::new("result", "result"),
+    ReadKey::new("error", "error"),
+];
+
+/// Refuses an object holding a key a lenient decoder could read as one of
+/// `read` without being it.
+fn unambiguous(object: &RawObject<'_>, read: &[ReadKey]) -> Result<(), Unfilterable> {
+    for (key, _) in &object.0 {
+        if read.iter().any(|r| r.key == key.as_ref()) {
+            continue;
+        }
+        if let Some(read) = lenient_reading(key, read) {
+            return Err(Unfilterable(format!(
+                "a key a lenient client reads as `{read}`"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn same_id(raw: &str, want: &str) -> bool {

@@ -65,6 +65,22 @@ fn an_answer_is_filtered_whatever_its_id_says() {
 }
 
 #[test]
+fn keys_a_lenient_client_reads_as_the_listing_are_refused() {
+    for answer in [
+        r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"add"}],"Tools":[{"name":"secret"}]}}"#,
+        r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[]},"Result":{"tools":[{"name":"secret"}]}}"#,
+        r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"add","Name":"secret"}]}}"#,
+        r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[],"tool\u0000s":[{"name":"secret"}]}}"#,
+    ] {
+        let out = filter_message(answer.as_bytes(), ListKind::Tools, &id("2"), &mut no_secret);
+        assert!(out.is_err(), "{answer}: {out:?}");
+    }
+    // Other keys, however named, are no listing.
+    let fine = r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"add","description":"d","inputSchema":{}}],"nextCursor":"c","_meta":{}}}"#;
+    assert!(filter_message(fine.as_bytes(), ListKind::Tools, &id("2"), &mut no_secret).is_ok());
+}
+
+#[test]
 fn other_messages_and_errors_pass_untouched() {
     let request = br#"{"jsonrpc":"2.0","id":3,"method":"sampling/createMessage","params":{"tools":[{"name":"secret"}]}}"#;
     assert_eq!(
