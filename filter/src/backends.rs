@@ -222,6 +222,7 @@ pub struct RawBackends {
     /// Request header set to the chosen backend's name (default x-mcp-backend).
     pub header: Option<String>,
     /// How long a listing gathered from every backend waits for each (default 5000).
+    #[cfg_attr(test, schemars(range(min = 1, max = 60000)))]
     pub listing_timeout_ms: Option<u64>,
     /// The MCP servers behind this endpoint.
     pub servers: Vec<RawBackend>,

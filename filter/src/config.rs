@@ -74,6 +74,9 @@ pub struct MetricsConfig {
     pub max_tool_labels: usize,
     /// How many distinct tenant labels a VM keeps before folding into `_other`.
     pub max_tenant_labels: usize,
+    /// How many metric series a VM defines before every further sample folds
+    /// into its metric's all-`_other` series.
+    pub max_series: usize,
 }
 
 impl Default for FilterConfig {
@@ -93,6 +96,7 @@ impl Default for FilterConfig {
                 tool_labels: Vec::new(),
                 max_tool_labels: 256,
                 max_tenant_labels: 100,
+                max_series: 4096,
             },
             auth: None,
             policy: Policy::allow_all(),
@@ -126,6 +130,26 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// A number from the configuration within its documented range (the schema
+/// states the same range), or an error naming the field. No silent clamping:
+/// a value the operator did not mean is refused.
+pub(crate) fn in_range(
+    field: &str,
+    value: Option<u64>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    let n = value.unwrap_or(default);
+    if range.contains(&n) {
+        Ok(n)
+    } else {
+        Err(invalid(
+            field,
+            format!("{n} is outside {}..={}", range.start(), range.end()),
+        ))
+    }
+}
+
 pub(crate) fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
     ConfigError {
         field: field.to_string(),
@@ -144,8 +168,11 @@ struct RawConfig {
     #[allow(dead_code)]
     schema: Option<String>,
     /// Largest POST body accepted (default 1048576; 413 above).
+    #[cfg_attr(test, schemars(range(min = 1, max = 67108864)))]
     max_request_bytes: Option<u64>,
-    /// Largest JSON body / SSE event read from responses (default 8388608).
+    /// Largest JSON body / SSE event read from responses, and the bound on a
+    /// listing gathered from every backend (default 8388608).
+    #[cfg_attr(test, schemars(range(min = 1, max = 67108864)))]
     max_response_bytes: Option<u64>,
     /// Accept JSON-RPC batches, each element checked (default false).
     allow_batches: Option<bool>,
@@ -194,9 +221,15 @@ struct RawMetrics {
     /// Tool names that always get their own metric label.
     tool_labels: Option<Vec<String>>,
     /// Bound on distinct tool labels per worker (default 256).
+    #[cfg_attr(test, schemars(range(min = 0, max = 10000)))]
     max_tool_labels: Option<u64>,
     /// Bound on distinct tenant labels per worker (default 100).
+    #[cfg_attr(test, schemars(range(min = 0, max = 10000)))]
     max_tenant_labels: Option<u64>,
+    /// Bound on the metric series a worker defines; past it, samples fold
+    /// into their metric's all-`_other` series (default 4096).
+    #[cfg_attr(test, schemars(range(min = 1, max = 100000)))]
+    max_series: Option<u64>,
 }
 
 /// Largest body limit accepted: Envoy's own buffers make more than this unusable.
@@ -302,18 +335,20 @@ impl FilterConfig {
                 ));
             }
         }
-        let max_tool_labels = match m.max_tool_labels {
-            None => defaults.metrics.max_tool_labels,
-            Some(n) if n <= 10_000 => n as usize,
-            Some(n) => {
-                return Err(invalid(
-                    "metrics.max_tool_labels",
-                    format!("{n} is above the limit of 10000 (each label is a set of Envoy stats)"),
-                ))
-            }
-        };
-
-        let max_tenant_labels = m.max_tenant_labels.unwrap_or(100).min(10_000) as usize;
+        // Each label is a set of Envoy stats.
+        let max_tool_labels = in_range(
+            "metrics.max_tool_labels",
+            m.max_tool_labels,
+            256,
+            0..=10_000,
+        )? as usize;
+        let max_tenant_labels = in_range(
+            "metrics.max_tenant_labels",
+            m.max_tenant_labels,
+            100,
+            0..=10_000,
+        )? as usize;
+        let max_series = in_range("metrics.max_series", m.max_series, 4096, 1..=100_000)? as usize;
 
         let tenancy = raw.tenancy.unwrap_or_default().compile()?;
         let has_tenancy = tenancy.tenant.is_some();
@@ -394,6 +429,7 @@ impl FilterConfig {
                 tool_labels,
                 max_tool_labels,
                 max_tenant_labels,
+                max_series,
             },
         })
     }
@@ -568,6 +604,50 @@ mod tests {
             let err = FilterConfig::from_json(json.as_bytes()).unwrap_err();
             assert_eq!(err.field, field, "{json}: {err}");
         }
+    }
+
+    #[test]
+    fn numbers_outside_their_documented_range_are_refused_not_clamped() {
+        let auth = |extra: &str| {
+            format!(
+                r#"{{"auth": {{"issuers": ["https://idp"], "audiences": ["mcp"],
+                    "remote_jwks": {{"cluster": "idp", "path": "/jwks"{extra}}},
+                    "resource_metadata": {{"resource": "https://m/mcp", "authorization_servers": ["https://idp"]}}}}}}"#
+            )
+        };
+        for (json, field) in [
+            (
+                r#"{"metrics": {"max_tenant_labels": 10001}}"#.to_string(),
+                "metrics.max_tenant_labels",
+            ),
+            (
+                r#"{"metrics": {"max_tool_labels": 18446744073709551615}}"#.to_string(),
+                "metrics.max_tool_labels",
+            ),
+            (
+                auth(r#", "refresh_seconds": 18446744073709551615"#),
+                "auth.remote_jwks.refresh_seconds",
+            ),
+            (
+                auth(r#", "refresh_seconds": 0"#),
+                "auth.remote_jwks.refresh_seconds",
+            ),
+            (
+                auth(r#", "refresh_seconds": 60, "min_refetch_seconds": 61"#),
+                "auth.remote_jwks.min_refetch_seconds",
+            ),
+            (auth(r#", "timeout_ms": 10"#), "auth.remote_jwks.timeout_ms"),
+        ] {
+            let err = FilterConfig::from_json(json.as_bytes()).unwrap_err();
+            assert_eq!(err.field, field, "{json}: {err}");
+            assert!(err.message.contains("outside"), "{err}");
+        }
+        // The schema states the same ranges.
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../config.schema.json")).unwrap();
+        let text = schema.to_string();
+        assert!(text.contains(r#""maximum":10000"#), "{text}");
+        assert!(text.contains(r#""maximum":86400"#));
     }
 
     #[test]

@@ -67,6 +67,42 @@ pub fn stat_name(base: &str, labels: &[(&str, &str)]) -> String {
     name
 }
 
+/// Every label key a stat name may carry, in no particular order.
+const LABEL_KEYS: &[&str] = &[
+    "mcp_method_name",
+    "outcome",
+    "error_type",
+    "tenant",
+    "decision",
+    "reason",
+    "backend",
+    "gen_ai_tool_name",
+];
+
+/// The series a sample folds into once a VM has defined `max_series`
+/// series: every label value becomes `_other`, so the series left to define
+/// are at most one per metric and label set, whatever the traffic.
+pub fn folded_series(name: &str) -> String {
+    // Label values may hold dots (tool names), so find the `.key=` segments.
+    let mut at: Vec<(usize, &str)> = LABEL_KEYS
+        .iter()
+        .filter_map(|key| {
+            let needle = format!(".{key}=");
+            name.find(&needle).map(|i| (i, *key))
+        })
+        .collect();
+    at.sort_unstable();
+    let base_end = at.first().map_or(name.len(), |(i, _)| *i);
+    let mut folded = String::from(name.get(..base_end).unwrap_or(name));
+    for (_, key) in at {
+        folded.push('.');
+        folded.push_str(key);
+        folded.push('=');
+        folded.push_str(OTHER);
+    }
+    folded
+}
+
 /// Methods of MCP 2025-03-26 through 2026-07-28 a client sends to a server.
 const KNOWN_METHODS: &[&str] = &[
     "initialize",
@@ -188,6 +224,35 @@ impl ToolLabels {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folded_series_keeps_the_metric_and_its_label_keys_only() {
+        let name = stat_name(
+            AUTHZ_DECISIONS,
+            &[
+                ("mcp_method_name", "tools/call"),
+                ("tenant", "acme"),
+                ("decision", "allow"),
+                ("gen_ai_tool_name", "gh.create.issue"),
+            ],
+        );
+        assert_eq!(
+            folded_series(&name),
+            "mcp_authz_decisions_total.mcp_method_name=_other.tenant=_other.decision=_other.gen_ai_tool_name=_other"
+        );
+        assert_eq!(folded_series(REJECTIONS), REJECTIONS);
+        // Two different series fold into the same one.
+        let other = stat_name(
+            AUTHZ_DECISIONS,
+            &[
+                ("mcp_method_name", "tools/list"),
+                ("tenant", "globex"),
+                ("decision", "deny"),
+                ("gen_ai_tool_name", "x"),
+            ],
+        );
+        assert_eq!(folded_series(&name), folded_series(&other));
+    }
 
     #[test]
     fn stat_names_carry_labels_as_segments() {

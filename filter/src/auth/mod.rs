@@ -15,7 +15,7 @@ pub(crate) mod strict_json;
 pub mod token;
 pub mod verifiers;
 
-use crate::config::{invalid, ConfigError};
+use crate::config::{in_range, invalid, ConfigError};
 use crate::policy::Caller;
 use base64::Engine;
 use cache::TokenCache;
@@ -356,10 +356,16 @@ pub struct RawAuth {
     pem_keys: Vec<RawPemKey>,
     shared_secret: Option<RawSecret>,
     remote_jwks: Option<RawRemoteJwks>,
+    /// Clock skew allowed on `exp`/`nbf` (default 60).
+    #[cfg_attr(test, schemars(range(min = 0, max = 600)))]
     leeway_seconds: Option<u64>,
     #[serde(default)]
     required_claims: Vec<String>,
+    /// Longest bearer token read (default 8192).
+    #[cfg_attr(test, schemars(range(min = 256, max = 65536)))]
     max_token_bytes: Option<u64>,
+    /// Verified tokens cached per worker (default 1024).
+    #[cfg_attr(test, schemars(range(min = 0, max = 100000)))]
     cache_entries: Option<u64>,
     #[serde(default)]
     forward_token: bool,
@@ -392,8 +398,14 @@ struct RawRemoteJwks {
     cluster: String,
     authority: Option<String>,
     path: String,
+    /// How often the keys are fetched again (default 300).
+    #[cfg_attr(test, schemars(range(min = 1, max = 86400)))]
     refresh_seconds: Option<u64>,
+    /// Least time between fetches for an unknown `kid` (default 30, at most refresh_seconds).
+    #[cfg_attr(test, schemars(range(min = 1, max = 86400)))]
     min_refetch_seconds: Option<u64>,
+    /// How long a fetch may take (default 5000).
+    #[cfg_attr(test, schemars(range(min = 100, max = 60000)))]
     timeout_ms: Option<u64>,
 }
 
@@ -565,15 +577,33 @@ impl RawAuth {
                 if !r.path.starts_with('/') {
                     return Err(invalid("auth.remote_jwks.path", "must start with `/`"));
                 }
-                let refresh = r.refresh_seconds.unwrap_or(300).max(1);
+                let refresh = in_range(
+                    "auth.remote_jwks.refresh_seconds",
+                    r.refresh_seconds,
+                    300,
+                    1..=86_400,
+                )?;
+                let min_refetch = in_range(
+                    "auth.remote_jwks.min_refetch_seconds",
+                    r.min_refetch_seconds,
+                    30.min(refresh),
+                    1..=refresh,
+                )?;
+                let timeout_ms = in_range(
+                    "auth.remote_jwks.timeout_ms",
+                    r.timeout_ms,
+                    5000,
+                    100..=60_000,
+                )?;
                 Some(RemoteJwks {
                     authority: r.authority.unwrap_or_else(|| r.cluster.clone()),
                     cluster: r.cluster,
                     path: r.path,
+                    // In range, so no overflow: at most 86,400,000.
                     refresh_ms: refresh * 1000,
                     // At least a second: a refetch is never a loop.
-                    min_refetch_ms: r.min_refetch_seconds.unwrap_or(30).clamp(1, refresh) * 1000,
-                    timeout_ms: r.timeout_ms.unwrap_or(5000).clamp(100, 60_000),
+                    min_refetch_ms: min_refetch * 1000,
+                    timeout_ms,
                 })
             }
         };
@@ -625,13 +655,19 @@ impl RawAuth {
                 issuers: self.issuers,
                 audiences: self.audiences,
                 algorithms,
-                leeway_seconds: self.leeway_seconds.unwrap_or(60).min(600),
+                leeway_seconds: in_range("auth.leeway_seconds", self.leeway_seconds, 60, 0..=600)?,
                 required_claims: self.required_claims,
-                max_token_bytes: self.max_token_bytes.unwrap_or(8192).clamp(256, 65536) as usize,
+                max_token_bytes: in_range(
+                    "auth.max_token_bytes",
+                    self.max_token_bytes,
+                    8192,
+                    256..=65_536,
+                )? as usize,
             },
             static_keys,
             remote_jwks,
-            cache_entries: self.cache_entries.unwrap_or(1024).min(100_000) as usize,
+            cache_entries: in_range("auth.cache_entries", self.cache_entries, 1024, 0..=100_000)?
+                as usize,
             forward_token: self.forward_token,
             upstream_authorization: self.upstream_authorization,
             metadata: ResourceMetadata {

@@ -301,17 +301,26 @@ impl Shared {
         let Ok(mut ids) = self.metric_ids.try_borrow_mut() else {
             return;
         };
+        let max = self.config.metrics.max_series;
         for sample in samples {
-            let id = match ids.get(&sample.name) {
+            // Past the bound, a new series folds into its metric's `_other` one.
+            let folded;
+            let name = if ids.len() < max || ids.contains_key(&sample.name) {
+                &sample.name
+            } else {
+                folded = crate::telemetry::folded_series(&sample.name);
+                &folded
+            };
+            let id = match ids.get(name) {
                 Some(id) => *id,
                 None => {
                     let kind = match sample.kind {
                         MetricKind::Counter => MetricType::Counter,
                         MetricKind::Histogram => MetricType::Histogram,
                     };
-                    match host::define_metric(kind, &sample.name) {
+                    match host::define_metric(kind, name) {
                         Ok(id) => {
-                            ids.insert(sample.name.clone(), id);
+                            ids.insert(name.clone(), id);
                             id
                         }
                         Err(e) => {
