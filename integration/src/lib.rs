@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub mod crd;
+pub mod everything;
 pub mod idp;
 pub mod raw_http;
 pub mod scrape;

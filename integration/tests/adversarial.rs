@@ -17,6 +17,8 @@ mod host_calls;
 mod keys;
 #[path = "adversarial/keys_refresh.rs"]
 mod keys_refresh;
+#[path = "adversarial/listings.rs"]
+mod listings;
 #[path = "adversarial/paths.rs"]
 mod paths;
 #[path = "adversarial/smuggling.rs"]

@@ -225,3 +225,30 @@ async fn no_spelling_of_the_mcp_path_passes_unjudged() -> Result<()> {
     }
     Ok(())
 }
+
+/// The same spellings in front of npm's server-everything (Express: case
+/// and a trailing slash ignored): none reaches it without a token.
+#[tokio::test(flavor = "multi_thread")]
+async fn server_everything_gets_no_unjudged_spelling_either() -> Result<()> {
+    let Some(bin) = envoy_bin() else {
+        return Ok(());
+    };
+    let Some(everything) = mcp_filter_integration::everything::Everything::start()? else {
+        return Ok(());
+    };
+    let key = SigningKey::generate("k1")?;
+    let idp = Idp::start(&[&key]).await?;
+    let token = key.sign(&claims("mallory", json!({})));
+    let mut setup = EnvoySetup::new(everything.port, config());
+    setup.named_clusters.push(("idp".into(), idp.port));
+    setup.allow_headers_stop = false;
+    let envoy = Envoy::start(&bin, &setup)?;
+    for path in mcp_spellings(envoy.port) {
+        let a = send(&envoy, false, "POST", &path, None, INITIALIZE)?;
+        assert_refused(&a, 401, &format!("initialize without a token to {path}"));
+    }
+    // With a token the same spellings are judged, and allowed ones served.
+    let a = send(&envoy, false, "POST", "/MCP/", Some(&token), INITIALIZE)?;
+    assert!(a.from_upstream(), "{} {}", a.status, a.body);
+    Ok(())
+}
