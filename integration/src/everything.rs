@@ -31,8 +31,8 @@ impl Everything {
     /// Starts it, or `None` (with a message) when it is not installed outside CI.
     pub fn start() -> Result<Option<Self>> {
         let root = repo_root();
-        let index =
-            root.join(".venv/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+        let index = root
+            .join(".venv/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
         if !index.is_file() {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 bail!("CI=true but server-everything is not installed (scripts/test installs it)");
@@ -40,8 +40,11 @@ impl Everything {
             eprintln!("skipping: @modelcontextprotocol/server-everything is not installed (scripts/test installs it into .venv/npm)");
             return Ok(None);
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let dir = std::env::temp_dir().join(format!("mcp-filter-everything-{}", std::process::id()));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("mcp-filter-everything-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let preload = dir.join("loopback.mjs");
         std::fs::write(&preload, LOOPBACK_ONLY)?;

@@ -114,3 +114,81 @@ async fn every_metric_the_dashboard_queries_is_in_a_real_scrape() -> Result<()> 
     }
     Ok(())
 }
+
+/// A worker defines at most `metrics.max_series` series; past that, samples
+/// fold into each metric's all-`_other` series (nothing is lost, nothing new
+/// is minted). And a pass-through beside `auth` is warned about at load.
+#[tokio::test(flavor = "multi_thread")]
+async fn metric_series_are_bounded_and_a_pass_through_is_warned_about() -> Result<()> {
+    let Some(bin) = envoy_bin() else {
+        return Ok(());
+    };
+    let key = SigningKey::generate("key-1")?;
+    let idp = Idp::start(&[&key]).await?;
+    let peer = Peer::start(PeerMode::StatelessJson)?;
+    let mut config = secured_config();
+    config["metrics"] = json!({"max_series": 6, "tool_labels": ["add", "echo"]});
+    config["non_mcp_traffic"] = json!("pass");
+    let mut setup = EnvoySetup::new(peer.port, config);
+    setup.named_clusters.push(("idp".into(), idp.port));
+    let envoy = Envoy::start(&bin, &setup)?;
+    assert!(
+        envoy
+            .log()
+            .contains("configuration warning: non_mcp_traffic: pass"),
+        "{}",
+        envoy.log()
+    );
+    let auth = format!(
+        "Bearer {}",
+        key.sign(&claims(
+            "alice",
+            json!({"tenant": "acme", "scope": "mcp:tools"})
+        ))
+    );
+    let h = [("authorization", auth.as_str())];
+    for i in 0..6 {
+        let tool = if i % 2 == 0 { "add" } else { "echo" };
+        let args = if tool == "add" {
+            json!({"a": 1, "b": 2})
+        } else {
+            json!({"message": "m"})
+        };
+        let call = json!({"jsonrpc": "2.0", "id": i, "method": "tools/call",
+            "params": {"name": tool, "arguments": args}});
+        assert_eq!(
+            post_raw(&envoy.url(), &h, call.to_string()).await?.status,
+            200
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let text = reqwest::get(format!(
+        "http://{}/stats/prometheus?filter=mcp_",
+        envoy.admin
+    ))
+    .await?
+    .text()
+    .await?;
+    let scrape = Scrape::parse(&text);
+    let defined: BTreeSet<String> = scrape
+        .series
+        .iter()
+        .filter(|s| s.name.starts_with("mcp_") && !s.name.ends_with("_bucket"))
+        .map(|s| {
+            format!(
+                "{}{:?}",
+                s.name.trim_end_matches("_sum").trim_end_matches("_count"),
+                s.labels
+            )
+        })
+        .collect();
+    let folded = scrape
+        .series
+        .iter()
+        .filter(|s| s.labels.values().all(|v| v == "_other") && !s.labels.is_empty())
+        .count();
+    assert!(folded > 0, "nothing folded into _other: {text}");
+    // Six own series at most, plus one folded series per metric.
+    assert!(defined.len() <= 6 + 8, "{defined:#?}");
+    Ok(())
+}

@@ -393,6 +393,9 @@ impl RootContext for Root {
                     },
                     config.max_request_bytes
                 );
+                for warning in &config.warnings {
+                    warn!("{ROOT_ID}: configuration warning: {warning}");
+                }
                 let remote = config
                     .auth
                     .as_ref()

@@ -101,7 +101,10 @@ async fn a_rounded_id_from_a_javascript_server_still_gets_its_listing_filtered()
                 .filter_map(|t| t["name"].as_str())
                 .collect();
             assert!(!names.is_empty(), "id {id}: {text}");
-            assert!(!names.contains(&"echo"), "id {id} (flag {allow_headers_stop}): {names:?}");
+            assert!(
+                !names.contains(&"echo"),
+                "id {id} (flag {allow_headers_stop}): {names:?}"
+            );
             if id != "2" {
                 // The server did echo it rounded: the filter recognised it anyway.
                 assert!(
@@ -221,7 +224,15 @@ async fn no_listing_answer_passes_unread() -> Result<()> {
         setup.named_clusters.push(("idp".into(), idp.port));
         setup.allow_headers_stop = allow_headers_stop;
         let envoy = Envoy::start(&bin, &setup)?;
-        for scenario in ["plain", "gzip", "text", "none", "status", "lenient-key", "other-id"] {
+        for scenario in [
+            "plain",
+            "gzip",
+            "text",
+            "none",
+            "status",
+            "lenient-key",
+            "other-id",
+        ] {
             let r = post_raw(
                 &envoy.url(),
                 &[
@@ -235,17 +246,24 @@ async fn no_listing_answer_passes_unread() -> Result<()> {
             let text = r.text();
             let what = format!("{scenario} (flag {allow_headers_stop})");
             assert!(!text.contains("secret"), "{what}: the client saw {text}");
-            let v: Value = serde_json::from_str(&text)
-                .with_context(|| format!("{what}: not JSON: {text}"))?;
+            let v: Value =
+                serde_json::from_str(&text).with_context(|| format!("{what}: not JSON: {text}"))?;
             assert_eq!(v["jsonrpc"], "2.0", "{what}");
             if scenario == "plain" || scenario == "other-id" {
                 assert_eq!(v["result"]["tools"], json!([{"name": "add"}]), "{what}");
             } else {
-                assert!(v["error"]["code"].is_i64() || v["result"].is_object(), "{what}: {v}");
+                assert!(
+                    v["error"]["code"].is_i64() || v["result"].is_object(),
+                    "{what}: {v}"
+                );
             }
             assert!(r.header("content-encoding").is_none(), "{what}");
         }
-        let seen = upstream.requests.lock().map(|s| s.clone()).unwrap_or_default();
+        let seen = upstream
+            .requests
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
         assert!(!seen.is_empty());
         for head in &seen {
             assert!(
