@@ -11,6 +11,8 @@
 //! - `host_calls`: header edits and local replies Envoy refuses;
 //! - `keys_refresh`: JWKS fetches lost with their request, clocks, JWS oddities.
 
+#[path = "adversarial/common.rs"]
+mod common;
 #[path = "adversarial/host_calls.rs"]
 mod host_calls;
 #[path = "adversarial/keys.rs"]

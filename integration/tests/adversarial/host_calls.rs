@@ -8,23 +8,17 @@
 //! is refused too; never "log and go on") is tested against a fake host in
 //! `filter/src/wasm/steps.rs`.
 
+use crate::common::config_denying;
 use anyhow::Result;
-use mcp_filter_integration::idp::{claims, Idp, SigningKey, AUDIENCE, ISSUER};
+use mcp_filter_integration::idp::{claims, Idp, SigningKey};
 use mcp_filter_integration::{envoy_bin, post_raw, Envoy, EnvoySetup, Peer, PeerMode};
 use serde_json::{json, Value};
 
 fn config(routing_headers: bool) -> Value {
-    json!({
-        "mcp_paths": ["/mcp"],
-        "routing_headers": {"enabled": routing_headers},
-        "auth": {
-            "issuers": [ISSUER], "audiences": [AUDIENCE],
-            "remote_jwks": {"cluster": "idp", "path": "/jwks"},
-            "upstream_authorization": "Bearer upstream-credential",
-            "resource_metadata": {"resource": AUDIENCE, "authorization_servers": [ISSUER]},
-        },
-        "policy": {"rules": [{"name": "all", "tools": ["*"], "effect": "allow"}]},
-    })
+    let mut config = config_denying(None);
+    config["routing_headers"] = json!({"enabled": routing_headers});
+    config["auth"]["upstream_authorization"] = json!("Bearer upstream-credential");
+    config
 }
 
 #[tokio::test(flavor = "multi_thread")]

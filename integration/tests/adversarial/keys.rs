@@ -4,26 +4,21 @@
 //! (GHSA-q382-vc8q-7jhj). Each is refused with 400 / -32600
 //! (`ambiguous_key`) before the upstream sees a byte.
 
+use crate::common::config_denying;
 use anyhow::Result;
-use mcp_filter_integration::idp::{claims, Idp, SigningKey, AUDIENCE, ISSUER};
+use mcp_filter_integration::idp::{claims, Idp, SigningKey};
 use mcp_filter_integration::{envoy_bin, post_raw, Envoy, EnvoySetup, Peer, PeerMode};
 use serde_json::{json, Value};
 
 fn config() -> Value {
-    json!({
-        "mcp_paths": ["/mcp"],
-        "auth": {
-            "issuers": [ISSUER], "audiences": [AUDIENCE],
-            "remote_jwks": {"cluster": "idp", "path": "/jwks"},
-            "resource_metadata": {"resource": AUDIENCE, "authorization_servers": [ISSUER]},
-        },
-        "policy": {"rules": [
-            {"name": "no-secret", "tools": ["secret"], "effect": "deny"},
-            {"name": "no-secret-file", "resources": ["file:///secret"], "effect": "deny"},
-            {"name": "tools", "tools": ["*"], "effect": "allow"},
-            {"name": "files", "resources": ["*"], "effect": "allow"},
-        ]},
-    })
+    let mut config = config_denying(Some("secret"));
+    config["policy"]["rules"] = json!([
+        {"name": "no-secret", "tools": ["secret"], "effect": "deny"},
+        {"name": "no-secret-file", "resources": ["file:///secret"], "effect": "deny"},
+        {"name": "tools", "tools": ["*"], "effect": "allow"},
+        {"name": "files", "resources": ["*"], "effect": "allow"},
+    ]);
+    config
 }
 
 /// `params` of a `tools/call` the filter reads as a call to `echo`.

@@ -9,25 +9,18 @@
 //!
 //! The junk call never reaches the upstream.
 
+use crate::common::config_denying;
 use anyhow::{Context, Result};
-use mcp_filter_integration::idp::{claims, Idp, SigningKey, AUDIENCE, ISSUER};
+use mcp_filter_integration::idp::{claims, Idp, SigningKey};
 use mcp_filter_integration::{envoy_bin, Envoy, EnvoySetup, Peer, PeerMode, RawResponse};
 use serde_json::{json, Value};
 use std::time::Duration;
 
 fn config() -> Value {
-    json!({
-        "mcp_paths": ["/mcp"],
-        "auth": {
-            "issuers": [ISSUER], "audiences": [AUDIENCE],
-            "remote_jwks": {
-                "cluster": "idp", "path": "/jwks",
-                "min_refetch_seconds": 1, "timeout_ms": 3000,
-            },
-            "resource_metadata": {"resource": AUDIENCE, "authorization_servers": [ISSUER]},
-        },
-        "policy": {"rules": [{"name": "all", "tools": ["*"], "effect": "allow"}]},
-    })
+    let mut config = config_denying(None);
+    config["auth"]["remote_jwks"]["min_refetch_seconds"] = json!(1);
+    config["auth"]["remote_jwks"]["timeout_ms"] = json!(3000);
+    config
 }
 
 fn call_body(id: u32) -> String {

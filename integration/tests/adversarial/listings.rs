@@ -4,9 +4,10 @@
 //! a key a lenient client reads as the listing. The client must never see a
 //! tool the policy hides.
 
+use crate::common::config_denying;
 use anyhow::{Context, Result};
 use mcp_filter_integration::everything::Everything;
-use mcp_filter_integration::idp::{claims, Idp, SigningKey, AUDIENCE, ISSUER};
+use mcp_filter_integration::idp::{claims, Idp, SigningKey};
 use mcp_filter_integration::{envoy_bin, post_raw, Envoy, EnvoySetup};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -14,18 +15,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 fn config(hidden: &str) -> Value {
-    json!({
-        "mcp_paths": ["/mcp"],
-        "auth": {
-            "issuers": [ISSUER], "audiences": [AUDIENCE],
-            "remote_jwks": {"cluster": "idp", "path": "/jwks"},
-            "resource_metadata": {"resource": AUDIENCE, "authorization_servers": [ISSUER]},
-        },
-        "policy": {"rules": [
-            {"name": "hidden", "tools": [hidden], "effect": "deny"},
-            {"name": "rest", "tools": ["*"], "effect": "allow"},
-        ]},
-    })
+    config_denying(Some(hidden))
 }
 
 /// The JSON-RPC messages of an answer, JSON or SSE.

@@ -4,26 +4,17 @@
 //! worst case the filter must hold alone; requests go out with their exact
 //! bytes (no client normalises `/x/../mcp` or `%6d`).
 
+use crate::common::config_denying;
 use anyhow::Result;
-use mcp_filter_integration::idp::{claims, Idp, SigningKey, AUDIENCE, ISSUER};
+use mcp_filter_integration::idp::{claims, Idp, SigningKey};
 use mcp_filter_integration::raw_http::{self, Answer};
 use mcp_filter_integration::{envoy_bin, Envoy, EnvoySetup, Peer, PeerMode};
 use serde_json::{json, Value};
 
 fn config() -> Value {
-    json!({
-        "mcp_paths": ["/mcp"],
-        "public_paths": ["/healthz"],
-        "auth": {
-            "issuers": [ISSUER], "audiences": [AUDIENCE],
-            "remote_jwks": {"cluster": "idp", "path": "/jwks"},
-            "resource_metadata": {"resource": AUDIENCE, "authorization_servers": [ISSUER]},
-        },
-        "policy": {"rules": [
-            {"name": "no-secret", "tools": ["secret"], "effect": "deny"},
-            {"name": "rest", "tools": ["*"], "effect": "allow"},
-        ]},
-    })
+    let mut config = config_denying(Some("secret"));
+    config["public_paths"] = json!(["/healthz"]);
+    config
 }
 
 const SECRET_CALL: &str =

@@ -1,25 +1,16 @@
 //! Smuggled calls: duplicate keys, escapes, trailing data, bad UTF-8, nesting,
 //! wrong types and media types, against a policy that denies `secret`.
 
+use crate::common::config_denying;
 use anyhow::Result;
-use mcp_filter_integration::idp::{claims, Idp, SigningKey, AUDIENCE, ISSUER};
+use mcp_filter_integration::idp::{claims, Idp, SigningKey};
 use mcp_filter_integration::{envoy_bin, post_raw, Envoy, EnvoySetup, Peer, PeerMode};
 use serde_json::{json, Value};
 
 fn config() -> Value {
-    json!({
-        "mcp_paths": ["/mcp"],
-        "max_request_bytes": 8192,
-        "auth": {
-            "issuers": [ISSUER], "audiences": [AUDIENCE],
-            "remote_jwks": {"cluster": "idp", "path": "/jwks"},
-            "resource_metadata": {"resource": AUDIENCE, "authorization_servers": [ISSUER]},
-        },
-        "policy": {"rules": [
-            {"name": "no-secret", "tools": ["secret"], "effect": "deny"},
-            {"name": "rest", "tools": ["*"], "effect": "allow"},
-        ]},
-    })
+    let mut config = config_denying(Some("secret"));
+    config["max_request_bytes"] = json!(8192);
+    config
 }
 
 /// Whether a recorded body is (or hides) a call to `secret`.

@@ -1,0 +1,26 @@
+//! What the adversarial modules share: the filter configuration they attack
+//! (JWT authentication through the test IdP's `idp` cluster, `/mcp` as the
+//! endpoint, a policy that denies one tool and allows the rest), which each
+//! module then adjusts for its own attack.
+
+use mcp_filter_integration::idp::{AUDIENCE, ISSUER};
+use serde_json::{json, Value};
+
+/// Authentication through the test IdP, and a policy denying `tool`
+/// (`None`: every tool allowed).
+pub fn config_denying(tool: Option<&str>) -> Value {
+    let mut rules = Vec::new();
+    if let Some(tool) = tool {
+        rules.push(json!({"name": "no-secret", "tools": [tool], "effect": "deny"}));
+    }
+    rules.push(json!({"name": "rest", "tools": ["*"], "effect": "allow"}));
+    json!({
+        "mcp_paths": ["/mcp"],
+        "auth": {
+            "issuers": [ISSUER], "audiences": [AUDIENCE],
+            "remote_jwks": {"cluster": "idp", "path": "/jwks"},
+            "resource_metadata": {"resource": AUDIENCE, "authorization_servers": [ISSUER]},
+        },
+        "policy": {"rules": rules},
+    })
+}
