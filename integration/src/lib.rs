@@ -639,17 +639,7 @@ fn http_get_blocking(url: &str) -> Result<String> {
     {
         return Ok(body.to_string());
     }
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).context("chunk size")?;
-        if size == 0 {
-            break;
-        }
-        out.push_str(after.get(..size).context("short chunk")?);
-        rest = after.get(size + 2..).unwrap_or_default();
-    }
-    Ok(out)
+    raw_http::dechunk(body)
 }
 
 /// An MCP POST with exact body bytes, returning status, headers and body.

@@ -81,17 +81,7 @@ fn parse_http1(response: &[u8]) -> Result<Answer> {
         .iter()
         .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
     let body = if chunked {
-        let mut out = String::new();
-        let mut rest = body;
-        while let Some((size, after)) = rest.split_once("\r\n") {
-            let size = usize::from_str_radix(size.trim(), 16).context("chunk size")?;
-            if size == 0 {
-                break;
-            }
-            out.push_str(after.get(..size).context("short chunk")?);
-            rest = after.get(size + 2..).unwrap_or_default();
-        }
-        out
+        dechunk(body)?
     } else {
         body.to_string()
     };
@@ -100,6 +90,21 @@ fn parse_http1(response: &[u8]) -> Result<Answer> {
         headers,
         body,
     })
+}
+
+/// A `Transfer-Encoding: chunked` body, joined.
+pub(crate) fn dechunk(body: &str) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).context("chunk size")?;
+        if size == 0 {
+            break;
+        }
+        out.push_str(after.get(..size).context("short chunk")?);
+        rest = after.get(size + 2..).unwrap_or_default();
+    }
+    Ok(out)
 }
 
 /// The same over HTTP/2 with prior knowledge (h2c), through `curl`.

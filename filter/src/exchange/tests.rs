@@ -790,35 +790,12 @@ mod authorized {
         body: &[u8],
         chunk: usize,
     ) -> (Vec<u8>, Vec<HeaderEdit>) {
-        let mut ex = exchange(alice());
-        ex.on_request_headers(&post(&[]), false);
-        feed_body(
-            &mut ex,
-            br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
-            100,
-        );
-        let headers = vec![
-            ("content-type".to_string(), content_type.to_string()),
-            ("content-length".to_string(), body.len().to_string()),
+        let length = body.len().to_string();
+        let headers = [
+            ("content-type", content_type),
+            ("content-length", length.as_str()),
         ];
-        let edits = ex.on_response_headers(200, &headers).header_edits;
-        let mut out = Vec::new();
-        let pieces: Vec<&[u8]> = body.chunks(chunk).collect();
-        let mut held = Vec::new();
-        for (i, piece) in pieces.iter().enumerate() {
-            let step = ex.on_response_body(piece, i + 1 == pieces.len());
-            held.extend_from_slice(piece);
-            match (step.action, step.body) {
-                (Action::Pause, _) => {}
-                (Action::Continue, Some(replacement)) => {
-                    out.extend(replacement);
-                    held.clear();
-                }
-                (Action::Continue, None) => out.append(&mut held),
-                other => panic!("{other:?}"),
-            }
-        }
-        (out, edits)
+        listing_answer(200, &headers, body, chunk, false)
     }
 
     /// A listing answer as the client receives it: status, headers, body
