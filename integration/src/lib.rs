@@ -236,6 +236,9 @@ pub struct EnvoySetup {
     /// Deliver the listener over file-based LDS (`lds.yaml`, watched), so a
     /// test can push a new filter config with [`Envoy::push`].
     pub listener_from_file: bool,
+    /// Read HTTP/1.1 trailers from the default upstream (Envoy drops them
+    /// unless the cluster enables them), so they reach the filter.
+    pub upstream_trailers: bool,
 }
 
 impl EnvoySetup {
@@ -252,6 +255,7 @@ impl EnvoySetup {
             failure_policy: "FAIL_RELOAD",
             wasm: wasm_path(),
             listener_from_file: false,
+            upstream_trailers: false,
         }
     }
 
@@ -434,6 +438,11 @@ impl Envoy {
         let mut clusters = String::new();
         for (name, port) in named {
             clusters.push_str(&static_cluster(&name, port));
+            if setup.upstream_trailers && name == "upstream_0" {
+                clusters.push_str(
+                    "      typed_extension_protocol_options:\n        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n          \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n          explicit_http_config: { http_protocol_options: { enable_trailers: true } }\n",
+                );
+            }
         }
         let listener = Self::listener_yaml(setup, dir)?;
         let (dynamic, static_listeners) = if setup.listener_from_file {

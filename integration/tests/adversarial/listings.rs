@@ -144,6 +144,14 @@ fn canned(scenario: &str) -> (String, Vec<u8>) {
             "content-type: application/json\r\n",
             br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"add"}],"Tools":[{"name":"secret"}]}}"#,
         ),
+        // Chunked, ended by trailers: the filter's trailers callback must
+        // not release the held listing unread.
+        "trailers" => {
+            let mut out = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n".to_vec();
+            out.extend_from_slice(format!("{:x}\r\n{listing}\r\n", listing.len()).as_bytes());
+            out.extend_from_slice(b"0\r\nx-checksum: 1\r\n\r\n");
+            out
+        }
         "other-id" => head(
             "200 OK",
             "content-type: application/json\r\n",
@@ -213,8 +221,10 @@ async fn no_listing_answer_passes_unread() -> Result<()> {
         let mut setup = EnvoySetup::new(upstream.port, config("secret"));
         setup.named_clusters.push(("idp".into(), idp.port));
         setup.allow_headers_stop = allow_headers_stop;
+        setup.upstream_trailers = true;
         let envoy = Envoy::start(&bin, &setup)?;
         for scenario in [
+            "trailers",
             "plain",
             "gzip",
             "text",
@@ -239,7 +249,7 @@ async fn no_listing_answer_passes_unread() -> Result<()> {
             let v: Value =
                 serde_json::from_str(&text).with_context(|| format!("{what}: not JSON: {text}"))?;
             assert_eq!(v["jsonrpc"], "2.0", "{what}");
-            if scenario == "plain" || scenario == "other-id" {
+            if matches!(scenario, "plain" | "other-id" | "trailers") {
                 assert_eq!(v["result"]["tools"], json!([{"name": "add"}]), "{what}");
             } else {
                 assert!(
