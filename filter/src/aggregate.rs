@@ -90,6 +90,9 @@ pub struct Aggregation {
     hidden: usize,
     max_answer_bytes: usize,
     gathered_bytes: usize,
+    /// The request negotiated MCP 2026-07-28 or later: its result must say
+    /// `resultType`, `ttlMs` and `cacheScope`.
+    stamped: bool,
 }
 
 impl Aggregation {
@@ -104,6 +107,8 @@ impl Aggregation {
         max_answer_bytes: usize,
     ) -> (Self, Vec<Fetch>) {
         let meta = param(client_body, "_meta").map(|m| m.get().to_string());
+        let stamped =
+            negotiated(&forward, meta.as_deref()).is_some_and(|v| v.as_str() >= "2026-07-28");
         let n = backends.servers.len();
         let aggregation = Self {
             kind,
@@ -117,6 +122,7 @@ impl Aggregation {
             hidden: 0,
             max_answer_bytes,
             gathered_bytes: 0,
+            stamped,
         };
         let fetches = (0..n)
             .filter_map(|b| aggregation.fetch(backends, b, client_body.to_vec()))
@@ -311,8 +317,15 @@ impl Aggregation {
                 ),
             };
         }
+        // From MCP 2026-07-28 a result names its type and how it may be
+        // cached: this one depends on the caller, so privately and not for long.
+        let stamp = if self.stamped {
+            r#""resultType":"complete","ttlMs":0,"cacheScope":"private","#
+        } else {
+            ""
+        };
         let mut body = format!(
-            r#"{{"jsonrpc":"2.0","id":{},"result":{{"{}":["#,
+            r#"{{"jsonrpc":"2.0","id":{},"result":{{{stamp}"{}":["#,
             self.request_id.as_json(),
             self.kind.array_key()
         );
@@ -331,6 +344,18 @@ impl Aggregation {
             body: body.into_bytes(),
         }
     }
+}
+
+/// The protocol version a request negotiated: its `MCP-Protocol-Version`
+/// header, else (2026-07-28 requests) `_meta`'s protocol version.
+fn negotiated(forward: &[(String, String)], meta: Option<&str>) -> Option<String> {
+    if let Some((_, v)) = forward.iter().find(|(k, _)| k == "mcp-protocol-version") {
+        return Some(v.clone());
+    }
+    let meta: serde_json::Value = serde_json::from_str(meta?).ok()?;
+    meta.get("io.modelcontextprotocol/protocolVersion")?
+        .as_str()
+        .map(str::to_string)
 }
 
 #[cfg(test)]

@@ -247,3 +247,90 @@ fn answers_for_unknown_or_finished_backends_are_ignored() {
     let v: Value = serde_json::from_slice(&agg.reply().body).unwrap();
     assert_eq!(v["result"]["tools"], json!([{"name": "github__a"}]));
 }
+
+/// The gathered answer is valid for the version the request negotiated:
+/// from 2026-07-28 it carries the fields that version requires (checked
+/// against the published schema where `../shared` is present).
+#[test]
+fn the_gathered_answer_carries_what_its_protocol_version_requires() {
+    let b = backends();
+    let schema_of = |version: &str| -> Option<Value> {
+        let path = format!(
+            "{}/../../shared/mcp-schema/{version}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).ok(),
+            Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("CI=true but {path} is missing")
+            }
+            Err(_) => {
+                eprintln!("skipping the schema check: {path} is not here (it is in CI)");
+                None
+            }
+        }
+    };
+    for (version, header) in [
+        ("2025-11-25", true),
+        ("2026-07-28", true),
+        ("2026-07-28", false),
+    ] {
+        let (forward, body) = if header {
+            (
+                vec![("mcp-protocol-version".to_string(), version.to_string())],
+                CLIENT.to_vec(),
+            )
+        } else {
+            (
+                Vec::new(),
+                format!(
+                    r#"{{"jsonrpc":"2.0","id":9,"method":"tools/list","params":{{"_meta":{{"io.modelcontextprotocol/protocolVersion":"{version}"}}}}}}"#
+                )
+                .into_bytes(),
+            )
+        };
+        let (mut agg, _) =
+            Aggregation::start(&b, ListKind::Tools, id("9"), &body, forward, None, 1 << 20);
+        for backend in 0..2 {
+            agg.on_answer(
+                &b,
+                backend,
+                json_answer(r#"{"jsonrpc":"2.0","id":9,"result":{"tools":[{"name":"a"}]}}"#),
+                &mut decide_for(&b, backend),
+            );
+        }
+        let reply: Value = serde_json::from_slice(&agg.reply().body).unwrap();
+        let result = reply["result"].as_object().unwrap();
+        let stamped = version == "2026-07-28";
+        assert_eq!(
+            result.contains_key("resultType"),
+            stamped,
+            "{version}: {reply}"
+        );
+        if stamped {
+            assert_eq!(reply["result"]["cacheScope"], "private");
+            assert_eq!(reply["result"]["ttlMs"], 0);
+        }
+        if let Some(schema) = schema_of(version) {
+            let def = &schema["$defs"]["ListToolsResult"];
+            let def = if def.is_null() {
+                &schema["definitions"]["ListToolsResult"]
+            } else {
+                def
+            };
+            for key in def["required"].as_array().unwrap() {
+                assert!(
+                    result.contains_key(key.as_str().unwrap()),
+                    "{version}: {key} missing in {reply}"
+                );
+            }
+            let known = def["properties"].as_object().unwrap();
+            for key in result.keys() {
+                assert!(
+                    known.contains_key(key),
+                    "{version}: {key} is not in the schema"
+                );
+            }
+        }
+    }
+}
