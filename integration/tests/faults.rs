@@ -432,3 +432,54 @@ async fn a_slow_upstream_streams_through_or_times_out() -> Result<()> {
     assert!(envoy.alive());
     Ok(())
 }
+
+/// `routing_headers.enabled` without `allow_on_headers_stop_iteration`:
+/// Envoy never delivers the body to a filter that held the headers. The
+/// request used to hang until a timeout (forever with `timeout: 0s`); now it
+/// is answered with an error naming the flag, and the log says so once.
+#[tokio::test(flavor = "multi_thread")]
+async fn held_headers_without_the_flag_are_answered_not_left_hanging() -> Result<()> {
+    let Some(bin) = envoy_bin() else {
+        return Ok(());
+    };
+    let peer = Peer::start(PeerMode::StatelessJson)?;
+    let mut setup = EnvoySetup::new(
+        peer.port,
+        json!({"mcp_paths": ["/mcp"], "routing_headers": {"enabled": true}}),
+    );
+    setup.allow_headers_stop = false;
+    let envoy = Envoy::start(&bin, &setup)?;
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}"#;
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        post_raw(&envoy.url(), &[], call),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("the request hung"))??;
+    assert_eq!(r.status, 500, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["error"]["code"], -32603, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("allow_on_headers_stop_iteration"),
+        "{v}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    // Envoy flushes its log file every 100 ms.
+    let mut logged = false;
+    for _ in 0..30 {
+        logged = envoy
+            .log()
+            .contains("set allow_on_headers_stop_iteration: true");
+        if logged {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(logged, "{}", envoy.log());
+    assert!(peer.received().await?.iter().all(|r| r.body.is_empty()));
+    Ok(())
+}

@@ -125,6 +125,8 @@ pub struct Stream {
     failed: bool,
     /// The stream is over (logged or done): never woken again.
     done: bool,
+    /// A request body callback came (the held-headers watchdog stands down).
+    body_started: bool,
     /// Listing requests sent to backends: (call token, backend index).
     listing_calls: Vec<(u32, usize)>,
 }
@@ -158,8 +160,40 @@ impl Stream {
             waking: false,
             failed: false,
             done: false,
+            body_started: false,
             listing_calls: Vec::new(),
         }
+    }
+
+    /// Over, failed or past its body: no longer watched.
+    pub fn settled(&self) -> bool {
+        self.done || self.failed || self.body_started
+    }
+
+    /// The root context's watchdog: this request's headers were held for its
+    /// body, and no body came. Without `allow_on_headers_stop_iteration`
+    /// Envoy never delivers it (the request would hang until a timeout, or
+    /// forever): answer now, naming the missing flag.
+    pub fn held_too_long(&mut self) {
+        if self.done || self.failed || self.body_started || self.exchange.answered() {
+            return;
+        }
+        let reply = crate::reject::LocalReply {
+            status: 500,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: crate::jsonrpc::error_body(
+                None,
+                crate::jsonrpc::code::INTERNAL_ERROR,
+                "the gateway is misconfigured: routing_headers.enabled needs \
+                 allow_on_headers_stop_iteration: true in the wasm PluginConfig \
+                 (Envoy >= 1.35); the request body never reached the filter",
+            ),
+        };
+        self.apply(
+            crate::exchange::Step::from(crate::exchange::Action::Respond(reply)),
+            MapType::HttpRequestHeaders,
+        );
+        self.failed = true;
     }
 
     /// Applies a step's edits, properties and action, and waits for the
@@ -387,6 +421,7 @@ impl Stream {
     }
 
     fn request_body(&mut self, buffered: usize, end_of_stream: bool) -> Action {
+        self.body_started = true;
         self.request_body_len = buffered;
         self.request_body_done |= end_of_stream;
         if self.failed {
@@ -415,6 +450,14 @@ impl Stream {
         let step = self.exchange.on_request_headers(&headers, end_of_stream);
         let action = self.apply(step, MapType::HttpRequestHeaders);
         self.request_headers_held = action == Action::Pause;
+        // Headers held for a body Envoy may never deliver: watched.
+        if action == Action::Pause
+            && !end_of_stream
+            && self.shared.config.routing_headers.enabled
+            && !self.awaiting_keys
+        {
+            self.shared.watch_held(self.id, self.me.clone());
+        }
         action
     }
 

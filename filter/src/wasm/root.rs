@@ -29,6 +29,11 @@ use std::time::Duration;
 const TICK: Duration = Duration::from_secs(1);
 /// The tick while a request waits for a fetch to start: at once.
 const NUDGE: Duration = Duration::from_millis(1);
+/// How long a request's headers may be held before its body's first bytes
+/// arrive. Envoy without `allow_on_headers_stop_iteration` never delivers
+/// them to a filter that held the headers; a real client sends a JSON-RPC
+/// body right after its headers.
+const HELD_HEADERS_LIMIT_MS: u64 = 5_000;
 
 /// A request context waiting for something the root context receives.
 type Waiter = (u32, Weak<RefCell<Stream>>);
@@ -42,6 +47,10 @@ pub struct Shared {
     auth: Option<RefCell<Authenticator>>,
     /// Requests waiting for the JWKS fetch to be over.
     waiters: RefCell<Vec<Waiter>>,
+    /// Requests whose headers are held for a body, with their deadline.
+    held: RefCell<Vec<(Waiter, u64)>>,
+    /// The missing-flag error was logged (once per worker).
+    held_logged: Cell<bool>,
     /// The JWKS fetch in flight (its call token).
     jwks_call: Cell<Option<u32>>,
     /// The tick was shortened for a waiting request.
@@ -67,6 +76,8 @@ impl Shared {
             metric_ids: RefCell::new(HashMap::new()),
             auth,
             waiters: RefCell::new(Vec::new()),
+            held: RefCell::new(Vec::new()),
+            held_logged: Cell::new(false),
             jwks_call: Cell::new(None),
             nudged: Cell::new(false),
             adopted: RefCell::new(Vec::new()),
@@ -133,10 +144,68 @@ impl Shared {
         true
     }
 
+    /// Watches a request whose headers are held until its body arrives.
+    pub fn watch_held(&self, id: u32, stream: Weak<RefCell<Stream>>) {
+        let Some(now) = host::now_ms() else {
+            return;
+        };
+        if let Ok(mut held) = self.held.try_borrow_mut() {
+            held.push(((id, stream), now.saturating_add(HELD_HEADERS_LIMIT_MS)));
+        }
+    }
+
+    /// Answers the held requests whose body never came (each in its own
+    /// context), and forgets those that are over or got their body.
+    fn check_held(&self, root_id: u32, now_ms: u64) {
+        let watched = match self.held.try_borrow_mut() {
+            Ok(mut held) if !held.is_empty() => std::mem::take(&mut *held),
+            _ => return,
+        };
+        let mut keep = Vec::new();
+        let mut answered = false;
+        for ((id, weak), deadline) in watched {
+            let Some(stream) = weak.upgrade() else {
+                continue;
+            };
+            let Ok(mut s) = stream.try_borrow_mut() else {
+                keep.push(((id, weak), deadline));
+                continue;
+            };
+            if s.settled() {
+                continue;
+            }
+            if now_ms < deadline {
+                keep.push(((id, weak), deadline));
+                continue;
+            }
+            if host::set_effective_context(id).is_ok() {
+                s.held_too_long();
+                answered = true;
+            }
+        }
+        if answered {
+            let _ = host::set_effective_context(root_id);
+            if !self.held_logged.replace(true) {
+                error!(
+                    "{ROOT_ID}: routing_headers.enabled holds request headers until the body \
+                     is read, but Envoy delivered no body: set allow_on_headers_stop_iteration: \
+                     true in the wasm PluginConfig (Envoy >= 1.35), or turn routing_headers off; \
+                     such requests are answered 500 after {HELD_HEADERS_LIMIT_MS} ms"
+                );
+            }
+        }
+        if let Ok(mut held) = self.held.try_borrow_mut() {
+            held.extend(keep);
+        }
+    }
+
     /// The root context's tick: starts a fetch if one is due or a request
     /// waits for one. The SDK sends the answer to the context active when
     /// the call is made: here, the root context.
     fn tick(&self, root_id: u32) {
+        if let Some(now) = host::now_ms() {
+            self.check_held(root_id, now);
+        }
         if self.nudged.replace(false) {
             if let Err(e) = host::set_tick_period(TICK) {
                 warn!("{ROOT_ID}: cannot restore the tick period: status {}", e.0);
@@ -400,7 +469,8 @@ impl RootContext for Root {
                     .auth
                     .as_ref()
                     .is_some_and(|a| a.remote_jwks.is_some());
-                if remote {
+                // The tick also watches requests held for their body.
+                if remote || config.routing_headers.enabled {
                     // The tick drives the JWKS schedule: first fetch, period,
                     // retries, and fetches requests wait for. Without it no
                     // key would ever load: refuse the configuration.
