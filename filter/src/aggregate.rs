@@ -5,32 +5,13 @@
 //! fails is left out and counted; the others are still listed.
 
 use crate::backends::Backends;
+pub use crate::fetch::{BackendAnswer, Fetch};
 use crate::jsonrpc::{code, error_body, RequestId};
 use crate::listing::{read_page, Decide, ListKind, Page};
 use crate::raw_json::param;
 use crate::reject::LocalReply;
 use crate::response::Framing;
 use crate::sse::SseFramer;
-
-/// One request the shell sends to a backend cluster on the filter's behalf.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fetch {
-    pub backend: usize,
-    pub cluster: String,
-    /// Every header, pseudo-headers first.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    pub timeout_ms: u64,
-}
-
-/// A backend's answer as Envoy delivered it; `status` is `None` when the
-/// call failed (connection refused, reset, timeout).
-#[derive(Debug, Clone, Copy)]
-pub struct BackendAnswer<'a> {
-    pub status: Option<u16>,
-    pub content_type: Option<&'a str>,
-    pub body: &'a [u8],
-}
 
 /// Why a backend is missing from a gathered listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,29 +113,19 @@ impl Aggregation {
 
     fn fetch(&self, backends: &Backends, backend: usize, body: Vec<u8>) -> Option<Fetch> {
         let server = backends.servers.get(backend)?;
-        let mut headers = vec![
-            (":method".to_string(), "POST".to_string()),
-            (":path".to_string(), server.path.clone()),
-            (":authority".to_string(), server.authority.clone()),
-            ("content-type".to_string(), "application/json".to_string()),
-            (
-                "accept".to_string(),
-                "application/json, text/event-stream".to_string(),
-            ),
-        ];
-        headers.extend(self.forward.iter().cloned());
-        if let Some((default, session)) = &self.default_session {
-            if *default == backend {
-                headers.push(("mcp-session-id".to_string(), session.clone()));
-            }
-        }
-        Some(Fetch {
+        let session = self
+            .default_session
+            .as_ref()
+            .filter(|(default, _)| *default == backend)
+            .map(|(_, session)| session.as_str());
+        Some(crate::fetch::post(
+            server,
             backend,
-            cluster: server.cluster.clone(),
-            headers,
+            &self.forward,
+            session,
             body,
-            timeout_ms: backends.listing_timeout_ms,
-        })
+            backends.listing_timeout_ms,
+        ))
     }
 
     fn next_page_body(&self, cursor: &str) -> Vec<u8> {
@@ -245,7 +216,7 @@ impl Aggregation {
         if !(200..300).contains(&status) {
             return Err(Failure::HttpStatus(status));
         }
-        if answer.body.len() > self.max_answer_bytes {
+        if answer.body.len() > self.max_answer_bytes || answer.encoded() {
             return Err(Failure::Unreadable);
         }
         let messages: Vec<Vec<u8>> = match Framing::from_content_type(answer.content_type) {

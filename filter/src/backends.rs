@@ -32,6 +32,9 @@ pub struct Backends {
     pub header: String,
     /// How long a fanned-out listing waits for each backend.
     pub listing_timeout_ms: u64,
+    /// How long a call the filter relays to a backend itself waits for the
+    /// backend's whole answer.
+    pub call_timeout_ms: u64,
     /// The backend for requests that name no tool or prompt (initialize,
     /// resources, GET streams): the unprefixed one, else the first.
     pub default: usize,
@@ -224,6 +227,9 @@ pub struct RawBackends {
     /// How long a listing gathered from every backend waits for each (default 5000).
     #[cfg_attr(test, schemars(range(min = 1, max = 60000)))]
     pub listing_timeout_ms: Option<u64>,
+    /// How long a call the filter relays itself (a legacy call for another backend than its headers went to, without routing_headers) waits for the backend's whole answer (default 60000).
+    #[cfg_attr(test, schemars(range(min = 1, max = 3600000)))]
+    pub call_timeout_ms: Option<u64>,
     /// The MCP servers behind this endpoint.
     pub servers: Vec<RawBackend>,
 }
@@ -267,6 +273,7 @@ pub struct RawExposure {
 }
 
 const MAX_LISTING_TIMEOUT_MS: u64 = 60_000;
+const MAX_CALL_TIMEOUT_MS: u64 = 3_600_000;
 
 fn is_backend_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
@@ -288,6 +295,16 @@ impl RawBackends {
                 return Err(invalid(
                     "backends.listing_timeout_ms",
                     format!("{ms} is outside 1..={MAX_LISTING_TIMEOUT_MS}"),
+                ))
+            }
+        };
+        let call_timeout_ms = match self.call_timeout_ms {
+            None => 60_000,
+            Some(ms) if (1..=MAX_CALL_TIMEOUT_MS).contains(&ms) => ms,
+            Some(ms) => {
+                return Err(invalid(
+                    "backends.call_timeout_ms",
+                    format!("{ms} is outside 1..={MAX_CALL_TIMEOUT_MS}"),
                 ))
             }
         };
@@ -319,6 +336,7 @@ impl RawBackends {
             servers,
             header,
             listing_timeout_ms,
+            call_timeout_ms,
             default,
             renames_tools,
             renames_prompts,

@@ -9,7 +9,7 @@
 //! the headers are held too, so headers derived from the body can be set
 //! before Envoy picks the route; that needs `allow_on_headers_stop_iteration`.
 
-use crate::aggregate::{Aggregation, BackendAnswer, Failure, Fetch};
+use crate::aggregate::{Aggregation, Failure};
 use crate::auth::challenge;
 use crate::auth::token::AuthFailure;
 use crate::auth::Authenticated;
@@ -17,11 +17,13 @@ use crate::backends::{Backends, Named};
 use crate::classify::{classify, Classified, Message, MessageKind, Subject};
 use crate::config::{FilterConfig, NonMcpTraffic};
 use crate::endpoint::PathClass;
+use crate::fetch::{BackendAnswer, Fetch};
 use crate::jsonrpc::{code, error_body, RequestId};
 use crate::listing::{self, ListKind, Listed, SseListingFilter, Unfilterable};
 use crate::mirrored::MirroredHeaders;
 use crate::policy::{Caller, Decision, SubjectKind, Target, Verdict, RESPONSE_METHOD};
 use crate::reject::{quote, LocalReply, Reason, Rejection};
+use crate::relay::{Relay, Relayed};
 use crate::response::{Framing, Outcome, ResponseObserver};
 use crate::session::SessionError;
 use crate::telemetry::{self, method_label, stat_name, Labels, Sample};
@@ -63,8 +65,8 @@ pub struct Step {
     /// Start a remote JWKS fetch, then call [`Exchange::keys_ready`]; the
     /// request goes on meanwhile, and its body is held until then.
     pub fetch_keys: bool,
-    /// Send these requests to backends (a gathered listing), then call
-    /// [`Exchange::on_listing_answer`] with each answer.
+    /// Send these requests to backends (a gathered listing, a relayed
+    /// call), then call [`Exchange::on_backend_answer`] with each answer.
     pub fetches: Vec<Fetch>,
 }
 
@@ -105,6 +107,8 @@ enum Phase {
     Forwarded,
     /// A listing is being gathered from every backend.
     Aggregating,
+    /// A call is relayed to a backend by the filter itself (see [`crate::relay`]).
+    Relaying,
     /// The filter answered the request itself.
     Answered,
 }
@@ -176,13 +180,17 @@ pub struct Exchange {
     /// default backend knows it.
     fanout: Option<Fanout>,
     aggregation: Option<Aggregation>,
+    relay: Option<Relay>,
+    /// The request was relayed to a backend by the filter.
+    relayed: bool,
     /// Public tool names a gathered listing published (for metric labels).
     gathered_names: Option<Vec<String>>,
     /// Backends missing from a gathered listing, for the failure counter.
     backend_failures: Vec<(usize, Failure)>,
-    /// Outcome and listed tools of a listing the filter answered itself or
-    /// rewrote (read by the rewrite, not parsed again).
-    answered_listing: Option<(Outcome, Vec<String>)>,
+    /// Outcome (and listed tools) of an answer the filter composed itself
+    /// (a gathered listing, a relayed call) or rewrote (a listing, read by
+    /// the rewrite and not parsed again).
+    composed: Option<(Outcome, Vec<String>)>,
 }
 
 /// Longest value copied into filter state or a routing header.
@@ -211,9 +219,11 @@ impl Exchange {
             backend: None,
             fanout: None,
             aggregation: None,
+            relay: None,
+            relayed: false,
             gathered_names: None,
             backend_failures: Vec::new(),
-            answered_listing: None,
+            composed: None,
         }
     }
 
@@ -412,7 +422,7 @@ impl Exchange {
         let held = self.config.routing_headers.enabled;
         self.phase = Phase::AwaitingBody { held };
         let mut step = if held { Step::pause() } else { Step::go() };
-        // Only a listing gathered from several backends forwards these.
+        // Only a listing gathered from several backends, or a relayed call, forwards these.
         if self.config.backends.as_ref().is_some_and(Backends::routes) {
             self.fanout = Some(fanout_headers(headers, &auth_edits));
         }
@@ -702,6 +712,9 @@ impl Exchange {
             Routed::Gather(kind) => {
                 return self.start_gathering(kind, classified, body, properties)
             }
+            Routed::Relay { backend, body } => {
+                return self.start_relay(backend, classified, body, properties)
+            }
             Routed::Forward { edits, body } => (edits, body),
         };
         if let Some(server) = self.backend.and_then(|b| self.backend_name(b)) {
@@ -866,45 +879,98 @@ impl Exchange {
                 upstream = Some(route.upstream.into_owned());
             }
         }
-        if !held && self.routed_at_headers != Some(backend) {
-            let name = self.backend_name(backend).unwrap_or_default().to_string();
-            return Err(self.refusal(Rejection::new(
-                    Reason::Unroutable,
-                    format!(
-                        "this request is for backend {}, but its headers were already routed: send the MCP 2026-07-28 Mcp-Name header, or enable routing_headers (needs allow_on_headers_stop_iteration)",
-                        quote(&name)
-                    ),
-                )
-                .with_id(message.and_then(|m| m.id.clone()))));
-        }
+        // Headers that went on unheld were routed to another backend: the
+        // filter carries the call there itself.
+        let relayed = !held && self.routed_at_headers != Some(backend);
         self.backend = Some(backend);
 
         let mut edits = Vec::new();
         if held {
             edits.extend(backend_header(backends, backend));
         }
-        let Some(upstream) = upstream else {
-            return Ok(Routed::Forward { edits, body: None });
-        };
-        let Some(rewritten) = crate::raw_json::replace_param_string(body, "name", &upstream) else {
-            return Err(self.refusal(
-                Rejection::new(
-                    Reason::InvalidParams,
-                    "`params.name` could not be rewritten",
-                )
-                .with_id(message.and_then(|m| m.id.clone())),
-            ));
-        };
-        if held {
-            edits.push(HeaderEdit::Remove("content-length".into()));
-            if !self.mirrored.name.is_empty() {
-                edits.push(HeaderEdit::Set("mcp-name".into(), header_safe(&upstream)));
+        let rewritten = match upstream {
+            None => None,
+            Some(upstream) => {
+                let Some(rewritten) =
+                    crate::raw_json::replace_param_string(body, "name", &upstream)
+                else {
+                    return Err(self.refusal(
+                        Rejection::new(
+                            Reason::InvalidParams,
+                            "`params.name` could not be rewritten",
+                        )
+                        .with_id(message.and_then(|m| m.id.clone())),
+                    ));
+                };
+                if held {
+                    edits.push(HeaderEdit::Remove("content-length".into()));
+                    if !self.mirrored.name.is_empty() {
+                        edits.push(HeaderEdit::Set("mcp-name".into(), header_safe(&upstream)));
+                    }
+                }
+                Some(rewritten)
             }
+        };
+        if relayed {
+            return Ok(Routed::Relay {
+                backend,
+                body: rewritten.unwrap_or_else(|| body.to_vec()),
+            });
         }
         Ok(Routed::Forward {
             edits,
-            body: Some(rewritten),
+            body: rewritten,
         })
+    }
+
+    /// Sends the call to its backend; the answer waits for the backend's.
+    fn start_relay(
+        &mut self,
+        backend: usize,
+        classified: Classified,
+        body: Vec<u8>,
+        mut properties: Vec<(&'static str, String)>,
+    ) -> Step {
+        let config = self.config.clone();
+        let Some(backends) = config.backends.as_ref() else {
+            return Step::go();
+        };
+        let Fanout {
+            mut forward,
+            session,
+        } = self.fanout.take().unwrap_or_default();
+        if let Some(credential) = config
+            .auth
+            .as_ref()
+            .and_then(|a| a.upstream_authorization.clone())
+        {
+            forward.push(("authorization".into(), credential));
+        }
+        // The client's session is the default backend's (and only its).
+        let session = session.filter(|_| backend == backends.default);
+        let id = classified.single().and_then(|m| m.id.clone());
+        let Some((relay, fetch)) = Relay::start(
+            backends,
+            backend,
+            id,
+            body,
+            &forward,
+            session.as_deref(),
+            config.max_response_bytes,
+        ) else {
+            return Step::go();
+        };
+        if let Some(name) = self.backend_name(backend) {
+            properties.push(("mcp_backend", name.to_string()));
+        }
+        self.relay = Some(relay);
+        self.relayed = true;
+        self.judged = Some(Judged { body: classified });
+        self.phase = Phase::Relaying;
+        let mut step = Step::pause();
+        step.properties = properties;
+        step.fetches.push(fetch);
+        step
     }
 
     /// Sends the listing to every backend; the answer waits for theirs.
@@ -952,10 +1018,14 @@ impl Exchange {
         step
     }
 
-    /// A backend answered a gathered listing (`status` `None`: the call
-    /// failed). The last answer completes the listing: the step then answers
-    /// the client.
-    pub fn on_listing_answer(&mut self, backend: usize, answer: BackendAnswer<'_>) -> Step {
+    /// A backend answered a request the filter sent it (`status` `None`:
+    /// the call failed): a relayed call's answer is the client's; the last
+    /// answer to a gathered listing completes it. Either way the step may
+    /// then answer the client.
+    pub fn on_backend_answer(&mut self, backend: usize, answer: BackendAnswer<'_>) -> Step {
+        if let Some(relay) = self.relay.take() {
+            return self.settle_relay(relay.answer(answer));
+        }
         let Some(mut aggregation) = self.aggregation.take() else {
             return Step::pause();
         };
@@ -982,12 +1052,23 @@ impl Exchange {
     }
 
     /// A request to a backend could not be sent at all.
-    pub fn on_listing_unreachable(&mut self, backend: usize) -> Step {
+    pub fn on_backend_unreachable(&mut self, backend: usize) -> Step {
+        if let Some(relay) = self.relay.take() {
+            return self.settle_relay(relay.unreachable());
+        }
         let Some(mut aggregation) = self.aggregation.take() else {
             return Step::pause();
         };
         aggregation.unreachable(backend);
         self.settle_gathering(aggregation, None)
+    }
+
+    fn settle_relay(&mut self, relayed: Relayed) -> Step {
+        if let (Some(failure), Some(backend)) = (relayed.failure, self.backend) {
+            self.backend_failures.push((backend, failure));
+        }
+        self.composed = Some((relayed.outcome, Vec::new()));
+        self.answer(relayed.reply)
     }
 
     fn settle_gathering(&mut self, aggregation: Aggregation, next: Option<Fetch>) -> Step {
@@ -1005,15 +1086,24 @@ impl Exchange {
             Outcome::RpcError(code::INTERNAL_ERROR)
         };
         let names = self.gathered_names.take().unwrap_or_default();
-        self.answered_listing = Some((outcome, names));
+        self.composed = Some((outcome, names));
         self.answer(reply)
     }
 
-    /// Backends that failed the gathered listing, by name (for logs).
-    pub fn backend_failures(&self) -> Vec<(&str, &'static str)> {
+    /// What became of backends that failed a gathered listing or a relayed
+    /// call, one log line each.
+    pub fn backend_failures(&self) -> Vec<String> {
+        let what = if self.relayed {
+            "gave no answer to pass on for the relayed call"
+        } else {
+            "left out of the listing"
+        };
         self.backend_failures
             .iter()
-            .filter_map(|(b, f)| Some((self.backend_name(*b)?, f.label())))
+            .filter_map(|(b, f)| {
+                let name = self.backend_name(*b)?;
+                Some(format!("backend `{name}` {what}: {}", f.label()))
+            })
             .collect()
     }
 
@@ -1209,9 +1299,9 @@ impl Exchange {
                 (out, filter.answered)
             }
         };
-        if answered && self.answered_listing.is_none() {
+        if answered && self.composed.is_none() {
             let names = listed.take().unwrap_or_default();
-            self.answered_listing = Some((Outcome::Result, names));
+            self.composed = Some((Outcome::Result, names));
         } else if let Some(observer) = &mut self.response {
             // Not (yet) the rewritten answer: an error, or other events.
             observer.observe(&out);
@@ -1300,7 +1390,7 @@ impl Exchange {
         let Some(message) = judged.body.single() else {
             return samples;
         };
-        let outcome = match (&self.answered_listing, &mut self.response, self.responded) {
+        let outcome = match (&self.composed, &mut self.response, self.responded) {
             (Some((outcome, listed)), _, _) => {
                 tool_labels.learn(listed);
                 *outcome
@@ -1470,6 +1560,8 @@ enum Routed {
     },
     /// Nowhere: the filter gathers this listing from every backend.
     Gather(ListKind),
+    /// To another backend than the headers went to: the filter relays it.
+    Relay { backend: usize, body: Vec<u8> },
 }
 
 /// What a listed item becomes: its backend's public name (or hidden, if that

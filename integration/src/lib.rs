@@ -16,6 +16,7 @@ pub mod everything;
 pub mod idp;
 pub mod raw_http;
 pub mod scrape;
+pub mod sdk;
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

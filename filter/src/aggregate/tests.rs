@@ -45,6 +45,7 @@ fn json_answer(body: &str) -> BackendAnswer<'_> {
     BackendAnswer {
         status: Some(200),
         content_type: Some("application/json"),
+        content_encoding: None,
         body: body.as_bytes(),
     }
 }
@@ -97,6 +98,7 @@ fn answers_in_json_and_sse_pages_are_merged_renamed_and_filtered() {
             BackendAnswer {
                 status: Some(200),
                 content_type: Some("text/event-stream"),
+                content_encoding: None,
                 body: sse.as_bytes(),
             },
             &mut decide_for(&b, 1),
@@ -137,6 +139,7 @@ fn a_failed_backend_is_left_out_and_counted() {
             BackendAnswer {
                 status: None,
                 content_type: None,
+                content_encoding: None,
                 body: b"",
             },
             Failure::Unreachable,
@@ -145,6 +148,7 @@ fn a_failed_backend_is_left_out_and_counted() {
             BackendAnswer {
                 status: Some(503),
                 content_type: Some("application/json"),
+                content_encoding: None,
                 body: b"{}",
             },
             Failure::HttpStatus(503),
@@ -162,6 +166,7 @@ fn a_failed_backend_is_left_out_and_counted() {
             BackendAnswer {
                 status: Some(200),
                 content_type: Some("text/html"),
+                content_encoding: None,
                 body: b"<html>",
             },
             Failure::Unreadable,
@@ -199,6 +204,7 @@ fn no_backend_answering_is_an_error_with_the_request_id() {
         BackendAnswer {
             status: Some(500),
             content_type: None,
+            content_encoding: None,
             body: b"",
         },
         &mut decide_for(&b, 1),

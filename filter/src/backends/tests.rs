@@ -160,6 +160,7 @@ fn defaults() {
     let b = two();
     assert_eq!(b.header, "x-mcp-backend");
     assert_eq!(b.listing_timeout_ms, 5000);
+    assert_eq!(b.call_timeout_ms, 60_000);
     assert_eq!(b.servers[1].cluster, "jira");
     assert_eq!(b.servers[1].authority, "jira");
     assert_eq!(b.servers[1].path, "/mcp");
@@ -223,6 +224,10 @@ fn configurations_that_make_bad_or_colliding_names_are_refused() {
     assert_eq!(e.field, "backends.servers[0].path");
     let e = refused(json!({"listing_timeout_ms": 0, "servers": [{"name": "a"}]}));
     assert_eq!(e.field, "backends.listing_timeout_ms");
+    for ms in [0, 3_600_001] {
+        let e = refused(json!({"call_timeout_ms": ms, "servers": [{"name": "a"}]}));
+        assert_eq!(e.field, "backends.call_timeout_ms");
+    }
     let e = refused(json!({"header": "X Backend", "servers": [{"name": "a"}]}));
     assert_eq!(e.field, "backends.header");
 }

@@ -1158,16 +1158,75 @@ mod backends {
         assert_eq!(step.action, Action::Continue);
         assert!(step.header_edits.is_empty(), "headers already left");
         assert_eq!(body_of(&step)["params"]["name"], "search");
+    }
 
-        // A tool of another backend cannot follow headers that already left.
+    /// Headers that left for the default backend cannot follow a call for
+    /// another: the filter relays it there and answers with its answer.
+    #[test]
+    fn unheld_calls_for_another_backend_are_relayed_by_the_filter() {
+        let mut ex = routed(false);
+        ex.on_request_headers(
+            &post(&[
+                ("mcp-protocol-version", "2025-06-18"),
+                ("mcp-session-id", "s-1"),
+            ]),
+            false,
+        );
+        let step = feed_body(&mut ex, call("jira__create_issue").as_bytes(), 100);
+        assert_eq!(step.action, Action::Pause, "the client waits for jira");
+        assert!(step.body.is_none() && step.header_edits.is_empty());
+        assert!(step.properties.contains(&("mcp_backend", "jira".into())));
+        let [fetch] = step.fetches.as_slice() else {
+            panic!("one request to jira: {:?}", step.fetches)
+        };
+        assert_eq!(fetch.cluster, "jira");
+        let body: Value = serde_json::from_slice(&fetch.body).unwrap();
+        assert_eq!(body["params"]["name"], "create_issue");
+        assert_eq!(body["params"]["arguments"]["name"], "jira__create_issue");
+        assert!(fetch
+            .headers
+            .contains(&("mcp-protocol-version".into(), "2025-06-18".into())));
+        assert!(
+            !fetch.headers.iter().any(|(k, _)| k == "mcp-session-id"),
+            "the session is the default backend's"
+        );
+
+        let answer =
+            r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"ok"}]}}"#;
+        let step = ex.on_backend_answer(
+            1,
+            BackendAnswer {
+                status: Some(200),
+                content_type: Some("application/json"),
+                content_encoding: None,
+                body: answer.as_bytes(),
+            },
+        );
+        let Action::Respond(reply) = &step.action else {
+            panic!("{step:?}")
+        };
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body, answer.as_bytes());
+        assert!(ex.answered());
+        let samples = ex.finish(5, &mut Labels::default());
+        assert!(
+            samples.iter().any(|s| s.name.contains("outcome=result")),
+            "{samples:?}"
+        );
+
+        // A backend that cannot be reached: an error, the failure counted.
         let mut ex = routed(false);
         ex.on_request_headers(&post(&[]), false);
-        let (status, reply) = reply_of(&feed_body(&mut ex, call("jira__x").as_bytes(), 100));
-        assert_eq!(status, 400);
-        assert!(reply["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("Mcp-Name"));
+        let step = feed_body(&mut ex, call("jira__x").as_bytes(), 100);
+        assert_eq!(step.fetches.len(), 1);
+        let (status, reply) = reply_of(&ex.on_backend_unreachable(1));
+        assert_eq!(status, 502);
+        assert_eq!(reply["id"], 7);
+        assert_eq!(reply["error"]["code"], -32603);
+        assert_eq!(
+            ex.backend_failures(),
+            ["backend `jira` gave no answer to pass on for the relayed call: unreachable"]
+        );
     }
 
     #[test]
@@ -1228,6 +1287,7 @@ mod backends {
         BackendAnswer {
             status: Some(200),
             content_type: Some("application/json"),
+            content_encoding: None,
             body: body.as_bytes(),
         }
     }
@@ -1243,12 +1303,12 @@ mod backends {
             assert!(step.fetches[0]
                 .headers
                 .contains(&("mcp-protocol-version".into(), "2025-11-25".into())));
-            let step = ex.on_listing_answer(
+            let step = ex.on_backend_answer(
                 1,
                 answer(r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"create_issue"}]}}"#),
             );
             assert_eq!(step.action, Action::Pause);
-            let step = ex.on_listing_answer(
+            let step = ex.on_backend_answer(
                 0,
                 answer(r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"create_issue"},{"name":"secret"},{"name":"search"}]}}"#),
             );
@@ -1280,8 +1340,8 @@ mod backends {
         let mut ex = routed(true);
         ex.on_request_headers(&post(&[]), false);
         feed_body(&mut ex, LIST.as_bytes(), 100);
-        ex.on_listing_unreachable(1);
-        let (status, reply) = reply_of(&ex.on_listing_answer(
+        ex.on_backend_unreachable(1);
+        let (status, reply) = reply_of(&ex.on_backend_answer(
             0,
             answer(r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"search"}]}}"#),
         ));
@@ -1290,7 +1350,10 @@ mod backends {
             reply["result"]["tools"],
             json!([{"name": "github__search"}])
         );
-        assert_eq!(ex.backend_failures(), vec![("jira", "unreachable")]);
+        assert_eq!(
+            ex.backend_failures(),
+            ["backend `jira` left out of the listing: unreachable"]
+        );
         let mut labels = Labels::with_tools(ToolLabels::new(&[], 10));
         let samples = ex.finish(3, &mut labels);
         assert!(names_of(&samples)
@@ -1375,11 +1438,11 @@ mod backends {
         let mut ex = make();
         ex.on_request_headers(&post(&[]), false);
         feed_body(&mut ex, LIST.as_bytes(), 100);
-        ex.on_listing_answer(
+        ex.on_backend_answer(
             1,
             answer(r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"create_issue"}]}}"#),
         );
-        let (_, reply) = reply_of(&ex.on_listing_answer(
+        let (_, reply) = reply_of(&ex.on_backend_answer(
             0,
             answer(r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"search"}]}}"#),
         ));

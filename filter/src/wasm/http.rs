@@ -11,8 +11,8 @@ use super::host;
 use super::root::Shared;
 use super::steps::{self, Body, Ended, Headers, Host, HostError, Outcome, Refused};
 use super::ROOT_ID;
-use crate::aggregate::{BackendAnswer, Fetch};
 use crate::exchange::{Action as StepAction, Exchange, Step};
+use crate::fetch::{BackendAnswer, Fetch};
 use crate::reject::LocalReply;
 use crate::telemetry::{self, stat_name, Sample};
 use log::warn;
@@ -127,8 +127,8 @@ pub struct Stream {
     done: bool,
     /// A request body callback came (the held-headers watchdog stands down).
     body_started: bool,
-    /// Listing requests sent to backends: (call token, backend index).
-    listing_calls: Vec<(u32, usize)>,
+    /// Requests sent to backends (listings, relayed calls): (call token, backend index).
+    backend_calls: Vec<(u32, usize)>,
 }
 
 impl Stream {
@@ -161,7 +161,7 @@ impl Stream {
             failed: false,
             done: false,
             body_started: false,
-            listing_calls: Vec::new(),
+            backend_calls: Vec::new(),
         }
     }
 
@@ -331,7 +331,7 @@ impl Stream {
         }
     }
 
-    /// Sends a gathered listing's requests; one that cannot be sent counts
+    /// Sends requests to backends; one that cannot be sent counts
     /// as that backend failing.
     fn send_fetches(&mut self, fetches: Vec<Fetch>) {
         for fetch in fetches {
@@ -347,7 +347,7 @@ impl Stream {
                 Duration::from_millis(fetch.timeout_ms),
             ) {
                 Ok(token) => {
-                    self.listing_calls.push((token, fetch.backend));
+                    self.backend_calls.push((token, fetch.backend));
                     if self.waking {
                         // Sent from the root context's callback: the answer
                         // comes there, and is handed back to this request.
@@ -356,22 +356,23 @@ impl Stream {
                 }
                 Err(status) => {
                     warn!(
-                        "{ROOT_ID}: cannot send the listing to cluster `{}`: status {}",
+                        "{ROOT_ID}: cannot send a request to cluster `{}`: status {}",
                         fetch.cluster, status.0
                     );
-                    let step = self.exchange.on_listing_unreachable(fetch.backend);
-                    self.apply_listing_step(step);
+                    let step = self.exchange.on_backend_unreachable(fetch.backend);
+                    self.apply_backend_step(step);
                 }
             }
         }
     }
 
-    /// Applies a step from a gathered listing: more requests, or the answer.
-    fn apply_listing_step(&mut self, step: Step) {
+    /// Applies a step from a request sent to a backend (a gathered listing,
+    /// a relayed call): more requests, or the answer.
+    fn apply_backend_step(&mut self, step: Step) {
         let answered = matches!(step.action, StepAction::Respond(_));
         if answered {
-            for (backend, reason) in self.exchange.backend_failures() {
-                warn!("{ROOT_ID}: backend `{backend}` left out of the listing: {reason}");
+            for failure in self.exchange.backend_failures() {
+                warn!("{ROOT_ID}: {failure}");
             }
         }
         self.apply_step(step, MapType::HttpRequestHeaders);
@@ -387,13 +388,13 @@ impl Stream {
 
     /// An HTTP call this request sent was answered.
     fn call_answered(&mut self, token: u32, num_headers: usize, body_size: usize) {
-        if let Some(i) = self.listing_calls.iter().position(|(t, _)| *t == token) {
-            let (_, backend) = self.listing_calls.swap_remove(i);
-            self.listing_answered(backend, num_headers, body_size);
+        if let Some(i) = self.backend_calls.iter().position(|(t, _)| *t == token) {
+            let (_, backend) = self.backend_calls.swap_remove(i);
+            self.backend_answered(backend, num_headers, body_size);
         }
     }
 
-    fn listing_answered(&mut self, backend: usize, num_headers: usize, body_size: usize) {
+    fn backend_answered(&mut self, backend: usize, num_headers: usize, body_size: usize) {
         let headers = if num_headers == 0 {
             Vec::new()
         } else {
@@ -414,10 +415,11 @@ impl Stream {
         let answer = BackendAnswer {
             status,
             content_type: find("content-type"),
+            content_encoding: find("content-encoding"),
             body: &body,
         };
-        let step = self.exchange.on_listing_answer(backend, answer);
-        self.apply_listing_step(step);
+        let step = self.exchange.on_backend_answer(backend, answer);
+        self.apply_backend_step(step);
     }
 
     fn request_body(&mut self, buffered: usize, end_of_stream: bool) -> Action {
