@@ -2,7 +2,7 @@
 //! while paused, chunked responses) fed to the exchange, asserting each step.
 
 use super::*;
-use crate::telemetry::{MetricKind, ToolLabels};
+use crate::telemetry::{Labels, MetricKind, Sample, ToolLabels};
 
 fn config(json: &str) -> Rc<FilterConfig> {
     Rc::new(FilterConfig::from_json(json.as_bytes()).unwrap())
