@@ -247,8 +247,8 @@ impl Exchange {
         let Some(headers) = self.deferred_auth.take() else {
             return Step::go();
         };
-        if let Err(step) = self.complete_authentication(&headers) {
-            return *step;
+        if let Err(refusal) = self.complete_authentication(&headers) {
+            return self.refuse(refusal);
         }
         if body_done {
             self.on_request_body(buffered_len, true, read_body)
@@ -345,15 +345,11 @@ impl Exchange {
         }
         let authorized = self.authorize(&classified);
         properties.extend(self.decision_properties());
-        if let Err(mut step) = authorized {
-            step.properties.extend(properties);
-            return *step;
-        }
-
-        let routed = match self.route_body(&classified, body, held) {
+        let routed = authorized.and_then(|()| self.route_body(&classified, body, held));
+        let routed = match routed {
             Ok(routed) => routed,
-            Err(step) => {
-                let mut step = *step;
+            Err(refusal) => {
+                let mut step = self.refuse(refusal);
                 step.properties.extend(properties);
                 return step;
             }
@@ -419,15 +415,6 @@ impl Exchange {
         ))
     }
 
-    fn refusal(&mut self, rejection: Rejection) -> Box<Step> {
-        Box::new(self.refuse(rejection))
-    }
-
-    fn refuse(&mut self, rejection: Rejection) -> Step {
-        self.rejected = Some(rejection.reason);
-        self.answer(rejection.reply())
-    }
-
     fn answer(&mut self, reply: LocalReply) -> Step {
         self.phase = Phase::Answered;
         Step::from(Action::Respond(reply))
@@ -468,6 +455,7 @@ mod downstream;
 mod fanout;
 mod gate;
 mod head;
+mod refusal;
 mod report;
 mod route;
 

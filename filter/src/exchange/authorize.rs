@@ -5,10 +5,10 @@
 //! Must not: tell a caller why it was refused beyond naming what it asked
 //! for, or judge anything but the public names the client used.
 
-use crate::auth::challenge;
 use crate::auth::token::AuthFailure;
 use crate::classify::{Classified, Message, Subject};
-use crate::exchange::{bounded, message_label, Exchange, Step};
+use crate::exchange::refusal::Refusal;
+use crate::exchange::{bounded, message_label, Exchange};
 use crate::listing::ListKind;
 use crate::policy::{SubjectKind, Target, Verdict, RESPONSE_METHOD};
 use crate::reject::{quote, Reason, Rejection};
@@ -16,15 +16,12 @@ use crate::reject::{quote, Reason, Rejection};
 impl Exchange {
     /// Decides every message of an accepted body; the first one not allowed
     /// answers the request.
-    pub(super) fn authorize(&mut self, classified: &Classified) -> Result<(), Box<Step>> {
-        let Some(auth) = self.config.auth.clone() else {
+    pub(super) fn authorize(&mut self, classified: &Classified) -> Result<(), Refusal> {
+        if self.config.auth.is_none() {
             return Ok(());
-        };
+        }
         let Some(caller) = self.caller.clone() else {
-            return Err(Box::new(self.answer(challenge::unauthorized(
-                &AuthFailure::MissingToken,
-                &auth.metadata,
-            ))));
+            return Err(Refusal::Unauthenticated(AuthFailure::MissingToken));
         };
         for message in &classified.messages {
             let method = message.method.as_deref().unwrap_or(RESPONSE_METHOD);
@@ -32,15 +29,12 @@ impl Exchange {
                 && self.config.policy.has_rules()
                 && ListKind::from_method(method).is_some()
             {
-                return Err(Box::new(
-                    self.refuse(
-                        Rejection::new(
-                            Reason::InvalidRequest,
-                            "listings cannot be batched when a policy applies; send them alone",
-                        )
-                        .with_id(message.id.clone()),
-                    ),
-                ));
+                return Err(Rejection::new(
+                    Reason::InvalidRequest,
+                    "listings cannot be batched when a policy applies; send them alone",
+                )
+                .with_id(message.id.clone())
+                .into());
             }
             let target = target_of(message, method);
             let decision = self.config.policy.decide(&caller, &target);
@@ -55,17 +49,17 @@ impl Exchange {
             match verdict {
                 Verdict::Allow => {}
                 Verdict::Deny => {
-                    return Err(Box::new(
-                        self.answer(challenge::forbidden(message.id.as_ref(), &what)),
-                    ))
+                    return Err(Refusal::Denied {
+                        id: message.id.clone(),
+                        what,
+                    })
                 }
                 Verdict::InsufficientScope(scopes) => {
-                    return Err(Box::new(self.answer(challenge::insufficient_scope(
-                        &scopes,
-                        &auth.metadata,
-                        message.id.as_ref(),
-                        &what,
-                    ))))
+                    return Err(Refusal::StepUp {
+                        id: message.id.clone(),
+                        what,
+                        scopes,
+                    })
                 }
             }
         }

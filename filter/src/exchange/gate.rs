@@ -7,14 +7,19 @@
 //! session id bound to another caller through.
 
 use crate::auth::token::AuthFailure;
-use crate::auth::{challenge, Authenticated};
-use crate::exchange::{
-    body_follows, bounded, header, json_content_type, Action, Exchange, HeaderEdit, Phase, Rc, Step,
-};
-use crate::jsonrpc::{code, error_body};
+use crate::auth::Authenticated;
+use crate::exchange::refusal::Refusal;
+use crate::exchange::{body_follows, bounded, header, Exchange, HeaderEdit, Phase, Rc};
 use crate::policy::Caller;
-use crate::reject::LocalReply;
-use crate::session::SessionError;
+
+/// What authentication lets through.
+pub(super) enum Admitted {
+    /// The request goes on, with these header edits (the caller is known,
+    /// or the body waits until the keys are in).
+    Through(Vec<HeaderEdit>),
+    /// Headers without a body wait for the JWKS fetch, then are judged again.
+    AwaitKeys,
+}
 
 impl Exchange {
     /// Authenticates the caller (when `auth` is configured) and returns the
@@ -24,9 +29,9 @@ impl Exchange {
         &mut self,
         headers: &[(String, String)],
         end_of_stream: bool,
-    ) -> Result<Vec<HeaderEdit>, Box<Step>> {
+    ) -> Result<Admitted, Refusal> {
         let Some(auth) = self.config.auth.clone() else {
-            return Ok(Vec::new());
+            return Ok(Admitted::Through(Vec::new()));
         };
         let outcome = self.run_authenticator(headers);
         // These do not depend on who the caller is, so they are safe to apply
@@ -52,23 +57,23 @@ impl Exchange {
                         Ok(upstream) => {
                             edits.push(HeaderEdit::Set("mcp-session-id".into(), upstream))
                         }
-                        Err(e) => return Err(Box::new(self.session_not_found(e))),
+                        Err(e) => return Err(Refusal::Session(e)),
                     }
                 }
                 self.deferred_auth = Some(headers.to_vec());
-                return Ok(edits);
+                return Ok(Admitted::Through(edits));
             }
             Authenticated::NeedKeys => {
                 self.pending_headers = Some((headers.to_vec(), end_of_stream));
                 self.phase = Phase::AwaitingKeys;
-                return Err(Box::new(Step::from(Action::FetchKeys)));
+                return Ok(Admitted::AwaitKeys);
             }
-            Authenticated::Failed(failure) => return Err(Box::new(self.unauthenticated(failure))),
+            Authenticated::Failed(failure) => return Err(Refusal::Unauthenticated(failure)),
         };
         if let Some(upstream) = self.bind_caller(caller, headers)? {
             edits.push(HeaderEdit::Set("mcp-session-id".into(), upstream));
         }
-        Ok(edits)
+        Ok(Admitted::Through(edits))
     }
 
     pub(super) fn run_authenticator(&mut self, headers: &[(String, String)]) -> Authenticated {
@@ -84,7 +89,7 @@ impl Exchange {
         &mut self,
         caller: Rc<Caller>,
         headers: &[(String, String)],
-    ) -> Result<Option<String>, Box<Step>> {
+    ) -> Result<Option<String>, Refusal> {
         let presented = header(headers, "mcp-session-id");
         let unwrapped = match (&self.config.sessions, presented) {
             (Some(binding), Some(presented)) => Some(binding.unwrap(&caller, presented)),
@@ -92,7 +97,7 @@ impl Exchange {
         };
         self.caller = Some(caller);
         match unwrapped {
-            Some(Err(e)) => Err(Box::new(self.session_not_found(e))),
+            Some(Err(e)) => Err(Refusal::Session(e)),
             Some(Ok(upstream)) => Ok(Some(upstream)),
             None => Ok(None),
         }
@@ -102,45 +107,17 @@ impl Exchange {
     pub(super) fn complete_authentication(
         &mut self,
         headers: &[(String, String)],
-    ) -> Result<(), Box<Step>> {
+    ) -> Result<(), Refusal> {
         let caller = match self.run_authenticator(headers) {
             Authenticated::Caller(caller) => caller,
             // Still unknown after a fetch: the key does not exist.
             Authenticated::NeedKeys => {
-                return Err(Box::new(self.unauthenticated(AuthFailure::UnknownKey)))
+                return Err(Refusal::Unauthenticated(AuthFailure::UnknownKey))
             }
-            Authenticated::Failed(failure) => return Err(Box::new(self.unauthenticated(failure))),
+            Authenticated::Failed(failure) => return Err(Refusal::Unauthenticated(failure)),
         };
         // The provisional unwrap at the headers is now checked against the caller.
         self.bind_caller(caller, headers).map(|_| ())
-    }
-
-    pub(super) fn unauthenticated(&mut self, failure: AuthFailure) -> Step {
-        self.auth_failure = Some(failure.label());
-        let reply = match (&self.config.auth, &failure) {
-            (_, AuthFailure::NoKeys) | (None, _) => challenge::keys_unavailable(),
-            (Some(auth), _) => challenge::unauthorized(&failure, &auth.metadata),
-        };
-        let mut step = self.answer(reply);
-        step.properties.push((
-            "mcp_decision",
-            format!("unauthenticated:{}", failure.label()),
-        ));
-        step
-    }
-
-    pub(super) fn session_not_found(&mut self, error: SessionError) -> Step {
-        self.auth_failure = Some(match error {
-            SessionError::Unrecognised => "session_unknown",
-            SessionError::OtherCaller => "session_other_caller",
-        });
-        // 404 is what the spec prescribes for a session the server does not
-        // know; the client starts a new session (with its own token).
-        self.answer(LocalReply {
-            status: 404,
-            headers: json_content_type(),
-            body: error_body(None, code::SESSION_NOT_FOUND, "Session not found"),
-        })
     }
 
     pub(super) fn caller_properties(&self) -> Vec<(&'static str, String)> {

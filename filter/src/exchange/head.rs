@@ -9,6 +9,8 @@ use crate::auth::challenge;
 use crate::backends::Backends;
 use crate::config::NonMcpTraffic;
 use crate::endpoint::PathClass;
+use crate::exchange::gate::Admitted;
+use crate::exchange::Action;
 use crate::exchange::{fanout_headers, has_body, header, Exchange, HeaderEdit, Phase, Step};
 use crate::mirrored::MirroredHeaders;
 use crate::reject::{Reason, Rejection};
@@ -58,8 +60,9 @@ impl Exchange {
                     ));
                 }
                 let edits = match self.authenticate_request(headers, end_of_stream) {
-                    Ok(edits) => edits,
-                    Err(step) => return *step,
+                    Ok(Admitted::Through(edits)) => edits,
+                    Ok(Admitted::AwaitKeys) => return Step::from(Action::FetchKeys),
+                    Err(refusal) => return self.refuse(refusal),
                 };
                 self.phase = Phase::NoBodyAllowed;
                 let mut step = Step::go();
@@ -93,8 +96,9 @@ impl Exchange {
         }
 
         let mut auth_edits = match self.authenticate_request(headers, end_of_stream) {
-            Ok(edits) => edits,
-            Err(step) => return *step,
+            Ok(Admitted::Through(edits)) => edits,
+            Ok(Admitted::AwaitKeys) => return Step::from(Action::FetchKeys),
+            Err(refusal) => return self.refuse(refusal),
         };
         // An answer the filter may have to rewrite must come uncompressed
         // (an encoded one is refused anyway).

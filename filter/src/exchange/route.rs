@@ -8,7 +8,8 @@
 
 use crate::backends::{Backends, Named};
 use crate::classify::{Classified, MessageKind, Subject};
-use crate::exchange::{bounded, Exchange, HeaderEdit, Step, MAX_EXPOSED_VALUE};
+use crate::exchange::refusal::Refusal;
+use crate::exchange::{bounded, Exchange, HeaderEdit, MAX_EXPOSED_VALUE};
 use crate::listing::ListKind;
 use crate::reject::{quote, Reason, Rejection};
 use base64::Engine;
@@ -68,7 +69,7 @@ impl Exchange {
         classified: &Classified,
         body: &[u8],
         held: bool,
-    ) -> Result<Routed, Box<Step>> {
+    ) -> Result<Routed, Refusal> {
         let config = self.config.clone();
         let Some(backends) = config.backends.as_ref() else {
             return Ok(Routed::Forward {
@@ -98,7 +99,7 @@ impl Exchange {
             if let Some(m) = classified.messages.iter().find(|m| {
                 named_kind(backends, &m.subject).is_some() || rewritten_listing(m.method.as_deref())
             }) {
-                return Err(self.refusal(Rejection::new(
+                return Err(Refusal::from(Rejection::new(
                         Reason::InvalidRequest,
                         "a batch cannot carry tool calls, renamed prompts or listings behind several backends; send them alone",
                     )
@@ -113,7 +114,7 @@ impl Exchange {
         if let Some(kind) = listing {
             if kind.named().is_some_and(|n| backends.aggregates(n)) {
                 if has_cursor(body) {
-                    return Err(self.refusal(
+                    return Err(Refusal::from(
                         Rejection::new(
                             Reason::InvalidParams,
                             "Invalid cursor: this endpoint lists every backend in one page",
@@ -134,7 +135,7 @@ impl Exchange {
                 } else {
                     "prompt"
                 };
-                return Err(self.refusal(
+                return Err(Refusal::from(
                     Rejection::new(
                         Reason::UnknownName,
                         format!("Unknown {what}: {}", quote(public)),
@@ -162,7 +163,7 @@ impl Exchange {
                 let Some(rewritten) =
                     crate::raw_json::replace_param_string(body, "name", &upstream)
                 else {
-                    return Err(self.refusal(
+                    return Err(Refusal::from(
                         Rejection::new(
                             Reason::InvalidParams,
                             "`params.name` could not be rewritten",
