@@ -97,22 +97,37 @@ impl From<Action> for Step {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where the exchange is, with the state that only means something there.
+#[derive(Debug)]
 enum Phase {
     /// Not the MCP endpoint's business (other path, OPTIONS...): untouched.
     Passthrough,
     /// GET (server stream) or DELETE (end session): forwarded untouched, but a body is refused.
     NoBodyAllowed,
-    /// Headers held while the JWKS is fetched (a request without a body).
-    AwaitingKeys,
-    /// An MCP POST whose body is being buffered; `held` when headers wait too.
-    AwaitingBody { held: bool },
+    /// Headers of a request without a body, held while the JWKS is fetched;
+    /// judged again when the keys are in.
+    AwaitingKeys {
+        headers: Vec<(String, String)>,
+        end_of_stream: bool,
+    },
+    /// An MCP POST whose body is being buffered; `held` when headers wait
+    /// too. `deferred_auth`: the headers went on while the JWKS is fetched,
+    /// so the caller is authenticated from them (and the body released) once
+    /// the keys are in.
+    AwaitingBody {
+        held: bool,
+        deferred_auth: Option<Vec<(String, String)>>,
+    },
     /// The request was judged and forwarded.
     Forwarded,
-    /// A listing is being gathered from every backend.
-    Aggregating,
+    /// A listing is being gathered from every backend; `names` collects the
+    /// public tool names published (metric labels), while label slots are free.
+    Aggregating {
+        aggregation: Aggregation,
+        names: Option<Vec<String>>,
+    },
     /// A call is relayed to a backend by the filter itself (see [`crate::relay`]).
-    Relaying,
+    Relaying(Relay),
     /// The filter answered the request itself.
     Answered,
 }
@@ -134,11 +149,6 @@ pub struct Exchange {
     auth_failure: Option<&'static str>,
     /// The last policy decision, with the method and tool it was about.
     decision: Option<(Decision, String, Option<String>)>,
-    /// Request headers kept while the JWKS is fetched and the headers wait.
-    pending_headers: Option<(Vec<(String, String)>, bool)>,
-    /// Request headers kept while the JWKS is fetched and the headers went
-    /// on: authentication completes before the body is released.
-    deferred_auth: Option<Vec<(String, String)>>,
     listing: Option<ListingRewrite>,
     /// Tool labels still have room: collect the names a `tools/list` answer lists.
     learn_tool_labels: bool,
@@ -157,12 +167,8 @@ pub struct Exchange {
     /// What a gathered listing forwards: headers, and the session id as the
     /// default backend knows it.
     fanout: Option<Fanout>,
-    aggregation: Option<Aggregation>,
-    relay: Option<Relay>,
     /// The request was relayed to a backend by the filter.
     relayed: bool,
-    /// Public tool names a gathered listing published (for metric labels).
-    gathered_names: Option<Vec<String>>,
     /// Backends missing from a gathered listing, for the failure counter.
     backend_failures: Vec<(usize, Failure)>,
     /// Outcome (and listed tools) of an answer the filter composed itself
@@ -182,8 +188,6 @@ impl Exchange {
             caller: None,
             auth_failure: None,
             decision: None,
-            pending_headers: None,
-            deferred_auth: None,
             listing: None,
             learn_tool_labels: true,
             started_ms: now_ms,
@@ -196,10 +200,7 @@ impl Exchange {
             routed_at_headers: None,
             backend: None,
             fanout: None,
-            aggregation: None,
-            relay: None,
             relayed: false,
-            gathered_names: None,
             backend_failures: Vec::new(),
             composed: None,
         }
@@ -221,12 +222,12 @@ impl Exchange {
 
     /// Whether the filter answered the request itself.
     pub fn answered(&self) -> bool {
-        self.phase == Phase::Answered
+        matches!(self.phase, Phase::Answered)
     }
 
     /// Whether the request headers are held for a JWKS fetch.
     pub fn headers_await_keys(&self) -> bool {
-        self.pending_headers.is_some()
+        matches!(self.phase, Phase::AwaitingKeys { .. })
     }
 
     /// The JWKS fetch asked for is over (either way; the keys, if any, are
@@ -240,12 +241,25 @@ impl Exchange {
         buffered_len: usize,
         read_body: impl FnOnce() -> Option<Vec<u8>>,
     ) -> Step {
-        if let Some((headers, end_of_stream)) = self.pending_headers.take() {
-            self.phase = Phase::Passthrough;
-            return self.on_request_headers(&headers, end_of_stream);
-        }
-        let Some(headers) = self.deferred_auth.take() else {
-            return Step::go();
+        let headers = match std::mem::replace(&mut self.phase, Phase::Passthrough) {
+            Phase::AwaitingKeys {
+                headers,
+                end_of_stream,
+            } => return self.on_request_headers(&headers, end_of_stream),
+            Phase::AwaitingBody {
+                held,
+                deferred_auth: Some(headers),
+            } => {
+                self.phase = Phase::AwaitingBody {
+                    held,
+                    deferred_auth: None,
+                };
+                headers
+            }
+            other => {
+                self.phase = other;
+                return Step::go();
+            }
         };
         if let Err(refusal) = self.complete_authentication(&headers) {
             return self.refuse(refusal);
@@ -292,12 +306,15 @@ impl Exchange {
         end_of_stream: bool,
         read_body: impl FnOnce() -> Option<Vec<u8>>,
     ) -> Step {
-        match self.phase {
-            Phase::AwaitingBody { held } => {
+        match &self.phase {
+            &Phase::AwaitingBody {
+                held,
+                ref deferred_auth,
+            } => {
                 if buffered_len > self.config.max_request_bytes {
                     return self.too_large();
                 }
-                if !end_of_stream || self.deferred_auth.is_some() {
+                if !end_of_stream || deferred_auth.is_some() {
                     return Step::pause();
                 }
                 match read_body() {
@@ -313,7 +330,7 @@ impl Exchange {
                     }),
                 }
             }
-            Phase::AwaitingKeys => Step::pause(),
+            Phase::AwaitingKeys { .. } => Step::pause(),
             Phase::NoBodyAllowed if buffered_len > 0 => self.refuse(Rejection::new(
                 Reason::BodyNotAllowed,
                 "GET and DELETE to the MCP endpoint must not carry a body",
@@ -413,6 +430,11 @@ impl Exchange {
             Reason::TooLarge,
             format!("request body exceeds the limit of {limit} bytes"),
         ))
+    }
+
+    /// The phase, leaving `Passthrough` in its place (to move its state out).
+    fn take_phase(&mut self) -> Phase {
+        std::mem::replace(&mut self.phase, Phase::Passthrough)
     }
 
     fn answer(&mut self, reply: LocalReply) -> Step {

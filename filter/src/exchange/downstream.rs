@@ -20,7 +20,7 @@ impl Exchange {
             &self.caller,
             header(headers, "mcp-session-id"),
         ) {
-            if self.phase != Phase::Answered {
+            if !matches!(self.phase, Phase::Answered) {
                 match binding.wrap(caller, upstream) {
                     Some(wrapped) => edits.push(HeaderEdit::Set("mcp-session-id".into(), wrapped)),
                     None => edits.push(HeaderEdit::Remove("mcp-session-id".into())),
@@ -49,7 +49,7 @@ impl Exchange {
         status: u16,
         headers: &[(String, String)],
     ) -> Step {
-        if self.phase == Phase::Forwarded {
+        if matches!(self.phase, Phase::Forwarded) {
             self.responded = true;
             self.listing = self.listing_rewrite(headers);
             if let Some(judged) = &self.judged {

@@ -57,10 +57,9 @@ impl Exchange {
         if let Some(name) = self.backend_name(backend) {
             properties.push(("mcp_backend", name.to_string()));
         }
-        self.relay = Some(relay);
         self.relayed = true;
         self.judged = Some(Judged { body: classified });
-        self.phase = Phase::Relaying;
+        self.phase = Phase::Relaying(relay);
         let mut step = Step::pause();
         step.properties = properties;
         step.fetches.push(fetch);
@@ -102,10 +101,11 @@ impl Exchange {
             session,
             config.max_response_bytes,
         );
-        self.aggregation = Some(aggregation);
-        self.gathered_names = (self.learn_tool_labels && kind == ListKind::Tools).then(Vec::new);
         self.judged = Some(Judged { body: classified });
-        self.phase = Phase::Aggregating;
+        self.phase = Phase::Aggregating {
+            aggregation,
+            names: (self.learn_tool_labels && kind == ListKind::Tools).then(Vec::new),
+        };
         let mut step = Step::pause();
         step.properties = properties;
         step.fetches = fetches;
@@ -117,11 +117,13 @@ impl Exchange {
     /// answer to a gathered listing completes it. Either way the step may
     /// then answer the client.
     pub fn on_backend_answer(&mut self, backend: usize, answer: BackendAnswer<'_>) -> Step {
-        if let Some(relay) = self.relay.take() {
-            return self.settle_relay(relay.answer(answer));
-        }
-        let Some(mut aggregation) = self.aggregation.take() else {
-            return Step::pause();
+        let (mut aggregation, mut published) = match self.take_phase() {
+            Phase::Relaying(relay) => return self.settle_relay(relay.answer(answer)),
+            Phase::Aggregating { aggregation, names } => (aggregation, names),
+            other => {
+                self.phase = other;
+                return Step::pause();
+            }
         };
         let config = self.config.clone();
         let Some(backends) = config.backends.as_ref() else {
@@ -129,7 +131,6 @@ impl Exchange {
         };
         let kind = aggregation.kind();
         let caller = self.caller.clone();
-        let mut published = self.gathered_names.take();
         let mut decide = |name: &str| {
             decide_item(
                 &config,
@@ -141,20 +142,25 @@ impl Exchange {
             )
         };
         let next = aggregation.on_answer(backends, backend, answer, &mut decide);
-        self.gathered_names = published;
-        self.settle_gathering(aggregation, next)
+        self.settle_gathering(aggregation, published, next)
     }
 
     /// A request to a backend could not be sent at all.
     pub fn on_backend_unreachable(&mut self, backend: usize) -> Step {
-        if let Some(relay) = self.relay.take() {
-            return self.settle_relay(relay.unreachable());
+        match self.take_phase() {
+            Phase::Relaying(relay) => self.settle_relay(relay.unreachable()),
+            Phase::Aggregating {
+                mut aggregation,
+                names,
+            } => {
+                aggregation.unreachable(backend);
+                self.settle_gathering(aggregation, names, None)
+            }
+            other => {
+                self.phase = other;
+                Step::pause()
+            }
         }
-        let Some(mut aggregation) = self.aggregation.take() else {
-            return Step::pause();
-        };
-        aggregation.unreachable(backend);
-        self.settle_gathering(aggregation, None)
     }
 
     pub(super) fn settle_relay(&mut self, relayed: Relayed) -> Step {
@@ -168,12 +174,13 @@ impl Exchange {
     pub(super) fn settle_gathering(
         &mut self,
         aggregation: Aggregation,
+        names: Option<Vec<String>>,
         next: Option<Fetch>,
     ) -> Step {
         if !aggregation.is_complete() {
             let mut step = Step::pause();
             step.fetches.extend(next);
-            self.aggregation = Some(aggregation);
+            self.phase = Phase::Aggregating { aggregation, names };
             return step;
         }
         self.backend_failures = aggregation.failures().to_vec();
@@ -183,8 +190,7 @@ impl Exchange {
         } else {
             Outcome::RpcError(code::INTERNAL_ERROR)
         };
-        let names = self.gathered_names.take().unwrap_or_default();
-        self.composed = Some((outcome, names));
+        self.composed = Some((outcome, names.unwrap_or_default()));
         self.answer(reply)
     }
 

@@ -9,14 +9,16 @@
 use crate::auth::token::AuthFailure;
 use crate::auth::Authenticated;
 use crate::exchange::refusal::Refusal;
-use crate::exchange::{body_follows, bounded, header, Exchange, HeaderEdit, Phase, Rc};
+use crate::exchange::{body_follows, bounded, header, Exchange, HeaderEdit, Rc};
 use crate::policy::Caller;
 
 /// What authentication lets through.
 pub(super) enum Admitted {
-    /// The request goes on, with these header edits (the caller is known,
-    /// or the body waits until the keys are in).
+    /// The request goes on, with these header edits: the caller is known.
     Through(Vec<HeaderEdit>),
+    /// The headers go on with these edits, but the body waits until the
+    /// keys are in and the caller is authenticated from the same headers.
+    Deferred(Vec<HeaderEdit>),
     /// Headers without a body wait for the JWKS fetch, then are judged again.
     AwaitKeys,
 }
@@ -60,14 +62,9 @@ impl Exchange {
                         Err(e) => return Err(Refusal::Session(e)),
                     }
                 }
-                self.deferred_auth = Some(headers.to_vec());
-                return Ok(Admitted::Through(edits));
+                return Ok(Admitted::Deferred(edits));
             }
-            Authenticated::NeedKeys => {
-                self.pending_headers = Some((headers.to_vec(), end_of_stream));
-                self.phase = Phase::AwaitingKeys;
-                return Ok(Admitted::AwaitKeys);
-            }
+            Authenticated::NeedKeys => return Ok(Admitted::AwaitKeys),
             Authenticated::Failed(failure) => return Err(Refusal::Unauthenticated(failure)),
         };
         if let Some(upstream) = self.bind_caller(caller, headers)? {

@@ -61,7 +61,10 @@ impl Exchange {
                 }
                 let edits = match self.authenticate_request(headers, end_of_stream) {
                     Ok(Admitted::Through(edits)) => edits,
-                    Ok(Admitted::AwaitKeys) => return Step::from(Action::FetchKeys),
+                    // Nothing follows these headers: they wait for the keys.
+                    Ok(Admitted::Deferred(_) | Admitted::AwaitKeys) => {
+                        return self.await_keys(headers, end_of_stream)
+                    }
                     Err(refusal) => return self.refuse(refusal),
                 };
                 self.phase = Phase::NoBodyAllowed;
@@ -95,11 +98,13 @@ impl Exchange {
             }
         }
 
-        let mut auth_edits = match self.authenticate_request(headers, end_of_stream) {
-            Ok(Admitted::Through(edits)) => edits,
-            Ok(Admitted::AwaitKeys) => return Step::from(Action::FetchKeys),
-            Err(refusal) => return self.refuse(refusal),
-        };
+        let (mut auth_edits, deferred_auth) =
+            match self.authenticate_request(headers, end_of_stream) {
+                Ok(Admitted::Through(edits)) => (edits, None),
+                Ok(Admitted::Deferred(edits)) => (edits, Some(headers.to_vec())),
+                Ok(Admitted::AwaitKeys) => return self.await_keys(headers, end_of_stream),
+                Err(refusal) => return self.refuse(refusal),
+            };
         // An answer the filter may have to rewrite must come uncompressed
         // (an encoded one is refused anyway).
         if self.filters_listings() && header(headers, "accept-encoding").is_some() {
@@ -138,15 +143,28 @@ impl Exchange {
         self.mirrored =
             MirroredHeaders::from_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let held = self.config.routing_headers.enabled;
-        self.phase = Phase::AwaitingBody { held };
         let mut step = if held { Step::pause() } else { Step::go() };
+        step.fetch_keys = deferred_auth.is_some();
+        self.phase = Phase::AwaitingBody {
+            held,
+            deferred_auth,
+        };
         // Only a listing gathered from several backends, or a relayed call, forwards these.
         if self.config.backends.as_ref().is_some_and(Backends::routes) {
             self.fanout = Some(fanout_headers(headers, &auth_edits));
         }
         step.header_edits = auth_edits;
         step.header_edits.extend(self.route_head(held, true));
-        step.fetch_keys = self.deferred_auth.is_some();
         step
+    }
+
+    /// Holds headers without a body while the JWKS is fetched; they are
+    /// judged again when the keys are in.
+    fn await_keys(&mut self, headers: &[(String, String)], end_of_stream: bool) -> Step {
+        self.phase = Phase::AwaitingKeys {
+            headers: headers.to_vec(),
+            end_of_stream,
+        };
+        Step::from(Action::FetchKeys)
     }
 }
