@@ -10,7 +10,7 @@
 //! agree by construction: `resolve(publish(n)) == n` for every published `n`,
 //! and `resolve` accepts nothing `publish` would not produce.
 
-use crate::config::{header_name, invalid, ConfigError};
+use crate::config_error::{header_name, invalid, ConfigError};
 use crate::policy::glob::Glob;
 use crate::policy::globs;
 use crate::telemetry::is_label_safe_tool_name;

@@ -5,9 +5,16 @@
 //! Envoy Gateway sends) arrives as its string, a `Struct` as its protobuf
 //! encoding, decoded here into the same JSON. A JSON *string* holding JSON
 //! (double-encoded by a templating layer) is unwrapped once.
+//!
+//! This module only composes: each section (`auth`, `policy`, `sessions`,
+//! `backends`, `endpoint`) owns its raw wire type and its `compile()`;
+//! errors and shared checks live in the leaf `config_error`.
 
 mod path_de;
-pub(crate) mod struct_pb;
+
+pub use crate::config_error::ConfigError;
+use crate::config_error::{header_name, in_range, invalid};
+use crate::struct_pb;
 
 use crate::auth::{AuthConfig, RawAuth, RawTenancy};
 use crate::backends::{Backends, RawBackends};
@@ -15,7 +22,6 @@ use crate::endpoint::{Endpoint, McpPath, PublicPath};
 use crate::policy::{Policy, RawPolicy};
 use crate::session::{RawSessions, SessionBinding};
 use serde::Deserialize;
-use std::fmt;
 use std::rc::Rc;
 
 /// Requests to paths that are neither the MCP endpoint nor `public_paths`.
@@ -104,56 +110,6 @@ impl Default for FilterConfig {
             backends: None,
             warnings: Vec::new(),
         }
-    }
-}
-
-/// A configuration the filter refuses, with the JSON path of the offending field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub field: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() || self.field == "." {
-            write!(f, "invalid mcp_filter configuration: {}", self.message)
-        } else {
-            write!(
-                f,
-                "invalid mcp_filter configuration at `{}`: {}",
-                self.field, self.message
-            )
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// A number from the configuration within its documented range (the schema
-/// states the same range), or an error naming the field. No silent clamping:
-/// a value the operator did not mean is refused.
-pub(crate) fn in_range(
-    field: &str,
-    value: Option<u64>,
-    default: u64,
-    range: std::ops::RangeInclusive<u64>,
-) -> Result<u64, ConfigError> {
-    let n = value.unwrap_or(default);
-    if range.contains(&n) {
-        Ok(n)
-    } else {
-        Err(invalid(
-            field,
-            format!("{n} is outside {}..={}", range.start(), range.end()),
-        ))
-    }
-}
-
-pub(crate) fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        field: field.to_string(),
-        message: message.into(),
     }
 }
 
@@ -466,25 +422,6 @@ fn body_limit(field: &str, value: Option<u64>, default: usize) -> Result<usize, 
         )),
         Some(n) => Ok(n as usize),
     }
-}
-
-pub(crate) fn header_name(
-    field: &str,
-    value: Option<String>,
-    default: &str,
-) -> Result<String, ConfigError> {
-    let name = value.unwrap_or_else(|| default.to_string());
-    let valid = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if !valid {
-        return Err(invalid(
-            field,
-            format!("`{name}` must be a lowercase HTTP header name ([a-z0-9_-]+)"),
-        ));
-    }
-    Ok(name)
 }
 
 fn trim_ascii(bytes: &[u8]) -> &[u8] {

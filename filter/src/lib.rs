@@ -11,6 +11,7 @@ pub mod auth;
 pub mod backends;
 pub mod classify;
 pub mod config;
+pub mod config_error;
 pub mod endpoint;
 pub mod exchange;
 pub mod fetch;
@@ -25,6 +26,7 @@ pub mod relay;
 pub mod response;
 pub mod session;
 pub mod sse;
+mod struct_pb;
 pub mod telemetry;
 
 #[cfg(test)]

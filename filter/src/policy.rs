@@ -12,7 +12,7 @@ pub(crate) mod glob;
 
 pub use glob::Glob;
 
-use crate::config::{invalid, ConfigError};
+use crate::config_error::{invalid, ConfigError};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
