@@ -3,7 +3,7 @@
 
 use crate::common::config_denying;
 use anyhow::Result;
-use mcp_filter_integration::idp::{claims, Idp, SigningKey};
+use mcp_filter_integration::idp::Issuer;
 use mcp_filter_integration::{envoy_bin, post_raw, Envoy, EnvoySetup, Peer, PeerMode};
 use serde_json::{json, Value};
 
@@ -24,10 +24,9 @@ async fn no_smuggled_call_reaches_the_upstream() -> Result<()> {
     let Some(bin) = envoy_bin() else {
         return Ok(());
     };
-    let key = SigningKey::generate("k1")?;
-    let idp = Idp::start(&[&key]).await?;
+    let issuer = Issuer::start().await?;
     let peer = Peer::start(PeerMode::StatelessJson)?;
-    let token = key.sign(&claims("mallory", json!({})));
+    let token = issuer.token("mallory", json!({}));
     let bearer = format!("Bearer {token}");
     let auth = ("authorization", bearer.as_str());
 
@@ -182,7 +181,7 @@ async fn no_smuggled_call_reaches_the_upstream() -> Result<()> {
 
     for allow_headers_stop in [true, false] {
         let mut setup = EnvoySetup::new(peer.port, config());
-        setup.named_clusters.push(("idp".into(), idp.port));
+        issuer.serve(&mut setup);
         setup.allow_headers_stop = allow_headers_stop;
         let envoy = Envoy::start(&bin, &setup)?;
         peer.forget().await?;
