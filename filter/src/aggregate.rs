@@ -4,7 +4,7 @@
 //! and answers the client with the union in backend order. A backend that
 //! fails is left out and counted; the others are still listed.
 
-use crate::backends::Backends;
+use crate::backends::{BackendId, Backends};
 pub use crate::fetch::{BackendAnswer, Fetch};
 use crate::jsonrpc::{code, error_body, RequestId};
 use crate::listing::{read_page, Decide, ListKind, Page};
@@ -62,12 +62,12 @@ pub struct Aggregation {
     /// Headers every fetch carries (protocol version, mirrored method, credential).
     forward: Vec<(String, String)>,
     /// The client's session id as the default backend knows it.
-    default_session: Option<(usize, String)>,
+    default_session: Option<(BackendId, String)>,
     /// `params._meta` of the client's request, raw, repeated on later pages.
     meta: Option<String>,
     states: Vec<State>,
     items: Vec<Vec<String>>,
-    failures: Vec<(usize, Failure)>,
+    failures: Vec<(BackendId, Failure)>,
     hidden: usize,
     max_answer_bytes: usize,
     gathered_bytes: usize,
@@ -105,14 +105,15 @@ impl Aggregation {
             gathered_bytes: 0,
             stamped,
         };
-        let fetches = (0..n)
+        let fetches = backends
+            .ids()
             .filter_map(|b| aggregation.fetch(backends, b, client_body.to_vec()))
             .collect();
         (aggregation, fetches)
     }
 
-    fn fetch(&self, backends: &Backends, backend: usize, body: Vec<u8>) -> Option<Fetch> {
-        let server = backends.servers.get(backend)?;
+    fn fetch(&self, backends: &Backends, backend: BackendId, body: Vec<u8>) -> Option<Fetch> {
+        let server = backends.server(backend)?;
         let session = self
             .default_session
             .as_ref()
@@ -153,11 +154,11 @@ impl Aggregation {
     pub fn on_answer(
         &mut self,
         backends: &Backends,
-        backend: usize,
+        backend: BackendId,
         answer: BackendAnswer<'_>,
         decide: &mut Decide<'_>,
     ) -> Option<Fetch> {
-        let pages = match self.states.get(backend) {
+        let pages = match self.states.get(backend.index()) {
             Some(State::Waiting { pages }) => *pages,
             _ => return None,
         };
@@ -175,7 +176,7 @@ impl Aggregation {
             self.fail(backend, Failure::TooLarge);
             return None;
         }
-        if let Some(list) = self.items.get_mut(backend) {
+        if let Some(list) = self.items.get_mut(backend.index()) {
             list.extend(items);
         }
         let Some(cursor) = next else {
@@ -192,17 +193,17 @@ impl Aggregation {
     }
 
     /// The dispatch to this backend could not even start.
-    pub fn unreachable(&mut self, backend: usize) {
+    pub fn unreachable(&mut self, backend: BackendId) {
         self.fail(backend, Failure::Unreachable);
     }
 
-    fn fail(&mut self, backend: usize, failure: Failure) {
+    fn fail(&mut self, backend: BackendId, failure: Failure) {
         self.failures.push((backend, failure));
         self.set_state(backend, State::Done);
     }
 
-    fn set_state(&mut self, backend: usize, state: State) {
-        if let Some(s) = self.states.get_mut(backend) {
+    fn set_state(&mut self, backend: BackendId, state: State) {
+        if let Some(s) = self.states.get_mut(backend.index()) {
             *s = state;
         }
     }
@@ -262,7 +263,7 @@ impl Aggregation {
         self.states.iter().all(|s| *s == State::Done)
     }
 
-    pub fn failures(&self) -> &[(usize, Failure)] {
+    pub fn failures(&self) -> &[(BackendId, Failure)] {
         &self.failures
     }
 
@@ -274,7 +275,7 @@ impl Aggregation {
     /// The answer to the client: the union, or an error if no backend answered.
     pub fn reply(&self) -> LocalReply {
         let headers = vec![("content-type".to_string(), "application/json".to_string())];
-        let failed: Vec<usize> = self.failures.iter().map(|(b, _)| *b).collect();
+        let failed: Vec<usize> = self.failures.iter().map(|(b, _)| b.index()).collect();
         let answered = (0..self.states.len()).any(|b| !failed.contains(&b))
             || self.items.iter().any(|i| !i.is_empty());
         if !answered {

@@ -17,6 +17,24 @@ use crate::telemetry::is_label_safe_tool_name;
 use serde::Deserialize;
 use std::borrow::Cow;
 
+/// A backend, by its place in `backends.servers`: what routes, requests the
+/// filter sends, their answers and failures name it by. Only [`Backends`]
+/// makes one, so it always names a configured backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BackendId(usize);
+
+impl BackendId {
+    /// Its place in `backends.servers`.
+    pub fn index(self) -> usize {
+        self.0
+    }
+
+    #[cfg(test)]
+    pub(crate) fn at(index: usize) -> Self {
+        BackendId(index)
+    }
+}
+
 /// The kinds of names a backend publishes under names of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Named {
@@ -37,7 +55,7 @@ pub struct Backends {
     pub call_timeout_ms: u64,
     /// The backend for requests that name no tool or prompt (initialize,
     /// resources, GET streams): the unprefixed one, else the first.
-    pub default: usize,
+    pub default: BackendId,
     /// Whether any backend renames or hides tools / prompts.
     renames_tools: bool,
     renames_prompts: bool,
@@ -88,13 +106,23 @@ impl Naming {
 /// Where a public name goes: the backend (index into `servers`) and the name it knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route<'a> {
-    pub backend: usize,
+    pub backend: BackendId,
     pub upstream: Cow<'a, str>,
 }
 
 impl Backends {
-    fn naming(&self, kind: Named, backend: usize) -> Option<&Naming> {
-        self.servers.get(backend).map(|b| b.naming(kind))
+    fn naming(&self, kind: Named, backend: BackendId) -> Option<&Naming> {
+        self.server(backend).map(|b| b.naming(kind))
+    }
+
+    /// The backend `id` names.
+    pub fn server(&self, id: BackendId) -> Option<&Backend> {
+        self.servers.get(id.0)
+    }
+
+    /// Every backend, in configuration order.
+    pub fn ids(&self) -> impl Iterator<Item = BackendId> {
+        (0..self.servers.len()).map(BackendId)
     }
 
     /// Whether names of `kind` are rewritten or filtered at all.
@@ -116,7 +144,7 @@ impl Backends {
     }
 
     pub fn default_backend(&self) -> Option<&Backend> {
-        self.servers.get(self.default)
+        self.server(self.default)
     }
 
     /// The public name of `upstream` as listed by backend `backend`, or
@@ -125,7 +153,7 @@ impl Backends {
     pub fn publish<'a>(
         &'a self,
         kind: Named,
-        backend: usize,
+        backend: BackendId,
         upstream: &'a str,
     ) -> Option<Cow<'a, str>> {
         let naming = self.naming(kind, backend)?;
@@ -156,7 +184,7 @@ impl Backends {
     }
 
     fn candidate<'a>(&'a self, kind: Named, public: &'a str) -> Option<Route<'a>> {
-        for (backend, server) in self.servers.iter().enumerate() {
+        for (backend, server) in self.ids().zip(&self.servers) {
             if let Some(alias) = server
                 .naming(kind)
                 .aliases
@@ -169,7 +197,7 @@ impl Backends {
                 });
             }
         }
-        for (backend, server) in self.servers.iter().enumerate() {
+        for (backend, server) in self.ids().zip(&self.servers) {
             if let Some(rest) = server
                 .naming(kind)
                 .prefix
@@ -185,7 +213,8 @@ impl Backends {
         let backend = self
             .servers
             .iter()
-            .position(|s| s.naming(kind).prefix.is_none())?;
+            .position(|s| s.naming(kind).prefix.is_none())
+            .map(BackendId)?;
         Some(Route {
             backend,
             upstream: Cow::Borrowed(public),
@@ -203,8 +232,11 @@ impl Backends {
     }
 
     /// The index of a backend by name.
-    pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.servers.iter().position(|s| s.name == name)
+    pub fn index_of(&self, name: &str) -> Option<BackendId> {
+        self.servers
+            .iter()
+            .position(|s| s.name == name)
+            .map(BackendId)
     }
 }
 
@@ -331,7 +363,7 @@ impl RawBackends {
         let default = servers
             .iter()
             .position(|s| s.tools.prefix.is_none())
-            .unwrap_or(0);
+            .map_or(BackendId(0), BackendId);
         Ok(Backends {
             servers,
             header,

@@ -23,6 +23,7 @@
 
 use crate::aggregate::{Aggregation, Failure};
 use crate::auth::Authenticated;
+use crate::backends::BackendId;
 use crate::classify::{classify, Classified, Subject};
 use crate::config::{FilterConfig, NonMcpTraffic};
 use crate::fetch::Fetch;
@@ -161,16 +162,16 @@ pub struct Exchange {
     /// Whether the POST's response headers arrived (an upstream reset leaves it false).
     responded: bool,
     /// The backend named in the request headers when they went on unheld.
-    routed_at_headers: Option<usize>,
+    routed_at_headers: Option<BackendId>,
     /// The backend the request went to (whose names a listing answer has).
-    backend: Option<usize>,
+    backend: Option<BackendId>,
     /// What a gathered listing forwards: headers, and the session id as the
     /// default backend knows it.
     fanout: Option<Fanout>,
     /// The request was relayed to a backend by the filter.
     relayed: bool,
     /// Backends missing from a gathered listing, for the failure counter.
-    backend_failures: Vec<(usize, Failure)>,
+    backend_failures: Vec<(BackendId, Failure)>,
     /// Outcome (and listed tools) of an answer the filter composed itself
     /// (a gathered listing, a relayed call) or rewrote (a listing, read by
     /// the rewrite and not parsed again).

@@ -7,12 +7,12 @@
 //! is sent or what the answer means (`aggregate` and `relay` do), or name a
 //! host ABI (each shell turns a [`Fetch`] into its own callout).
 
-use crate::backends::Backend;
+use crate::backends::{Backend, BackendId};
 
 /// One request the shell sends to a backend cluster on the filter's behalf.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetch {
-    pub backend: usize,
+    pub backend: BackendId,
     pub cluster: String,
     /// Every header, pseudo-headers first.
     pub headers: Vec<(String, String)>,
@@ -45,7 +45,7 @@ impl BackendAnswer<'_> {
 /// if given, the session id that backend knows.
 pub fn post(
     server: &Backend,
-    backend: usize,
+    backend: BackendId,
     forward: &[(String, String)],
     session: Option<&str>,
     body: Vec<u8>,

@@ -15,7 +15,7 @@
 //! streamed: progress and other messages of an SSE answer arrive with it.
 
 use crate::aggregate::Failure;
-use crate::backends::Backends;
+use crate::backends::{BackendId, Backends};
 use crate::fetch::{BackendAnswer, Fetch};
 use crate::jsonrpc::{code, error_body, RequestId};
 use crate::reject::LocalReply;
@@ -28,7 +28,6 @@ const BAD_GATEWAY: u16 = 502;
 /// One relayed call in flight.
 #[derive(Debug)]
 pub struct Relay {
-    backend: usize,
     name: String,
     request_id: Option<RequestId>,
     max_answer_bytes: usize,
@@ -49,14 +48,14 @@ impl Relay {
     /// backend knows, if any. `None` if there is no such backend.
     pub fn start(
         backends: &Backends,
-        backend: usize,
+        backend: BackendId,
         request_id: Option<RequestId>,
         body: Vec<u8>,
         forward: &[(String, String)],
         session: Option<&str>,
         max_answer_bytes: usize,
     ) -> Option<(Self, Fetch)> {
-        let server = backends.servers.get(backend)?;
+        let server = backends.server(backend)?;
         let fetch = crate::fetch::post(
             server,
             backend,
@@ -66,17 +65,11 @@ impl Relay {
             backends.call_timeout_ms,
         );
         let relay = Self {
-            backend,
             name: server.name.clone(),
             request_id,
             max_answer_bytes,
         };
         Some((relay, fetch))
-    }
-
-    /// The backend the call went to.
-    pub fn backend(&self) -> usize {
-        self.backend
     }
 
     /// The backend answered (`status` `None`: Envoy got no answer).
@@ -177,8 +170,16 @@ mod tests {
         let id = RequestId::from_raw(
             &serde_json::from_str::<Box<serde_json::value::RawValue>>("7").unwrap(),
         );
-        let (relay, fetch) =
-            Relay::start(&backends(), 1, id, b"{}".to_vec(), &forward, None, 128).unwrap();
+        let (relay, fetch) = Relay::start(
+            &backends(),
+            BackendId::at(1),
+            id,
+            b"{}".to_vec(),
+            &forward,
+            None,
+            128,
+        )
+        .unwrap();
         assert_eq!(fetch.cluster, "jira-mcp");
         assert_eq!(fetch.timeout_ms, 1234);
         assert!(fetch.headers.contains(&(":path".into(), "/v1/mcp".into())));

@@ -145,10 +145,7 @@ impl Exchange {
         };
         let config = &self.config;
         let caller = self.caller.as_deref();
-        let backend = self
-            .backend
-            .or(config.backends.as_ref().map(|b| b.default))
-            .unwrap_or(0);
+        let backend = self.backend.or(config.backends.as_ref().map(|b| b.default));
         let ListingRewrite {
             kind,
             framing,

@@ -6,6 +6,7 @@
 //! client's session to a backend that does not own it.
 
 use crate::aggregate::Aggregation;
+use crate::backends::BackendId;
 use crate::classify::Classified;
 use crate::config::FilterConfig;
 use crate::exchange::{header, Cow, Exchange, HeaderEdit, Judged, Phase, Step};
@@ -20,7 +21,7 @@ impl Exchange {
     /// Sends the call to its backend; the answer waits for the backend's.
     pub(super) fn start_relay(
         &mut self,
-        backend: usize,
+        backend: BackendId,
         classified: Classified,
         body: Vec<u8>,
         mut properties: Vec<(&'static str, String)>,
@@ -116,7 +117,7 @@ impl Exchange {
     /// the call failed): a relayed call's answer is the client's; the last
     /// answer to a gathered listing completes it. Either way the step may
     /// then answer the client.
-    pub fn on_backend_answer(&mut self, backend: usize, answer: BackendAnswer<'_>) -> Step {
+    pub fn on_backend_answer(&mut self, backend: BackendId, answer: BackendAnswer<'_>) -> Step {
         let (mut aggregation, mut published) = match self.take_phase() {
             Phase::Relaying(relay) => return self.settle_relay(relay.answer(answer)),
             Phase::Aggregating { aggregation, names } => (aggregation, names),
@@ -136,7 +137,7 @@ impl Exchange {
                 &config,
                 caller.as_deref(),
                 kind,
-                backend,
+                Some(backend),
                 name,
                 published.as_mut(),
             )
@@ -146,7 +147,7 @@ impl Exchange {
     }
 
     /// A request to a backend could not be sent at all.
-    pub fn on_backend_unreachable(&mut self, backend: usize) -> Step {
+    pub fn on_backend_unreachable(&mut self, backend: BackendId) -> Step {
         match self.take_phase() {
             Phase::Relaying(relay) => self.settle_relay(relay.unreachable()),
             Phase::Aggregating {
@@ -221,13 +222,13 @@ pub(super) fn decide_item(
     config: &FilterConfig,
     caller: Option<&Caller>,
     kind: ListKind,
-    backend: usize,
+    backend: Option<BackendId>,
     name: &str,
     published: Option<&mut Vec<String>>,
 ) -> Listed {
     let public = match (config.backends.as_ref(), kind.named()) {
         (Some(backends), Some(named)) if backends.renames(named) => {
-            match backends.publish(named, backend, name) {
+            match backend.and_then(|b| backends.publish(named, b, name)) {
                 Some(public) => public,
                 None => return Listed::Hide,
             }

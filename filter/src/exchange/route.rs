@@ -6,7 +6,7 @@
 //! Must not: send anything itself (`fanout` does), or pass an unknown or
 //! hidden name on: those are refused.
 
-use crate::backends::{Backends, Named};
+use crate::backends::{BackendId, Backends, Named};
 use crate::classify::{Classified, MessageKind, Subject};
 use crate::exchange::refusal::Refusal;
 use crate::exchange::{bounded, Exchange, HeaderEdit, MAX_EXPOSED_VALUE};
@@ -15,9 +15,9 @@ use crate::reject::{quote, Reason, Rejection};
 use base64::Engine;
 
 impl Exchange {
-    pub(super) fn backend_name(&self, backend: usize) -> Option<&str> {
-        let servers = &self.config.backends.as_ref()?.servers;
-        servers.get(backend).map(|s| s.name.as_str())
+    pub(super) fn backend_name(&self, backend: BackendId) -> Option<&str> {
+        let server = self.config.backends.as_ref()?.server(backend)?;
+        Some(server.name.as_str())
     }
 
     /// Routing decided from the request headers alone, for headers that go
@@ -209,8 +209,8 @@ pub(super) fn header_safe(value: &str) -> String {
 }
 
 /// The request header that names the backend, for Envoy's route match.
-pub(super) fn backend_header(backends: &Backends, backend: usize) -> Option<HeaderEdit> {
-    let server = backends.servers.get(backend)?;
+pub(super) fn backend_header(backends: &Backends, backend: BackendId) -> Option<HeaderEdit> {
+    let server = backends.server(backend)?;
     Some(HeaderEdit::Set(
         backends.header.clone(),
         server.name.clone(),
@@ -227,7 +227,7 @@ pub(super) enum Routed {
     /// Nowhere: the filter gathers this listing from every backend.
     Gather(ListKind),
     /// To another backend than the headers went to: the filter relays it.
-    Relay { backend: usize, body: Vec<u8> },
+    Relay { backend: BackendId, body: Vec<u8> },
 }
 
 /// Whether a request's params carry a `cursor`.

@@ -2,6 +2,7 @@
 //! while paused, chunked responses) fed to the exchange, asserting each step.
 
 use super::*;
+use crate::backends::BackendId;
 use crate::telemetry::{Labels, MetricKind, Sample, ToolLabels};
 
 fn config(json: &str) -> Rc<FilterConfig> {
@@ -1194,7 +1195,7 @@ mod backends {
         let answer =
             r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"ok"}]}}"#;
         let step = ex.on_backend_answer(
-            1,
+            BackendId::at(1),
             BackendAnswer {
                 status: Some(200),
                 content_type: Some("application/json"),
@@ -1219,7 +1220,7 @@ mod backends {
         ex.on_request_headers(&post(&[]), false);
         let step = feed_body(&mut ex, call("jira__x").as_bytes(), 100);
         assert_eq!(step.fetches.len(), 1);
-        let (status, reply) = reply_of(&ex.on_backend_unreachable(1));
+        let (status, reply) = reply_of(&ex.on_backend_unreachable(BackendId::at(1)));
         assert_eq!(status, 502);
         assert_eq!(reply["id"], 7);
         assert_eq!(reply["error"]["code"], -32603);
@@ -1304,12 +1305,12 @@ mod backends {
                 .headers
                 .contains(&("mcp-protocol-version".into(), "2025-11-25".into())));
             let step = ex.on_backend_answer(
-                1,
+                BackendId::at(1),
                 answer(r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"create_issue"}]}}"#),
             );
             assert_eq!(step.action, Action::Pause);
             let step = ex.on_backend_answer(
-                0,
+                BackendId::at(0),
                 answer(r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"create_issue"},{"name":"secret"},{"name":"search"}]}}"#),
             );
             let (status, reply) = reply_of(&step);
@@ -1340,9 +1341,9 @@ mod backends {
         let mut ex = routed(true);
         ex.on_request_headers(&post(&[]), false);
         feed_body(&mut ex, LIST.as_bytes(), 100);
-        ex.on_backend_unreachable(1);
+        ex.on_backend_unreachable(BackendId::at(1));
         let (status, reply) = reply_of(&ex.on_backend_answer(
-            0,
+            BackendId::at(0),
             answer(r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"search"}]}}"#),
         ));
         assert_eq!(status, 200);
@@ -1439,11 +1440,11 @@ mod backends {
         ex.on_request_headers(&post(&[]), false);
         feed_body(&mut ex, LIST.as_bytes(), 100);
         ex.on_backend_answer(
-            1,
+            BackendId::at(1),
             answer(r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"create_issue"}]}}"#),
         );
         let (_, reply) = reply_of(&ex.on_backend_answer(
-            0,
+            BackendId::at(0),
             answer(r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"search"}]}}"#),
         ));
         assert_eq!(

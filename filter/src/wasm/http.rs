@@ -11,6 +11,7 @@ use super::host;
 use super::root::Shared;
 use super::steps::{self, Body, Ended, Headers, Host, HostError, Outcome, Refused};
 use super::ROOT_ID;
+use crate::backends::BackendId;
 use crate::exchange::{Action as StepAction, Exchange, Step};
 use crate::reject::LocalReply;
 use crate::telemetry::{self, stat_name, Sample};
@@ -128,7 +129,7 @@ pub struct Stream {
     /// A request body callback came (the held-headers watchdog stands down).
     body_started: bool,
     /// Requests sent to backends (listings, relayed calls): (call token, backend index).
-    backend_calls: Vec<(u32, usize)>,
+    backend_calls: Vec<(u32, BackendId)>,
 }
 
 impl Stream {

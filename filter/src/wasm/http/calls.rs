@@ -7,6 +7,7 @@
 //! failing.
 
 use super::Stream;
+use crate::backends::BackendId;
 use crate::exchange::{Action as StepAction, Step};
 use crate::fetch::{BackendAnswer, Fetch};
 use crate::wasm::host;
@@ -79,7 +80,7 @@ impl Stream {
         }
     }
 
-    fn backend_answered(&mut self, backend: usize, num_headers: usize, body_size: usize) {
+    fn backend_answered(&mut self, backend: BackendId, num_headers: usize, body_size: usize) {
         let headers = if num_headers == 0 {
             Vec::new()
         } else {
