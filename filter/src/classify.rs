@@ -298,9 +298,9 @@ use envelope::{Envelope, ParamFields, Params};
 
 #[cfg(test)]
 mod tests {
-    use super::envelope::{META_KEYS, MESSAGE_KEYS, PARAMS_KEYS};
-    use crate::keyfold::ReadKey;
+    use super::envelope::{MESSAGE_KEYS, META_KEYS, PARAMS_KEYS};
     use super::*;
+    use crate::keyfold::ReadKey;
 
     fn ok(body: &str) -> Message {
         let c = classify(body.as_bytes(), false).unwrap_or_else(|r| panic!("{body}: {r:?}"));

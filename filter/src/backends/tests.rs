@@ -1,5 +1,6 @@
 use super::*;
 use crate::backends::BackendId;
+use crate::config_error::{invalid, ConfigError};
 use serde_json::json;
 
 fn backends(value: serde_json::Value) -> Result<Backends, ConfigError> {

@@ -98,7 +98,12 @@ impl Ambiguous {
 
 /// Records `key` in `slot` if it is the first key of the object at `path`
 /// that a lenient decoder could read as one of `read`.
-pub(super) fn note_ambiguous(slot: &mut Option<Ambiguous>, path: &'static str, key: &str, read: &[ReadKey]) {
+pub(super) fn note_ambiguous(
+    slot: &mut Option<Ambiguous>,
+    path: &'static str,
+    key: &str,
+    read: &[ReadKey],
+) {
     if slot.is_none() {
         *slot = lenient_reading(key, read).map(|read_as| Ambiguous { path, read_as });
     }
