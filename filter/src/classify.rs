@@ -54,6 +54,10 @@ pub struct Message {
     pub method: Option<String>,
     pub id: Option<RequestId>,
     pub subject: Option<Subject>,
+    /// Resource URIs the message opts into besides its subject
+    /// (`subscriptions/listen`'s `resourceSubscriptions`): each is judged as
+    /// reading that resource.
+    pub resources: Vec<String>,
     /// `params._meta["io.modelcontextprotocol/protocolVersion"]` (2026-07-28 requests).
     pub protocol_version: Option<String>,
 }
@@ -90,6 +94,55 @@ fn subject_of(
         }
         _ => Ok(None),
     }
+}
+
+/// Why a nested object the filter must read could not be.
+enum Unread {
+    /// A field the method requires is absent (or of an unknown kind).
+    Missing(&'static str),
+    Ambiguous(envelope::Ambiguous),
+    Malformed(serde_json::Error),
+}
+
+/// What `completion/complete` completes: the prompt (`ref/prompt`, by name)
+/// or the resource template (`ref/resource`, by URI). The completion follows
+/// that subject's decision; a reference of another kind is refused.
+fn completed(reference: Option<&RawValue>) -> Result<Subject, Unread> {
+    let raw = reference.ok_or(Unread::Missing("params.ref"))?;
+    let r: envelope::Reference<'_> = serde_json::from_str(raw.get()).map_err(Unread::Malformed)?;
+    if let Some(ambiguous) = r.ambiguous {
+        return Err(Unread::Ambiguous(ambiguous));
+    }
+    match r.kind.as_deref() {
+        Some("ref/prompt") => r
+            .name
+            .map(|n| Subject::Prompt(n.into_owned()))
+            .ok_or(Unread::Missing("params.ref.name")),
+        Some("ref/resource") => r
+            .uri
+            .map(|u| Subject::Resource(u.into_owned()))
+            .ok_or(Unread::Missing("params.ref.uri")),
+        _ => Err(Unread::Missing(
+            "params.ref.type` of `ref/prompt` or `ref/resource",
+        )),
+    }
+}
+
+/// The resource URIs `subscriptions/listen` opts into (none without
+/// `params.notifications.resourceSubscriptions`).
+fn listened(notifications: Option<&RawValue>) -> Result<Vec<String>, Unread> {
+    let Some(raw) = notifications else {
+        return Ok(Vec::new());
+    };
+    let l: envelope::Listen<'_> = serde_json::from_str(raw.get()).map_err(Unread::Malformed)?;
+    if let Some(ambiguous) = l.ambiguous {
+        return Err(Unread::Ambiguous(ambiguous));
+    }
+    Ok(l.resources
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| t.0.into_owned())
+        .collect())
 }
 
 /// Deepest nesting of arrays and objects accepted. The filter itself skips
@@ -176,6 +229,7 @@ fn classify_message(bytes: &[u8]) -> Result<Message, Rejection> {
             method: None,
             id,
             subject: None,
+            resources: Vec::new(),
             protocol_version: None,
         });
     };
@@ -214,13 +268,31 @@ fn classify_message(bytes: &[u8]) -> Result<Message, Rejection> {
         .uri
         .map(|raw| text_of(raw).ok_or_else(|| invalid_params("params.uri")))
         .transpose()?;
-    let subject = subject_of(&method, name, uri).map_err(|field| {
+    let requires = |field: &str| {
         Rejection::new(
             Reason::InvalidParams,
             format!("{} requires `{field}`", quote(&method)),
         )
         .with_id(id.clone())
-    })?;
+    };
+    let unread = |e: Unread| match e {
+        Unread::Missing(field) => requires(field),
+        Unread::Ambiguous(a) => a.rejection().with_id(id.clone()),
+        Unread::Malformed(e) => Rejection::new(
+            Reason::InvalidParams,
+            format!("malformed params for {}: {e}", quote(&method)),
+        )
+        .with_id(id.clone()),
+    };
+    let subject = match method.as_ref() {
+        "completion/complete" => Some(completed(params.reference).map_err(unread)?),
+        _ => subject_of(&method, name, uri).map_err(requires)?,
+    };
+    let resources = if method == "subscriptions/listen" {
+        listened(params.notifications).map_err(unread)?
+    } else {
+        Vec::new()
+    };
 
     Ok(Message {
         kind: if id.is_some() {
@@ -231,6 +303,7 @@ fn classify_message(bytes: &[u8]) -> Result<Message, Rejection> {
         method: Some(method.into_owned()),
         id,
         subject,
+        resources,
         protocol_version: params.protocol_version.map(Cow::into_owned),
     })
 }
@@ -334,6 +407,83 @@ mod tests {
         assert_eq!(m.method.as_deref(), Some("tools/call"));
         assert_eq!(m.id.as_ref().unwrap().as_json(), "3");
         assert_eq!(m.subject, Some(Subject::Tool("add".into())));
+    }
+
+    /// Completion follows what it completes; a reference the filter cannot
+    /// pin down is refused, never judged as "no subject".
+    #[test]
+    fn completion_names_the_prompt_or_resource_it_completes() {
+        let complete = |r: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{{"ref":{r},"argument":{{"name":"a","value":"x"}}}}}}"#
+            )
+        };
+        let m = ok(&complete(
+            r#"{"type":"ref/prompt","name":"greet","title":"Greet"}"#,
+        ));
+        assert_eq!(m.subject, Some(Subject::Prompt("greet".into())));
+        let m = ok(&complete(
+            r#"{"type":"ref/resource","uri":"file:///{path}"}"#,
+        ));
+        assert_eq!(m.subject, Some(Subject::Resource("file:///{path}".into())));
+        for (r, reason) in [
+            ("null", Reason::InvalidParams),
+            (r#""greet""#, Reason::InvalidParams),
+            (r#"{"type":"ref/prompt"}"#, Reason::InvalidParams),
+            (r#"{"type":"ref/tool","name":"x"}"#, Reason::InvalidParams),
+            (r#"{"name":"greet"}"#, Reason::InvalidParams),
+            (
+                r#"{"type":"ref/prompt","name":"a","name":"b"}"#,
+                Reason::InvalidParams,
+            ),
+            (
+                r#"{"type":"ref/prompt","name":"a","Name":"b"}"#,
+                Reason::AmbiguousKey,
+            ),
+            (
+                r#"{"type":"ref/prompt","name":"a","ur\u0130":"b"}"#,
+                Reason::AmbiguousKey,
+            ),
+        ] {
+            let rejection = refused(&complete(r));
+            assert_eq!(rejection.reason, reason, "{r}: {rejection:?}");
+            assert_eq!(rejection.id.as_ref().map(|i| i.as_json()), Some("4"), "{r}");
+        }
+        let missing = r#"{"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{"argument":{"name":"a","value":"x"}}}"#;
+        assert_eq!(refused(missing).reason, Reason::InvalidParams);
+        let lenient = r#"{"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{"Ref":{"type":"ref/prompt","name":"a"}}}"#;
+        assert_eq!(refused(lenient).reason, Reason::AmbiguousKey);
+    }
+
+    #[test]
+    fn subscriptions_listen_names_the_resources_it_opts_into() {
+        let listen = |n: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":5,"method":"subscriptions/listen","params":{{"_meta":{{}},"notifications":{n}}}}}"#
+            )
+        };
+        let m = ok(&listen(
+            r#"{"toolsListChanged":true,"resourceSubscriptions":["file:///a","file:///b"]}"#,
+        ));
+        assert_eq!(m.resources, ["file:///a", "file:///b"]);
+        assert_eq!(m.subject, None);
+        assert!(ok(&listen(r#"{"toolsListChanged":true}"#))
+            .resources
+            .is_empty());
+        for n in [
+            r#"{"resourceSubscriptions":"file:///a"}"#,
+            r#"{"resourceSubscriptions":[1]}"#,
+            r#"{"resourceSubscriptions":[],"resourceSubscriptions":["file:///a"]}"#,
+        ] {
+            assert_eq!(refused(&listen(n)).reason, Reason::InvalidParams, "{n}");
+        }
+        assert_eq!(
+            refused(&listen(r#"{"resource_subscriptions":["file:///a"]}"#)).reason,
+            Reason::AmbiguousKey
+        );
+        // Only subscriptions/listen reads them.
+        let other = r#"{"jsonrpc":"2.0","id":5,"method":"ping","params":{"notifications":{"resourceSubscriptions":["x"]}}}"#;
+        assert!(ok(other).resources.is_empty());
     }
 
     #[test]

@@ -318,6 +318,7 @@ impl FilterConfig {
             }
             None => None,
         };
+        let mut warnings = Vec::new();
         let policy = match raw.policy {
             Some(p) if auth.is_none() && !p.rules.is_empty() => {
                 return Err(invalid(
@@ -325,7 +326,7 @@ impl FilterConfig {
                     "a policy needs `auth`: rules are about who is calling",
                 ))
             }
-            Some(p) => p.compile(has_tenancy)?,
+            Some(p) => p.compile(has_tenancy, &mut warnings)?,
             None => Policy::allow_all(),
         };
         let sessions = match raw.sessions {
@@ -352,7 +353,6 @@ impl FilterConfig {
         // The filter guards something a bypass would skip: who may call
         // (auth, policy, sessions) or what is published (backends' exposure).
         let guarded = auth.is_some() || backends.is_some();
-        let mut warnings = Vec::new();
         if guarded
             && raw.non_mcp_traffic == Some(NonMcpTraffic::Pass)
             && !endpoint.mcp_paths.is_empty()

@@ -12,10 +12,7 @@ pub(crate) mod glob;
 
 pub use glob::Glob;
 
-use crate::config_error::{invalid, ConfigError};
-use serde::Deserialize;
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
 
 /// The authenticated caller, as the policy sees it.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -144,19 +141,40 @@ impl Decision {
     }
 }
 
-/// Methods any authenticated caller may use when no rule names them:
-/// lifecycle, liveness and listings (listings are filtered item by item).
+/// Session housekeeping any authenticated caller may use when no rule names
+/// it: lifecycle, liveness, listings (filtered item by item), the log level
+/// of its session, the tasks its judged calls started (servers bind a task
+/// to the session that created it), and the 2026-07-28 notification stream
+/// (whose resource subscriptions are judged one by one, as reads).
+const HOUSEKEEPING: &[&str] = &[
+    "initialize",
+    "ping",
+    "server/discover",
+    "tools/list",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+    "logging/setLevel",
+    "tasks/get",
+    "tasks/result",
+    "tasks/list",
+    "tasks/cancel",
+    "subscriptions/listen",
+];
+
 fn is_builtin_allowed(method: &str) -> bool {
+    HOUSEKEEPING.contains(&method) || method.starts_with("notifications/")
+}
+
+/// Housekeeping about one subject, which follows that subject's decision
+/// unless a rule names the method itself: completing a prompt's arguments
+/// or a resource template's is allowed to whoever may get that prompt or
+/// read that resource; (un)subscribing to a resource, to whoever may read it.
+fn follows_its_subject(method: &str) -> bool {
     matches!(
         method,
-        "initialize"
-            | "ping"
-            | "server/discover"
-            | "tools/list"
-            | "prompts/list"
-            | "resources/list"
-            | "resources/templates/list"
-    ) || method.starts_with("notifications/")
+        "completion/complete" | "resources/subscribe" | "resources/unsubscribe"
+    )
 }
 
 /// The method of a client's JSON-RPC response (to sampling, elicitation...).
@@ -208,6 +226,32 @@ impl Rule {
             && caller.has_scopes(&self.scopes)
     }
 
+    /// A deny rule that names no subject and covers housekeeping methods it
+    /// does not name literally (`methods: ["*"]`, or no `methods` at all):
+    /// the sessions of the callers it matches cannot start or stay usable.
+    fn denies_housekeeping_by_accident(&self) -> Option<String> {
+        if self.allow || self.names_subjects() {
+            return None;
+        }
+        let covered: Vec<&str> = HOUSEKEEPING
+            .iter()
+            .copied()
+            .filter(|m| match &self.methods {
+                None => true,
+                Some(globs) => globs.iter().any(|g| g.matches(m) && g.as_str() != *m),
+            })
+            .collect();
+        if covered.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "denies the protocol's housekeeping ({}) to every caller it matches, so their \
+             MCP sessions cannot start or stay usable; if that is meant, name those methods \
+             in `methods`, else narrow the rule (`methods`, `tools`, `prompts`, `resources`)",
+            covered.join(", ")
+        ))
+    }
+
     fn names_subjects(&self) -> bool {
         self.tools.is_some() || self.prompts.is_some() || self.resources.is_some()
     }
@@ -257,6 +301,16 @@ impl Policy {
                 reason: DecisionReason::NoTenant,
             };
         }
+        if let (true, Some((kind, name))) = (follows_its_subject(target.method), target.subject) {
+            let named = self.rules.iter().any(|rule| {
+                rule.methods.as_ref().is_some_and(|m| any(m, target.method))
+                    && rule.matches_target(target)
+                    && rule.matches_caller(caller)
+            });
+            if !named {
+                return self.decide(caller, &Target::call(kind, name));
+            }
+        }
         for rule in &self.rules {
             if rule.matches_target(target) && rule.matches_caller(caller) {
                 let verdict = if !rule.allow {
@@ -291,165 +345,9 @@ impl Policy {
     }
 }
 
-// ---- configuration -----------------------------------------------------------
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum Effect {
-    Allow,
-    Deny,
-}
-
-/// `policy` in the plugin configuration.
-#[derive(Debug, Deserialize, Default)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields, default)]
-pub struct RawPolicy {
-    /// What happens when no rule matches: `deny` by default once any rule exists.
-    pub default: Option<Effect>,
-    pub rules: Vec<RawRule>,
-}
-
-#[derive(Debug, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
-pub struct RawRule {
-    pub name: Option<String>,
-    pub tenants: Option<Vec<String>>,
-    pub workspaces: Option<Vec<String>>,
-    pub subjects: Option<Vec<String>>,
-    #[serde(default)]
-    pub claims: BTreeMap<String, OneOrMany>,
-    #[serde(default)]
-    pub scopes: Vec<String>,
-    pub methods: Option<Vec<String>>,
-    pub tools: Option<Vec<String>>,
-    pub prompts: Option<Vec<String>>,
-    pub resources: Option<Vec<String>>,
-    pub effect: Effect,
-    #[serde(default)]
-    pub require_scopes: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
-#[serde(untagged)]
-pub enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    fn into_vec(self) -> Vec<String> {
-        match self {
-            OneOrMany::One(s) => vec![s],
-            OneOrMany::Many(v) => v,
-        }
-    }
-}
-
-pub(crate) fn globs(
-    field: &str,
-    values: Option<Vec<String>>,
-) -> Result<Option<Vec<Glob>>, ConfigError> {
-    let Some(values) = values else {
-        return Ok(None);
-    };
-    if values.is_empty() {
-        return Err(invalid(
-            field,
-            "an empty list matches nothing; leave the field out to match anything",
-        ));
-    }
-    if let Some(i) = values.iter().position(String::is_empty) {
-        return Err(invalid(&format!("{field}[{i}]"), "must not be empty"));
-    }
-    Ok(Some(values.iter().map(|v| Glob::new(v)).collect()))
-}
-
-fn scope_list(field: &str, scopes: &[String]) -> Result<(), ConfigError> {
-    for (i, scope) in scopes.iter().enumerate() {
-        // RFC 6749 scope-token: printable ASCII without space, quote or backslash.
-        let valid = !scope.is_empty()
-            && scope
-                .bytes()
-                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
-        if !valid {
-            return Err(invalid(
-                &format!("{field}[{i}]"),
-                format!("`{scope}` is not an OAuth scope token"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-impl RawPolicy {
-    /// Validates the rules. `tenancy`: a tenant source is configured, so every
-    /// rule must say which tenants it governs.
-    pub fn compile(self, tenancy: bool) -> Result<Policy, ConfigError> {
-        let mut rules = Vec::with_capacity(self.rules.len());
-        for (i, raw) in self.rules.into_iter().enumerate() {
-            let at = |field: &str| format!("policy.rules[{i}].{field}");
-            if tenancy && raw.tenants.is_none() {
-                return Err(invalid(
-                    &at("tenants"),
-                    "with tenancy configured every rule names its tenants (use [\"*\"] for all)",
-                ));
-            }
-            if !tenancy && raw.tenants.is_some() {
-                return Err(invalid(
-                    &at("tenants"),
-                    "needs `tenancy.tenant_claim` or `tenancy.tenant_header`",
-                ));
-            }
-            scope_list(&at("scopes"), &raw.scopes)?;
-            scope_list(&at("require_scopes"), &raw.require_scopes)?;
-            if raw.effect == Effect::Deny && !raw.require_scopes.is_empty() {
-                return Err(invalid(
-                    &at("require_scopes"),
-                    "only an `allow` rule can require scopes",
-                ));
-            }
-            let mut claims = Vec::new();
-            for (path, values) in raw.claims {
-                let field = at(&format!("claims.{path}"));
-                if path.is_empty() || path.split('.').any(str::is_empty) {
-                    return Err(invalid(&field, "claim path must be dot-separated names"));
-                }
-                let values = globs(&field, Some(values.into_vec()))?.unwrap_or_default();
-                claims.push((path, values));
-            }
-            rules.push(Rule {
-                name: match raw.name {
-                    Some(name) if !name.is_empty() => name,
-                    _ => format!("#{i}"),
-                },
-                tenants: globs(&at("tenants"), raw.tenants)?,
-                workspaces: globs(&at("workspaces"), raw.workspaces)?,
-                subjects: globs(&at("subjects"), raw.subjects)?,
-                claims,
-                scopes: raw.scopes,
-                methods: globs(&at("methods"), raw.methods)?,
-                tools: globs(&at("tools"), raw.tools)?,
-                prompts: globs(&at("prompts"), raw.prompts)?,
-                resources: globs(&at("resources"), raw.resources)?,
-                allow: raw.effect == Effect::Allow,
-                require_scopes: raw.require_scopes,
-            });
-        }
-        let default_allow = match self.default {
-            Some(effect) => effect == Effect::Allow,
-            None => rules.is_empty(),
-        };
-        Ok(Policy {
-            rules,
-            default_allow,
-            tenancy,
-        })
-    }
-}
+mod settings;
+pub(crate) use settings::globs;
+pub use settings::{Effect, OneOrMany, RawPolicy, RawRule};
 
 #[cfg(test)]
 mod tests;

@@ -32,7 +32,20 @@ pub(super) const PARAMS_KEYS: &[ReadKey] = &[
     ReadKey::new("uri", "uri"),
     ReadKey::new("cursor", "cursor"),
     ReadKey::new("_meta", "meta"),
+    ReadKey::new("ref", "ref"),
+    ReadKey::new("notifications", "notifications"),
 ];
+/// `params.ref` of `completion/complete`.
+pub(super) const REF_KEYS: &[ReadKey] = &[
+    ReadKey::new("type", "type"),
+    ReadKey::new("name", "name"),
+    ReadKey::new("uri", "uri"),
+];
+/// `params.notifications` of `subscriptions/listen`.
+pub(super) const LISTEN_KEYS: &[ReadKey] = &[ReadKey::new(
+    "resourceSubscriptions",
+    "resourcesubscriptions",
+)];
 pub(super) const META_KEYS: &[ReadKey] = &[ReadKey::new(
     META_PROTOCOL_VERSION,
     "io.modelcontextprotocol/protocolversion",
@@ -121,6 +134,10 @@ pub(super) enum Params<'a> {
 pub(super) struct ParamFields<'a> {
     pub(super) name: Option<&'a RawValue>,
     pub(super) uri: Option<&'a RawValue>,
+    /// `completion/complete`'s reference, read when the method asks for it.
+    pub(super) reference: Option<&'a RawValue>,
+    /// `subscriptions/listen`'s opt-ins, read when the method asks for it.
+    pub(super) notifications: Option<&'a RawValue>,
     pub(super) protocol_version: Option<Cow<'a, str>>,
     /// In `params` or in `params._meta`.
     pub(super) ambiguous: Option<Ambiguous>,
@@ -246,6 +263,12 @@ impl<'de> Deserialize<'de> for Params<'de> {
                     match key.as_ref() {
                         "name" => once(&mut fields.name, "params.name", map.next_value()?)?,
                         "uri" => once(&mut fields.uri, "params.uri", map.next_value()?)?,
+                        "ref" => once(&mut fields.reference, "params.ref", map.next_value()?)?,
+                        "notifications" => once(
+                            &mut fields.notifications,
+                            "params.notifications",
+                            map.next_value()?,
+                        )?,
                         // Read by the exchange (gathered listings take none).
                         "cursor" => {
                             flag_once(&mut seen_cursor, "params.cursor")?;
@@ -304,6 +327,97 @@ impl<'de> Deserialize<'de> for Meta<'de> {
                     }
                 }
                 Ok(Meta { version, ambiguous })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// `params.ref` of `completion/complete`: what is being completed.
+#[derive(Default)]
+pub(super) struct Reference<'a> {
+    pub(super) kind: Option<Cow<'a, str>>,
+    pub(super) name: Option<Cow<'a, str>>,
+    pub(super) uri: Option<Cow<'a, str>>,
+    pub(super) ambiguous: Option<Ambiguous>,
+}
+
+impl<'de> Deserialize<'de> for Reference<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Reference<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object for params.ref")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut r = Reference::default();
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+                    match key.as_ref() {
+                        "type" => once(
+                            &mut r.kind,
+                            "params.ref.type",
+                            map.next_value::<Text<'de>>()?.0,
+                        )?,
+                        "name" => once(
+                            &mut r.name,
+                            "params.ref.name",
+                            map.next_value::<Text<'de>>()?.0,
+                        )?,
+                        "uri" => once(
+                            &mut r.uri,
+                            "params.ref.uri",
+                            map.next_value::<Text<'de>>()?.0,
+                        )?,
+                        _ => {
+                            note_ambiguous(&mut r.ambiguous, "params.ref.", &key, REF_KEYS);
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(r)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// `params.notifications` of `subscriptions/listen`: the resource URIs it
+/// opts into (the other opt-ins are flags about listings).
+#[derive(Default)]
+pub(super) struct Listen<'a> {
+    pub(super) resources: Option<Vec<Text<'a>>>,
+    pub(super) ambiguous: Option<Ambiguous>,
+}
+
+impl<'de> Deserialize<'de> for Listen<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Listen<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object for params.notifications")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut l = Listen::default();
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+                    if key == "resourceSubscriptions" {
+                        once(
+                            &mut l.resources,
+                            "params.notifications.resourceSubscriptions",
+                            map.next_value()?,
+                        )?;
+                    } else {
+                        note_ambiguous(
+                            &mut l.ambiguous,
+                            "params.notifications.",
+                            &key,
+                            LISTEN_KEYS,
+                        );
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(l)
             }
         }
         d.deserialize_map(V)

@@ -36,30 +36,36 @@ impl Exchange {
                 .with_id(message.id.clone())
                 .into());
             }
-            let target = target_of(message, method);
-            let decision = self.config.policy.decide(&caller, &target);
-            let verdict = decision.verdict.clone();
             let tool = match &message.subject {
                 Some(Subject::Tool(t)) => Some(t.clone()),
                 _ => None,
             };
             let method_name = message_label(message.kind, message.method.as_deref()).to_string();
-            self.decision = Some((decision, method_name, tool));
-            let what = describe(&target);
-            match verdict {
-                Verdict::Allow => {}
-                Verdict::Deny => {
-                    return Err(Refusal::Denied {
-                        id: message.id.clone(),
-                        what,
-                    })
-                }
-                Verdict::InsufficientScope(scopes) => {
-                    return Err(Refusal::StepUp {
-                        id: message.id.clone(),
-                        what,
-                        scopes,
-                    })
+            // The message itself, then each resource it opts into (read access).
+            let reads = message
+                .resources
+                .iter()
+                .map(|uri| Target::call(SubjectKind::Resource, uri));
+            for target in std::iter::once(target_of(message, method)).chain(reads) {
+                let decision = self.config.policy.decide(&caller, &target);
+                let verdict = decision.verdict.clone();
+                self.decision = Some((decision, method_name.clone(), tool.clone()));
+                let what = describe(&target);
+                match verdict {
+                    Verdict::Allow => {}
+                    Verdict::Deny => {
+                        return Err(Refusal::Denied {
+                            id: message.id.clone(),
+                            what,
+                        })
+                    }
+                    Verdict::InsufficientScope(scopes) => {
+                        return Err(Refusal::StepUp {
+                            id: message.id.clone(),
+                            what,
+                            scopes,
+                        })
+                    }
                 }
             }
         }

@@ -582,6 +582,74 @@ mod authorized {
         format!(r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"{tool}"}}}}"#)
     }
 
+    /// A README-style policy (rules about tools, prompts and resources only):
+    /// session housekeeping passes; completion and subscriptions follow
+    /// what they are about, and are refused (never passed) when that is denied.
+    #[test]
+    fn housekeeping_passes_and_follows_its_subject() {
+        let secret = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+        let cfg = config(
+            &serde_json::json!({
+                "auth": {
+                    "issuers": ["https://idp"], "audiences": ["https://mcp.example.com/mcp"],
+                    "shared_secret": {"base64": secret},
+                    "resource_metadata": {"resource": "https://mcp.example.com/mcp",
+                        "authorization_servers": ["https://idp"]},
+                },
+                "policy": {"rules": [
+                    {"name": "tools", "tools": ["add"], "effect": "allow"},
+                    {"name": "greet", "prompts": ["greet"], "effect": "allow"},
+                    {"name": "docs", "resources": ["file:///docs/*"], "effect": "allow"},
+                ]},
+            })
+            .to_string(),
+        );
+        let run = |body: &str| {
+            let outcome = alice();
+            let mut ex = Exchange::new(cfg.clone(), 0)
+                .with_authenticator(Box::new(move |_| outcome.clone()));
+            ex.on_request_headers(&post(&[]), false);
+            feed_body(&mut ex, body.as_bytes(), 4)
+        };
+        let passes = [
+            r#"{"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"info"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"t1"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"greet"},"argument":{"name":"n","value":"a"}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"file:///docs/a"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"_meta":{},"notifications":{"toolsListChanged":true,"resourceSubscriptions":["file:///docs/a"]}}}"#,
+        ];
+        for body in passes {
+            assert_eq!(run(body).action, Action::Continue, "{body}");
+        }
+        let refused = [
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"secret"},"argument":{"name":"n","value":"a"}}}"#,
+                "prompt `secret`",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"file:///etc/{f}"},"argument":{"name":"f","value":"p"}}}"#,
+                "resource `file:///etc/{f}`",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"file:///etc/passwd"}}"#,
+                "resource `file:///etc/passwd`",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"_meta":{},"notifications":{"resourceSubscriptions":["file:///docs/a","file:///etc/passwd"]}}}"#,
+                "resource `file:///etc/passwd`",
+            ),
+        ];
+        for (body, what) in refused {
+            let (status, reply) = reply_of(&run(body));
+            assert_eq!(status, 403, "{body}");
+            assert_eq!(reply["error"]["code"], -32043, "{body}");
+            assert!(
+                reply["error"]["message"].as_str().unwrap().contains(what),
+                "{body}: {reply}"
+            );
+        }
+    }
+
     #[test]
     fn no_token_gets_401_with_the_resource_metadata_challenge() {
         let mut ex = exchange(Authenticated::Failed(AuthFailure::MissingToken));

@@ -3,7 +3,7 @@ use serde_json::json;
 
 fn policy(tenancy: bool, config: Value) -> Policy {
     let raw: RawPolicy = serde_json::from_value(config).unwrap();
-    raw.compile(tenancy).unwrap()
+    raw.compile(tenancy, &mut Vec::new()).unwrap()
 }
 
 fn caller(sub: &str, tenant: Option<&str>, scopes: &[&str], claims: Value) -> Caller {
@@ -84,8 +84,11 @@ fn decision_table_over_subjects_targets_and_tenants() {
             "allow",
         ),
         (&outsider, Target::method(RESPONSE_METHOD), "allow"),
+        // Session housekeeping is allowed unless a rule names it.
+        (&dev, Target::method("logging/setLevel"), "allow"),
+        (&dev, Target::method("tasks/result"), "allow"),
         // Other methods follow the default, which is deny once rules exist.
-        (&dev, Target::method("logging/setLevel"), "deny"),
+        (&dev, Target::method("vendor/unknown"), "deny"),
     ];
     for (who, target, want) in table {
         let got = p.decide(who, target);
@@ -197,7 +200,7 @@ fn bad_rules_are_refused_with_their_field() {
     let err = |tenancy: bool, v: Value| {
         serde_json::from_value::<RawPolicy>(v)
             .unwrap()
-            .compile(tenancy)
+            .compile(tenancy, &mut Vec::new())
             .unwrap_err()
             .field
     };
@@ -234,4 +237,114 @@ fn bad_rules_are_refused_with_their_field() {
         "policy.rules[0].scopes[0]"
     );
     assert!(serde_json::from_value::<RawPolicy>(json!({"rules": [{"effect": "maybe"}]})).is_err());
+}
+
+/// Completion and (un)subscription follow their subject's decision, a rule
+/// that names the method itself decides instead, and nothing without a
+/// subject is judged as "no subject".
+#[test]
+fn housekeeping_about_a_subject_follows_the_subjects_decision() {
+    let readme_style = json!({"rules": [
+        {"name": "greet", "prompts": ["greet"], "effect": "allow"},
+        {"name": "docs", "resources": ["file:///docs/*"], "effect": "allow"},
+        {"name": "tools", "tools": ["add"], "effect": "allow"},
+    ]});
+    let p = policy(false, readme_style);
+    let alice = caller("alice", None, &[], json!({}));
+    let on = |method, kind, name| Target {
+        method,
+        subject: Some((kind, name)),
+    };
+    let table = [
+        (
+            on("completion/complete", SubjectKind::Prompt, "greet"),
+            "allow",
+        ),
+        (
+            on("completion/complete", SubjectKind::Prompt, "secret"),
+            "deny",
+        ),
+        (
+            on(
+                "completion/complete",
+                SubjectKind::Resource,
+                "file:///docs/{p}",
+            ),
+            "allow",
+        ),
+        (
+            on(
+                "completion/complete",
+                SubjectKind::Resource,
+                "file:///etc/{p}",
+            ),
+            "deny",
+        ),
+        (
+            on(
+                "resources/subscribe",
+                SubjectKind::Resource,
+                "file:///docs/a",
+            ),
+            "allow",
+        ),
+        (
+            on(
+                "resources/unsubscribe",
+                SubjectKind::Resource,
+                "file:///etc/passwd",
+            ),
+            "deny",
+        ),
+    ];
+    for (target, want) in table {
+        assert_eq!(p.decide(&alice, &target).label(), want, "{target:?}");
+    }
+
+    // A rule naming the method decides it, before the subject's rules.
+    let p = policy(
+        false,
+        json!({"rules": [
+            {"name": "no-completion", "methods": ["completion/complete"], "effect": "deny"},
+            {"name": "greet", "prompts": ["greet"], "effect": "allow"},
+        ]}),
+    );
+    let complete_greet = on("completion/complete", SubjectKind::Prompt, "greet");
+    let decision = p.decide(&alice, &complete_greet);
+    assert_eq!(decision.label(), "deny");
+    assert_eq!(
+        decision.reason,
+        DecisionReason::Rule("no-completion".into())
+    );
+}
+
+#[test]
+fn a_rule_that_denies_housekeeping_by_accident_is_flagged_at_load() {
+    let warned = |rules: Value| {
+        let raw: RawPolicy = serde_json::from_value(json!({ "rules": rules })).unwrap();
+        let mut warnings = Vec::new();
+        raw.compile(false, &mut warnings).unwrap();
+        warnings
+    };
+    let w = warned(json!([
+        {"name": "tools", "tools": ["add"], "effect": "allow"},
+        {"name": "rest", "methods": ["*"], "effect": "deny"},
+    ]));
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].starts_with("policy.rules[1] (rest):"), "{w:?}");
+    assert!(
+        w[0].contains("initialize") && w[0].contains("logging/setLevel"),
+        "{w:?}"
+    );
+    // A catch-all deny with no methods is the same accident.
+    assert_eq!(warned(json!([{"effect": "deny"}])).len(), 1);
+    // Naming the methods is deliberate; subject rules and allows are fine.
+    for rules in [
+        json!([{"methods": ["logging/setLevel"], "effect": "deny"}]),
+        json!([{"tools": ["*"], "effect": "deny"}]),
+        json!([{"methods": ["*"], "effect": "allow"}]),
+        json!([{"methods": ["tools/call", "prompts/get"], "effect": "deny"}]),
+    ] {
+        assert!(warned(rules.clone()).is_empty(), "{rules}");
+    }
 }
