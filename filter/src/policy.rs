@@ -12,6 +12,7 @@ pub(crate) mod glob;
 
 pub use glob::Glob;
 
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// The authenticated caller, as the policy sees it.
@@ -186,6 +187,23 @@ pub struct Policy {
     default_allow: bool,
     /// Tenancy is on: a caller without a tenant is denied.
     tenancy: bool,
+    pub deny_with: DenyWith,
+}
+
+/// How a request the policy denies is answered (`policy.deny_with`).
+/// Either way the body is the JSON-RPC error `-32043` naming what was asked
+/// for; a notification, a client's response or a batch the policy refuses
+/// is always answered 403 (there is no request to answer with a result).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum DenyWith {
+    /// HTTP 200: the call failed, the session goes on (every SDK's view).
+    #[default]
+    JsonRpcError,
+    /// HTTP 403: what some SDKs surface as a transport error.
+    #[serde(rename = "http_403")]
+    Http403,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -287,6 +305,7 @@ impl Policy {
             rules: Vec::new(),
             default_allow: true,
             tenancy: false,
+            deny_with: DenyWith::default(),
         }
     }
 

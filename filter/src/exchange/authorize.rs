@@ -57,6 +57,7 @@ impl Exchange {
                         return Err(Refusal::Denied {
                             id: message.id.clone(),
                             what,
+                            in_batch: classified.batch,
                         })
                     }
                     Verdict::InsufficientScope(scopes) => {

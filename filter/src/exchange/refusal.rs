@@ -9,6 +9,7 @@ use crate::auth::challenge;
 use crate::auth::token::AuthFailure;
 use crate::exchange::{json_content_type, Exchange, Step};
 use crate::jsonrpc::{code, error_body, RequestId};
+use crate::policy::DenyWith;
 use crate::reject::{LocalReply, Rejection};
 use crate::session::SessionError;
 
@@ -22,8 +23,14 @@ pub(super) enum Refusal {
     Unauthenticated(AuthFailure),
     /// A session id the filter did not issue to this caller: 404.
     Session(SessionError),
-    /// The policy denies what the message asks for: 403.
-    Denied { id: Option<RequestId>, what: String },
+    /// The policy denies what the message asks for: the JSON-RPC error, as
+    /// `policy.deny_with` says for a single request, else 403.
+    Denied {
+        id: Option<RequestId>,
+        what: String,
+        /// The message is one element of a batch.
+        in_batch: bool,
+    },
     /// More scopes would allow it: 403 `insufficient_scope`, the step-up challenge.
     StepUp {
         id: Option<RequestId>,
@@ -73,13 +80,21 @@ impl Exchange {
                     body: error_body(None, code::SESSION_NOT_FOUND, "Session not found"),
                 })
             }
-            Refusal::Denied { id, what } => self.answer(challenge::forbidden(id.as_ref(), &what)),
+            Refusal::Denied { id, what, in_batch } => {
+                // A request (it has an id) alone in its body is answered by
+                // the error itself; anything else cannot be, so it is 403.
+                let as_result = id.is_some()
+                    && !in_batch
+                    && self.config.policy.deny_with == DenyWith::JsonRpcError;
+                let status = if as_result { 200 } else { 403 };
+                self.answer(challenge::forbidden(id.as_ref(), &what, status))
+            }
             Refusal::StepUp { id, what, scopes } => {
                 let reply = match &self.config.auth {
                     Some(auth) => {
                         challenge::insufficient_scope(&scopes, &auth.metadata, id.as_ref(), &what)
                     }
-                    None => challenge::forbidden(id.as_ref(), &what),
+                    None => challenge::forbidden(id.as_ref(), &what, 403),
                 };
                 self.answer(reply)
             }

@@ -5,7 +5,7 @@
 //!
 //! Must not: decide anything (the parent module does).
 
-use super::{Glob, Policy, Rule};
+use super::{DenyWith, Glob, Policy, Rule};
 use crate::config_error::{invalid, ConfigError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -26,6 +26,8 @@ pub struct RawPolicy {
     /// What happens when no rule matches: `deny` by default once any rule exists.
     pub default: Option<Effect>,
     pub rules: Vec<RawRule>,
+    /// How a denied request is answered: `json_rpc_error` (default: HTTP 200 carrying the JSON-RPC error -32043, which every SDK hands the application as a failed call on a live session) or `http_403` (the same error with HTTP 403, which some SDKs treat as a transport failure). Missing scopes are always 403 insufficient_scope.
+    pub deny_with: Option<DenyWith>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,6 +172,7 @@ impl RawPolicy {
             rules,
             default_allow,
             tenancy,
+            deny_with: self.deny_with.unwrap_or_default(),
         })
     }
 }
