@@ -32,6 +32,17 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// Every `reason` label of the backend failure counter.
+    pub const LABELS: &'static [&'static str] = &[
+        "unreachable",
+        "http_5xx",
+        "http_4xx",
+        "unreadable",
+        "rpc_error",
+        "too_many_pages",
+        "too_large",
+    ];
+
     /// The `reason` label of the backend failure counter.
     pub fn label(self) -> &'static str {
         match self {

@@ -485,6 +485,7 @@ mod route;
 use downstream::ListingRewrite;
 use fanout::{decide_item, fanout_headers, Fanout};
 use report::message_label;
+pub use report::series_at_load;
 use route::{header_safe, Routed};
 
 #[cfg(test)]

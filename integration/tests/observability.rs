@@ -53,6 +53,22 @@ async fn every_metric_the_dashboard_queries_is_in_a_real_scrape() -> Result<()> 
     issuer.serve(&mut setup);
     let envoy = Envoy::start(&bin, &setup)?;
 
+    // Series whose labels the configuration knows are defined at load: a
+    // dashboard shows them at 0 before any traffic.
+    let before = envoy.prometheus().await?;
+    for (name, label) in [
+        ("mcp_rejections_total", ("reason", "ambiguous_key")),
+        ("mcp_auth_failures_total", ("reason", "expired")),
+        ("mcp_requests_total", ("mcp_method_name", "tools/call")),
+    ] {
+        assert_eq!(
+            before.value(name, &[label]),
+            Some(0.0),
+            "{name}: {}",
+            before.text
+        );
+    }
+
     let auth = issuer.bearer("alice", json!({"tenant": "acme", "scope": "mcp:tools"}));
     let h = [("authorization", auth.as_str())];
     let call = |tool: &str, args: Value| {

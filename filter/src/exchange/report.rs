@@ -1,14 +1,19 @@
 //! The end-of-request report: the metric samples one exchange produced
 //! (rejections, authentication failures, decisions, requests and outcomes
-//! per method, durations), with bounded labels.
+//! per method, durations), with bounded labels; and the series whose labels
+//! are all known when the configuration loads.
 //!
 //! Must not: change the exchange's outcome or anything sent.
 
+use crate::aggregate::Failure;
+use crate::auth::token::AuthFailure;
 use crate::classify::{MessageKind, Subject};
+use crate::config::FilterConfig;
 use crate::exchange::Exchange;
+use crate::reject::Reason;
 use crate::response::Outcome;
 use crate::telemetry;
-use crate::telemetry::{method_label, stat_name, Labels, Sample};
+use crate::telemetry::{method_label, stat_name, Labels, MetricKind, Sample};
 
 impl Exchange {
     /// The exchange is over: the samples to record. Learns tool labels from
@@ -115,4 +120,40 @@ pub(super) fn message_label(kind: MessageKind, method: Option<&str>) -> &str {
         (MessageKind::Response, _) | (_, None) => "_response",
         (_, Some(m)) => method_label(m),
     }
+}
+
+/// The series whose labels are all known when the configuration loads:
+/// rejections by reason, requests by method, authentication failures by
+/// reason (with `auth`), backend failures by backend and reason (with
+/// `backends`). The shell defines them then, so a dashboard shows them at 0
+/// before any traffic and the request path finds them defined. Series with a
+/// tenant or a tool label are defined as they are first seen (bounded).
+pub fn series_at_load(config: &FilterConfig) -> Vec<(MetricKind, String)> {
+    let count = |name: String| (MetricKind::Counter, name);
+    let mut series: Vec<(MetricKind, String)> = Reason::ALL
+        .iter()
+        .map(|r| count(stat_name(telemetry::REJECTIONS, &[("reason", r.label())])))
+        .collect();
+    series.extend(
+        telemetry::method_labels()
+            .map(|m| count(stat_name(telemetry::REQUESTS, &[("mcp_method_name", m)]))),
+    );
+    if config.auth.is_some() {
+        let sessions = ["session_unknown", "session_other_caller"];
+        series.extend(
+            AuthFailure::LABELS
+                .iter()
+                .chain(&sessions)
+                .map(|r| count(stat_name(telemetry::AUTH_FAILURES, &[("reason", r)]))),
+        );
+    }
+    for backend in config.backends.iter().flat_map(|b| &b.servers) {
+        series.extend(Failure::LABELS.iter().map(|r| {
+            count(stat_name(
+                telemetry::BACKEND_FAILURES,
+                &[("backend", &backend.name), ("reason", r)],
+            ))
+        }));
+    }
+    series
 }

@@ -1585,3 +1585,100 @@ mod backends {
         assert_eq!(step.header_edits, vec![set("x-mcp-backend", "github")]);
     }
 }
+
+/// The series defined when the configuration loads cover every label value
+/// the request path can produce for them, so none is left for later.
+mod series_at_load {
+    use super::*;
+    use crate::aggregate::Failure;
+    use crate::auth::token::AuthFailure;
+    use crate::reject::Reason;
+
+    /// Every variant, by an exhaustive match: a new variant fails to
+    /// compile here until it is listed.
+    fn every_reason() -> Vec<Reason> {
+        let all = Reason::ALL.to_vec();
+        for r in &all {
+            match r {
+                Reason::ParseError
+                | Reason::InvalidRequest
+                | Reason::InvalidParams
+                | Reason::BatchNotAllowed
+                | Reason::HeaderMismatch
+                | Reason::TooLarge
+                | Reason::UnsupportedMediaType
+                | Reason::UnsupportedEncoding
+                | Reason::MethodNotAllowed
+                | Reason::NotFound
+                | Reason::BodyNotAllowed
+                | Reason::AmbiguousPath
+                | Reason::UnknownName
+                | Reason::Unroutable
+                | Reason::AmbiguousKey => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn label_lists_are_complete() {
+        let reasons = every_reason();
+        let labels: std::collections::HashSet<_> = reasons.iter().map(|r| r.label()).collect();
+        assert_eq!(labels.len(), 15, "one label per reason");
+        for failure in [
+            AuthFailure::MissingToken,
+            AuthFailure::Malformed("x"),
+            AuthFailure::TooLarge,
+            AuthFailure::AlgorithmNotAllowed,
+            AuthFailure::UnknownKey,
+            AuthFailure::NoKeys,
+            AuthFailure::NoClock,
+            AuthFailure::BadSignature,
+            AuthFailure::Expired,
+            AuthFailure::NotYetValid,
+            AuthFailure::WrongIssuer,
+            AuthFailure::WrongAudience,
+            AuthFailure::MissingClaim("x".into()),
+        ] {
+            assert!(
+                AuthFailure::LABELS.contains(&failure.label()),
+                "{failure:?}"
+            );
+        }
+        for failure in [
+            Failure::Unreachable,
+            Failure::HttpStatus(503),
+            Failure::HttpStatus(404),
+            Failure::Unreadable,
+            Failure::RpcError,
+            Failure::TooManyPages,
+            Failure::TooLarge,
+        ] {
+            assert!(Failure::LABELS.contains(&failure.label()), "{failure:?}");
+        }
+    }
+
+    #[test]
+    fn what_the_configuration_knows_is_defined() {
+        let names = |json: &str| -> Vec<String> {
+            series_at_load(&config(json))
+                .into_iter()
+                .map(|(_, n)| n)
+                .collect()
+        };
+        let plain = names("{}");
+        assert!(plain.contains(&"mcp_rejections_total.reason=ambiguous_key".into()));
+        assert!(plain.contains(&"mcp_requests_total.mcp_method_name=tools/call".into()));
+        assert!(plain.contains(&"mcp_requests_total.mcp_method_name=_other".into()));
+        assert!(!plain
+            .iter()
+            .any(|n| n.starts_with("mcp_auth_failures_total")));
+        let with_backends =
+            names(r#"{"backends": {"servers": [{"name": "github"}, {"name": "jira"}]}}"#);
+        assert!(with_backends
+            .contains(&"mcp_backend_failures_total.backend=jira.reason=unreachable".into()));
+        // Unique: each is defined once.
+        let unique: std::collections::HashSet<_> = with_backends.iter().collect();
+        assert_eq!(unique.len(), with_backends.len());
+    }
+}

@@ -365,6 +365,30 @@ impl Shared {
             .unwrap_or(false)
     }
 
+    /// Defines series up front (those known when the configuration loads),
+    /// within `metrics.max_series`.
+    pub fn define(&self, series: &[(MetricKind, String)]) {
+        let Ok(mut ids) = self.metric_ids.try_borrow_mut() else {
+            return;
+        };
+        let max = self.config.metrics.max_series;
+        for (kind, name) in series {
+            if ids.len() >= max {
+                break;
+            }
+            let kind = match kind {
+                MetricKind::Counter => MetricType::Counter,
+                MetricKind::Histogram => MetricType::Histogram,
+            };
+            match host::define_metric(kind, name) {
+                Ok(id) => {
+                    ids.insert(name.clone(), id);
+                }
+                Err(e) => warn!("{ROOT_ID}: cannot define metric {name}: status {}", e.0),
+            }
+        }
+    }
+
     /// Records samples, defining each stat the first time it is seen.
     pub fn record(&self, samples: &[Sample]) {
         let Ok(mut ids) = self.metric_ids.try_borrow_mut() else {
@@ -479,7 +503,9 @@ impl RootContext for Root {
                         return false;
                     }
                 }
-                self.shared = Some(Rc::new(Shared::new(config)));
+                let shared = Shared::new(config);
+                shared.define(&crate::exchange::series_at_load(&shared.config));
+                self.shared = Some(Rc::new(shared));
                 true
             }
             Err(e) => {
