@@ -508,6 +508,18 @@ mod tests {
         assert_eq!(err.field, "metrics.tool_labels[1]");
     }
 
+    /// A claim path that names nothing reachable is refused where it is
+    /// written, not left to match nobody.
+    #[test]
+    fn a_claim_path_with_an_empty_name_is_refused_with_its_field() {
+        let err =
+            FilterConfig::from_json(br#"{"tenancy": {"tenant_claim": "org..id"}}"#).unwrap_err();
+        assert_eq!(err.field, "tenancy.tenant_claim");
+        let err =
+            FilterConfig::from_json(br#"{"tenancy": {"workspace_claim": "ws."}}"#).unwrap_err();
+        assert_eq!(err.field, "tenancy.workspace_claim");
+    }
+
     #[test]
     fn a_schema_reference_for_editors_is_accepted() {
         let cfg = FilterConfig::from_json(br#"{"$schema": "./config.schema.json"}"#).unwrap();

@@ -12,6 +12,7 @@ pub(crate) mod glob;
 
 pub use glob::Glob;
 
+use crate::config_error::{invalid, ConfigError};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -35,8 +36,8 @@ impl Caller {
 
     /// Values of a claim (a dotted path into nested objects): a string, or the
     /// strings of an array. Other types never match.
-    fn claim_values(&self, path: &str) -> Vec<&str> {
-        match claim_at(&self.claims, path) {
+    fn claim_values(&self, path: &ClaimPath) -> Vec<&str> {
+        match path.lookup(&self.claims) {
             Some(Value::String(s)) => vec![s.as_str()],
             Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
             _ => Vec::new(),
@@ -44,15 +45,30 @@ impl Caller {
     }
 }
 
-/// The claim at a dotted path into nested objects (`realm_access.roles`).
-/// A key that itself contains a dot is not reachable: paths are not escaped.
-pub fn claim_at<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
-    let mut parts = path.split('.');
-    let mut value = parts.next().and_then(|first| claims.get(first));
-    for part in parts {
-        value = value.and_then(|v| v.get(part));
+/// A dotted path into nested claims (`groups`, `realm_access.roles`), read
+/// from the configuration: one or more names, none empty. A key that itself
+/// contains a dot is not reachable: paths are not escaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimPath(String);
+
+impl ClaimPath {
+    /// `path` from the configuration field `field`, or the error naming it.
+    pub fn parse(field: &str, path: String) -> Result<Self, ConfigError> {
+        if path.is_empty() || path.split('.').any(str::is_empty) {
+            return Err(invalid(field, "claim path must be dot-separated names"));
+        }
+        Ok(Self(path))
     }
-    value
+
+    /// The claim at this path, if the claims have one.
+    pub fn lookup<'a>(&self, claims: &'a Map<String, Value>) -> Option<&'a Value> {
+        let mut parts = self.0.split('.');
+        let mut value = parts.next().and_then(|first| claims.get(first));
+        for part in parts {
+            value = value.and_then(|v| v.get(part));
+        }
+        value
+    }
 }
 
 /// What a request (or a listed item) would act on.
@@ -212,7 +228,7 @@ struct Rule {
     tenants: Option<Vec<Glob>>,
     workspaces: Option<Vec<Glob>>,
     subjects: Option<Vec<Glob>>,
-    claims: Vec<(String, Vec<Glob>)>,
+    claims: Vec<(ClaimPath, Vec<Glob>)>,
     scopes: Vec<String>,
     methods: Option<Vec<Glob>>,
     tools: Option<Vec<Glob>>,

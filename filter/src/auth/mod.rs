@@ -15,7 +15,7 @@ pub(crate) mod strict_json;
 pub mod token;
 pub mod verifiers;
 
-use crate::policy::Caller;
+use crate::policy::{Caller, ClaimPath};
 use cache::TokenCache;
 use jwks_refresh::RefreshSchedule;
 use keys::KeySet;
@@ -62,7 +62,7 @@ pub struct ResourceMetadata {
 /// set by something the operator trusts (never the client: strip it upstream of us).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttributeSource {
-    Claim(String),
+    Claim(ClaimPath),
     Header(String),
 }
 
@@ -316,8 +316,8 @@ pub fn caller_from_claims(claims: Map<String, Value>, tenancy: &Tenancy) -> Call
 }
 
 /// A string claim at a dotted path.
-fn claim_string(claims: &Map<String, Value>, path: &str) -> Option<String> {
-    crate::policy::claim_at(claims, path)
+fn claim_string(claims: &Map<String, Value>, path: &ClaimPath) -> Option<String> {
+    path.lookup(claims)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .map(str::to_string)

@@ -11,6 +11,7 @@ use super::keys::{self, KeySet, DEFAULT_ALGORITHMS};
 use super::token::TokenRules;
 use super::{AttributeSource, AuthConfig, ClaimsSource, RemoteJwks, ResourceMetadata, Tenancy};
 use crate::config_error::{in_range, invalid, ConfigError};
+use crate::policy::ClaimPath;
 use base64::Engine;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
@@ -145,22 +146,24 @@ fn origin_and_path(url: &str) -> Option<(&str, &str)> {
 
 impl RawTenancy {
     pub fn compile(self) -> Result<Tenancy, ConfigError> {
-        let pick = |claim: Option<String>, header: Option<String>, what: &str| match (claim, header)
-        {
-            (Some(_), Some(_)) => Err(invalid(
-                &format!("tenancy.{what}_header"),
-                format!("give either {what}_claim or {what}_header, not both"),
-            )),
-            (Some(c), None) if !c.is_empty() => Ok(Some(AttributeSource::Claim(c))),
-            (None, Some(h)) if !h.is_empty() => {
-                Ok(Some(AttributeSource::Header(h.to_ascii_lowercase())))
-            }
-            (None, None) => Ok(None),
-            _ => Err(invalid(
-                &format!("tenancy.{what}_claim"),
-                "must not be empty",
-            )),
-        };
+        let pick =
+            |claim: Option<String>, header: Option<String>, what: &str| match (claim, header) {
+                (Some(_), Some(_)) => Err(invalid(
+                    &format!("tenancy.{what}_header"),
+                    format!("give either {what}_claim or {what}_header, not both"),
+                )),
+                (Some(c), None) if !c.is_empty() => Ok(Some(AttributeSource::Claim(
+                    ClaimPath::parse(&format!("tenancy.{what}_claim"), c)?,
+                ))),
+                (None, Some(h)) if !h.is_empty() => {
+                    Ok(Some(AttributeSource::Header(h.to_ascii_lowercase())))
+                }
+                (None, None) => Ok(None),
+                _ => Err(invalid(
+                    &format!("tenancy.{what}_claim"),
+                    "must not be empty",
+                )),
+            };
         Ok(Tenancy {
             tenant: pick(self.tenant_claim, self.tenant_header, "tenant")?,
             workspace: pick(self.workspace_claim, self.workspace_header, "workspace")?,

@@ -5,7 +5,7 @@
 //!
 //! Must not: decide anything (the parent module does).
 
-use super::{DenyWith, Glob, Policy, Rule};
+use super::{ClaimPath, DenyWith, Glob, Policy, Rule};
 use crate::config_error::{invalid, ConfigError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -135,11 +135,8 @@ impl RawPolicy {
             let mut claims = Vec::new();
             for (path, values) in raw.claims {
                 let field = at(&format!("claims.{path}"));
-                if path.is_empty() || path.split('.').any(str::is_empty) {
-                    return Err(invalid(&field, "claim path must be dot-separated names"));
-                }
                 let values = globs(&field, Some(values.into_vec()))?.unwrap_or_default();
-                claims.push((path, values));
+                claims.push((ClaimPath::parse(&field, path)?, values));
             }
             rules.push(Rule {
                 name: match raw.name {
