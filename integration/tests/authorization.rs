@@ -243,7 +243,8 @@ async fn a_call_needing_another_scope_gets_403_insufficient_scope() -> Result<()
     let auth = format!("Bearer {carol}");
     let add = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}}"#;
     let r = post_raw(&w.envoy.url(), &[("authorization", &auth)], add).await?;
-    assert_eq!(r.status, 403);
+    assert_eq!(r.status, 200, "the JSON-RPC error answers the call");
+    assert_eq!(r.json()["error"]["code"], -32043);
     assert_eq!(r.json()["error"]["message"], "tool `add` is not allowed");
     let calls = w
         .peer

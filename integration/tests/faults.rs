@@ -272,7 +272,8 @@ async fn a_failed_vm_fails_closed_and_is_reloaded() -> Result<()> {
         assert_eq!(no_token.status, 401, "{}", no_token.text());
         let secret = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"secret","arguments":{}}}"#;
         let denied = post_raw(&envoy.url(), &auth, secret).await?;
-        assert_eq!(denied.status, 200, "{}", denied.text());
+        // `secret` needs a scope alice lacks: the step-up answer, 403.
+        assert_eq!(denied.status, 403, "{}", denied.text());
         assert_eq!(denied.json()["error"]["code"], -32043, "{}", denied.text());
     }
     assert!(envoy.log().contains("unreachable"), "{}", envoy.log());
