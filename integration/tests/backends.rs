@@ -349,7 +349,7 @@ async fn both_python_sdk_generations_call_every_backend_without_the_flag() -> Re
         &two_backends(&alpha, &beta, false).as_envoy_gateway_delivers(),
     )?;
     let url = envoy.url();
-    for script in ["python_lowlevel.py", "python_default.py"] {
+    for mode in ["lowlevel", "default"] {
         for (tool, args, want) in [
             ("beta__add", r#"{"a":2,"b":40}"#, "beta__add: 42"),
             ("shout", r#"{"message":"hey"}"#, "shout: hey"),
@@ -358,13 +358,13 @@ async fn both_python_sdk_generations_call_every_backend_without_the_flag() -> Re
             let run = tokio::task::block_in_place(|| {
                 run_python_client(
                     &python,
-                    script,
-                    &[&url, tool, args, "alpha__add", "beta__add", "shout"],
+                    "python_list_call.py",
+                    &[mode, &url, tool, args, "alpha__add", "beta__add", "shout"],
                 )
             })?;
             assert!(
                 run.success && run.output.contains(want),
-                "{script} {tool}: {}\n{}",
+                "{mode} {tool}: {}\n{}",
                 run.output,
                 envoy.log()
             );

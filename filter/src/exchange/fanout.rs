@@ -18,6 +18,25 @@ use crate::relay::{Relay, Relayed};
 use crate::response::Outcome;
 
 impl Exchange {
+    /// What the filter's own requests carry: the client's forwarded headers,
+    /// the upstream credential if one is configured, and the session id the
+    /// default backend knows.
+    fn take_fanout(&mut self) -> (Vec<(String, String)>, Option<String>) {
+        let Fanout {
+            mut forward,
+            session,
+        } = self.fanout.take().unwrap_or_default();
+        if let Some(credential) = self
+            .config
+            .auth
+            .as_ref()
+            .and_then(|a| a.upstream_authorization.clone())
+        {
+            forward.push(("authorization".into(), credential));
+        }
+        (forward, session)
+    }
+
     /// Sends the call to its backend; the answer waits for the backend's.
     pub(super) fn start_relay(
         &mut self,
@@ -30,17 +49,7 @@ impl Exchange {
         let Some(backends) = config.backends.as_ref() else {
             return Step::go();
         };
-        let Fanout {
-            mut forward,
-            session,
-        } = self.fanout.take().unwrap_or_default();
-        if let Some(credential) = config
-            .auth
-            .as_ref()
-            .and_then(|a| a.upstream_authorization.clone())
-        {
-            forward.push(("authorization".into(), credential));
-        }
+        let (forward, session) = self.take_fanout();
         // The client's session is the default backend's (and only its).
         let session = session.filter(|_| backend == backends.default);
         let id = classified.single().and_then(|m| m.id.clone());
@@ -82,17 +91,7 @@ impl Exchange {
         ) else {
             return Step::go();
         };
-        let Fanout {
-            mut forward,
-            session,
-        } = self.fanout.take().unwrap_or_default();
-        if let Some(credential) = config
-            .auth
-            .as_ref()
-            .and_then(|a| a.upstream_authorization.clone())
-        {
-            forward.push(("authorization".into(), credential));
-        }
+        let (forward, session) = self.take_fanout();
         let (aggregation, fetches) = Aggregation::start(
             backends,
             kind,
