@@ -25,12 +25,24 @@ def ratio(cells, a, b):
     return None if not x or not y else x / y
 
 
+def to_plain(cells, setup):
+    """The setup's CPU ratio to plain Envoy: median over interleaved rounds
+    and its spread, when the run recorded them; else the ratio of medians."""
+    r = cells.get(setup, {}).get("cpu_ratio_to_plain")
+    if r:
+        return f"**{r['median']:.2f}×** ({r['min']:.2f}–{r['max']:.2f} over {r['rounds']} rounds)"
+    return f"**{fmt(ratio(cells, setup, 'plain'))}×**"
+
+
 def tables(results):
     meta = results["meta"]
     out = [
         f"Measured {meta['date']} with `{meta['envoy'].split()[-1] if meta['envoy'] else 'envoy'}`, "
         f"{meta['cpus']} cores, {meta['runs']} runs of {meta['duration_s']} s per cell (medians), "
-        f"wrk 1 thread / {meta['connections']} connections, Envoy `--concurrency 1`; "
+        f"wrk 1 thread / {meta['connections']} connections, Envoy `--concurrency 1`"
+        + ("; Envoy pinned to one core, load generator and upstream to the other, setups in "
+           "interleaved rounds" if meta.get("pinned") else "")
+        + "; "
         f"`mcp_filter.wasm` {meta['wasm_bytes']:,} bytes.",
         "",
     ]
@@ -47,10 +59,10 @@ def tables(results):
             out.append(f"| {LABELS[s]} | {fmt(c.get('rps'), 0)} | {fmt(c.get('p50_ms'))} | "
                        f"{fmt(c.get('p99_ms'))} | {cpu} | {rss} | {c.get('errors', 0)} |")
         out += ["", "CPU ratios: "
-                f"observe/plain **{fmt(ratio(cells, 'observe', 'plain'))}×**, "
-                f"full/plain **{fmt(ratio(cells, 'full', 'plain'))}×**, "
-                f"full/native **{fmt(ratio(cells, 'full', 'native'))}×**, "
-                f"native/plain {fmt(ratio(cells, 'native', 'plain'))}×.", ""]
+                f"observe/plain {to_plain(cells, 'observe')}, "
+                f"full/plain {to_plain(cells, 'full')}, "
+                f"full/native **{fmt(ratio(cells, 'full', 'native'))}×** (of medians), "
+                f"native/plain {to_plain(cells, 'native')}.", ""]
     out += open_loop(results.get("open_loop", {})) + memory(results.get("memory", {}))
     return "\n".join(out)
 

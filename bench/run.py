@@ -15,9 +15,14 @@ Then p50/p99 of small calls at a fixed offered load (h2load --rps, the same
 for every setup), and Envoy's RSS with 1, 2 and 4 workers, plain vs full.
 
 The primary figure is Envoy CPU time per request, read from /proc/<pid>/stat
-around each run: on 2 shared cores throughput is contention-prone, CPU time
-per request is not. Envoy runs with --concurrency 1; wrk with 1 thread and
-fixed connections; every cell is repeated and the median reported.
+around each run. Envoy runs with --concurrency 1, pinned to one core; the
+load generator, the upstream (a release build) and the identity provider are
+pinned to the other, so they never compete with Envoy for its core (unpinned,
+Envoy's CPU per request read 2-3x higher: migrations and a shared core).
+Setups run in interleaved rounds (plain, native, observe, full, plain, ...)
+so drift hits every setup alike; each cell reports the median of its rounds,
+and each ratio to plain Envoy its median and spread over the rounds (each
+round's setup divided by the same round's plain).
 """
 import argparse
 import json
@@ -35,6 +40,17 @@ PEER = os.path.join(ROOT, "target/release/mcp-peer")
 IDP = os.path.join(ROOT, "target/release/demo-idp")
 WASM = os.environ.get("MCP_FILTER_WASM", os.path.join(ROOT, "target/wasm32-wasip1/release/mcp_filter.wasm"))
 TICK = os.sysconf("SC_CLK_TCK")
+# Envoy on one core, everything else on another (when there are two).
+PINNED = (os.cpu_count() or 1) >= 2 and subprocess.run(["sh", "-c", "command -v taskset"],
+                                                        capture_output=True).returncode == 0
+
+
+def on_envoy_core(cmd):
+    return ["taskset", "-c", "0"] + cmd if PINNED else cmd
+
+
+def on_load_core(cmd):
+    return ["taskset", "-c", "1"] + cmd if PINNED else cmd
 
 ENVOY_PORT, ADMIN_PORT, UPSTREAM_PORT, IDP_PORT = 18080, 18901, 18081, 18082
 ISSUER = f"http://127.0.0.1:{IDP_PORT}"
@@ -267,15 +283,15 @@ class Running:
         peer_args = [PEER, "--port", str(UPSTREAM_PORT), "--mode", mode, "--bench"]
         if tools:
             peer_args += ["--tools", str(tools)]
-        self.procs.append(Process(peer_args, self.log))
+        self.procs.append(Process(on_load_core(peer_args), self.log))
         if setup != "direct":
             filters = {"plain": "", "native": NATIVE, "observe": wasm_filter({}),
                        "full": wasm_filter(full_config(mode == "stateful"))}[setup]
             cfg = os.path.join(tmp, "envoy.yaml")
             with open(cfg, "w") as f:
                 f.write(envoy_yaml(filters))
-            self.envoy = Process([ENVOY, "-c", cfg, "--concurrency", str(concurrency),
-                                  "--disable-hot-restart", "--log-level", "warn"], self.log)
+            self.envoy = Process(on_envoy_core([ENVOY, "-c", cfg, "--concurrency", str(concurrency),
+                                  "--disable-hot-restart", "--log-level", "warn"]), self.log)
             self.procs.append(self.envoy)
             wait_http(f"http://127.0.0.1:{ADMIN_PORT}/ready")
         port = UPSTREAM_PORT if setup == "direct" else ENVOY_PORT
@@ -313,7 +329,7 @@ def run_cell(setup, workload, args, tmp, token):
     running = Running(setup, workload, tmp, token)
     try:
         script = wrk_script(tmp, running.body, running.headers)
-        wrk = ["wrk", "-t1", f"-c{args.connections}", "--latency", "-s", script, running.url]
+        wrk = on_load_core(["wrk", "-t1", f"-c{args.connections}", "--latency", "-s", script, running.url])
         # Warm-up (JIT, caches, connections), then the measured run.
         subprocess.run(wrk + ["-d", "1s"], capture_output=True, text=True)
         before = cpu_seconds(running.pid)
@@ -358,9 +374,9 @@ def run_open_loop(setup, args, tmp, token):
         log_path = os.path.join(tmp, f"h2load-{setup}.tsv")
         if os.path.exists(log_path):  # h2load appends; each run reads its own
             os.remove(log_path)
-        cmd = ["h2load", "--h1", "-t1", f"-c{OPEN_LOOP_CLIENTS}", f"--rps={OPEN_LOOP_RPS_PER_CLIENT}",
+        cmd = on_load_core(["h2load", "--h1", "-t1", f"-c{OPEN_LOOP_CLIENTS}", f"--rps={OPEN_LOOP_RPS_PER_CLIENT}",
                "-D", str(args.open_loop_seconds), "--warm-up-time", "2", "-d", body_path,
-               "--log-file", log_path]
+               "--log-file", log_path])
         for k, v in running.headers.items():
             cmd += ["-H", f"{k}: {v}"]
         result = subprocess.run(cmd + [running.url], capture_output=True, text=True)
@@ -389,7 +405,8 @@ def run_memory(setup, concurrency, tmp, token):
 
 def mint_token(tmp):
     log = open(os.path.join(tmp, "idp.log"), "w")
-    idp = Process([IDP, "--port", str(IDP_PORT), "--issuer", ISSUER, "--audience", AUDIENCE, "--alg", "RS256"], log)
+    idp = Process(on_load_core([IDP, "--port", str(IDP_PORT), "--issuer", ISSUER, "--audience", AUDIENCE,
+                                "--alg", "RS256"]), log)
     wait_http(f"{ISSUER}/jwks")
     token = urllib.request.urlopen(f"{ISSUER}/token?sub=bench&tenant=bench").read().decode()
     return idp, token
@@ -414,21 +431,39 @@ def main():
         "envoy": subprocess.run([ENVOY, "--version"], capture_output=True, text=True).stdout.strip(),
         "wasm_bytes": os.path.getsize(WASM), "duration_s": args.duration, "runs": args.runs,
         "connections": args.connections, "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
+        "pinned": PINNED, "interleaved": True,
     }, "cells": {}}
     try:
+        setups = args.setups.split(",")
         for workload in filter(None, args.workloads.split(",")):
-            for setup in args.setups.split(","):
-                runs = [run_cell(setup, workload, args, tmp, token) for _ in range(args.runs)]
+            # Interleaved rounds: every setup once per round, so drift over
+            # time hits all setups alike.
+            rounds = [{setup: run_cell(setup, workload, args, tmp, token) for setup in setups}
+                      for _ in range(args.runs)]
+            for setup in setups:
+                runs = [r[setup] for r in rounds]
                 med = {k: statistics.median([r[k] for r in runs if r[k] is not None])
                        for k in ("rps", "p50_ms", "p99_ms", "cpu_s_per_10k", "rss_mib")
                        if any(r[k] is not None for r in runs)}
                 med["errors"] = sum(r["errors"] for r in runs)
                 med["requests"] = sum(r["requests"] for r in runs)
                 med["listed_generated_tools"] = runs[0]["listed_generated_tools"]
+                med["cpu_s_per_10k_runs"] = [r["cpu_s_per_10k"] for r in runs]
+                if "plain" in setups and setup not in ("plain", "direct"):
+                    ratios = [r[setup]["cpu_s_per_10k"] / r["plain"]["cpu_s_per_10k"]
+                              for r in rounds
+                              if r[setup]["cpu_s_per_10k"] and r["plain"]["cpu_s_per_10k"]]
+                    if ratios:
+                        med["cpu_ratio_to_plain"] = {"median": statistics.median(ratios),
+                                                     "min": min(ratios), "max": max(ratios),
+                                                     "rounds": len(ratios)}
                 results["cells"].setdefault(workload, {})[setup] = med
+                spread = med.get("cpu_ratio_to_plain")
+                spread = (f"  x plain {spread['median']:.2f} ({spread['min']:.2f}-{spread['max']:.2f})"
+                          if spread else "")
                 print(f"{workload:16} {setup:8} {med.get('rps', 0):9.0f} rps  p50 {med.get('p50_ms', 0):6.2f} ms  "
                       f"p99 {med.get('p99_ms', 0):6.2f} ms  cpu/10k {med.get('cpu_s_per_10k', 0):6.3f} s  "
-                      f"rss {med.get('rss_mib', 0):5.1f} MiB  errors {med['errors']}", flush=True)
+                      f"rss {med.get('rss_mib', 0):5.1f} MiB  errors {med['errors']}{spread}", flush=True)
         if args.open_loop_seconds > 0:
             for setup in ("plain", "native", "observe", "full"):
                 # Medians of the runs, as for the closed-loop cells.

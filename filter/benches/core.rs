@@ -1,8 +1,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failure is a broken setup
 //! Microbenchmarks of the pure core, run natively (`scripts/bench --micro`):
 //! classifying a `tools/call`, one policy decision over 100 rules, JWT
-//! verification (RS256, ES256; uncached, the cost a cache hit avoids), and
-//! filtering a 1,000-tool SSE listing (reported as throughput).
+//! verification (RS256, ES256; uncached, the cost a cache hit avoids),
+//! filtering a 1,000-tool listing (SSE, and JSON in 1 KiB chunks; reported
+//! per listed tool), and a whole small-call exchange. Allocations per
+//! exchange and per listing are printed beside the times (a counting global
+//! allocator: the count, not the bytes).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use mcp_filter::auth::keys::KeySet;
@@ -12,6 +15,38 @@ use mcp_filter::jsonrpc::RequestId;
 use mcp_filter::listing::{ListKind, Listed, SseListingFilter};
 use mcp_filter::policy::{Caller, Policy, RawPolicy, SubjectKind, Target};
 use serde_json::json;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The system allocator, counting allocations.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is passed to the system allocator unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations (and reallocations) `f` makes.
+fn allocations<R>(f: impl FnOnce() -> R) -> (R, u64) {
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let out = f();
+    (out, ALLOCATIONS.load(Ordering::Relaxed) - before)
+}
 
 const CALL: &[u8] = br#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"github__create_issue","arguments":{"title":"Bug","body":"It broke","labels":["bug","p1"]}}}"#;
 
@@ -133,24 +168,43 @@ fn listing(c: &mut Criterion) {
     let sse = format!("event: message\ndata: {body}\n\n");
     let id = RequestId::from_raw(&serde_json::value::RawValue::from_string("7".into()).unwrap())
         .unwrap();
-    let mut group = c.benchmark_group("listing");
-    group.throughput(Throughput::Bytes(sse.len() as u64));
+    let even = |name: &str| {
+        if name.ends_with(['0', '2', '4', '6', '8']) {
+            Listed::Rename(format!("gh__{name}"))
+        } else {
+            Listed::Hide
+        }
+    };
+    let filter_sse = || {
+        let mut filter = SseListingFilter::new(ListKind::Tools, id.clone(), 1 << 22);
+        let mut decide = even;
+        black_box(filter.push(black_box(sse.as_bytes()), &mut decide))
+    };
+    let filter_json = || {
+        // As Envoy hands a JSON body over: in chunks, held, then rewritten whole.
+        let mut held = Vec::new();
+        for chunk in body.as_bytes().chunks(1024) {
+            held.extend_from_slice(black_box(chunk));
+        }
+        let mut decide = even;
+        black_box(mcp_filter::listing::filter_json_body(
+            &held,
+            ListKind::Tools,
+            &id,
+            &mut decide,
+        ))
+    };
+    let (_, sse_allocs) = allocations(filter_sse);
+    let (_, json_allocs) = allocations(filter_json);
+    println!("allocations per 1,000-tool listing: SSE {sse_allocs}, JSON {json_allocs}");
+    let mut group = c.benchmark_group("listing, per tool");
+    group.throughput(Throughput::Elements(1000));
+    group.bench_function("SSE, 1,000 tools (half hidden, half renamed)", |b| {
+        b.iter(filter_sse)
+    });
     group.bench_function(
-        "filter a 1,000-tool SSE listing (half hidden, half renamed)",
-        |b| {
-            b.iter(|| {
-                let mut filter = SseListingFilter::new(ListKind::Tools, id.clone(), 1 << 22);
-                let mut even = |name: &str| {
-                    if name.ends_with(['0', '2', '4', '6', '8']) {
-                        Listed::Rename(format!("gh__{name}"))
-                    } else {
-                        Listed::Hide
-                    }
-                };
-                let out = filter.push(black_box(sse.as_bytes()), &mut even);
-                black_box(out)
-            })
-        },
+        "JSON in 1 KiB chunks, 1,000 tools (half hidden, half renamed)",
+        |b| b.iter(filter_json),
     );
     group.finish();
 }
@@ -206,17 +260,21 @@ fn exchange(c: &mut Criterion) {
     for (name, config) in [("observe", json!({})), ("full", full)] {
         let config = Rc::new(FilterConfig::from_json(config.to_string().as_bytes()).unwrap());
         let mut labels = Labels::default();
+        let mut run = || {
+            let caller = caller.clone();
+            let mut exchange = Exchange::new(config.clone(), 0)
+                .with_authenticator(Box::new(move |_| Authenticated::Caller(caller.clone())));
+            exchange.on_request_headers(black_box(&head), false);
+            let step = exchange.on_request_body(call.len(), true, || Some(call.to_vec()));
+            exchange.on_response_headers(200, &response_head);
+            exchange.on_response_body(answer, true);
+            black_box((step, exchange.finish(1, &mut labels)))
+        };
+        run();
+        let (_, allocs) = allocations(&mut run);
+        println!("allocations per exchange ({name}): {allocs}");
         c.bench_function(&format!("exchange: small tools/call, {name}"), |b| {
-            b.iter(|| {
-                let caller = caller.clone();
-                let mut exchange = Exchange::new(config.clone(), 0)
-                    .with_authenticator(Box::new(move |_| Authenticated::Caller(caller.clone())));
-                exchange.on_request_headers(black_box(&head), false);
-                let step = exchange.on_request_body(call.len(), true, || Some(call.to_vec()));
-                exchange.on_response_headers(200, &response_head);
-                exchange.on_response_body(answer, true);
-                black_box((step, exchange.finish(1, &mut labels)))
-            })
+            b.iter(&mut run)
         });
     }
 }
