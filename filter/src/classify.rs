@@ -1,5 +1,8 @@
 //! Strict classification of an MCP POST body into JSON-RPC messages: kind,
-//! method, id and the subject the policy reads (tool, prompt or resource).
+//! method, id and the subject the policy reads (tool, prompt or resource):
+//! the one a call names, or the ones a housekeeping request refers to (the
+//! prompt or resource template a `completion/complete` completes, the
+//! resources a 2026-07-28 `subscriptions/listen` subscribes to).
 //!
 //! The rule above all: fail closed. The filter and the MCP server must never
 //! see two different requests. Where the filter's reading of a body could
@@ -11,8 +14,12 @@
 //! duplicate, a key a lenient decoder could take for a key the filter reads
 //! (`Name`, `name\u0000`, `paramſ`: see [`crate::keyfold`]), a batch,
 //! trailing bytes or a wrongly typed field is refused. The objects whose keys
-//! are read are the message, its `params` and `params._meta`; every other key
-//! of those objects is checked against the read ones. Fields the filter does
+//! are read are the message, its `params` (with `taskId`, which 2026-07-28
+//! clients mirror in `Mcp-Name`), `params._meta`, `params.ref` and
+//! `params.notifications`; every other key of those objects is checked
+//! against the read ones. A completion whose `ref` is missing, of an unknown
+//! type, or names both a prompt and a resource is refused: a server could
+//! complete either. Fields the filter does
 //! not read are skipped without building a tree (one pass, no
 //! `serde_json::Value`). This module judges bytes; it must not rewrite them
 //! or know about policy, routing or headers.
@@ -57,7 +64,19 @@ pub struct Message {
     /// `None` only for responses.
     pub method: Option<String>,
     pub id: Option<RequestId>,
+    /// What a call names as its own subject (`tools/call`, `prompts/get`,
+    /// `resources/read`, `resources/subscribe`, `resources/unsubscribe`): the
+    /// name `Mcp-Name` mirrors and routing reads.
     pub subject: Option<Subject>,
+    /// What a housekeeping request acts on without naming it as its own
+    /// subject: the prompt or resource template of a `completion/complete`,
+    /// the `resourceSubscriptions` of a `subscriptions/listen`. The policy
+    /// judges the request as each of them.
+    pub refers_to: Vec<Subject>,
+    /// `params.taskId` of `tasks/get`, `tasks/result`, `tasks/cancel` and
+    /// `tasks/update`: not a subject (the call that created the task was
+    /// judged), but what a 2026-07-28 client mirrors in `Mcp-Name`.
+    pub task_id: Option<String>,
     /// `params._meta["io.modelcontextprotocol/protocolVersion"]` (2026-07-28 requests).
     pub protocol_version: Option<String>,
 }
@@ -112,7 +131,21 @@ const PARAMS_KEYS: &[ReadKey] = &[
     ReadKey::new("uri", "uri"),
     ReadKey::new("cursor", "cursor"),
     ReadKey::new("_meta", "meta"),
+    ReadKey::new("ref", "ref"),
+    ReadKey::new("notifications", "notifications"),
+    ReadKey::new("taskId", "taskid"),
 ];
+/// The keys read in `params.ref` (a completion's prompt or resource template).
+const REF_KEYS: &[ReadKey] = &[
+    ReadKey::new("type", "type"),
+    ReadKey::new("name", "name"),
+    ReadKey::new("uri", "uri"),
+];
+/// The keys read in `params.notifications` (a 2026-07-28 `subscriptions/listen`).
+const NOTIFICATIONS_KEYS: &[ReadKey] = &[ReadKey::new(
+    "resourceSubscriptions",
+    "resourcesubscriptions",
+)];
 const META_KEYS: &[ReadKey] = &[ReadKey::new(
     META_PROTOCOL_VERSION,
     "io.modelcontextprotocol/protocolversion",
@@ -202,6 +235,8 @@ fn classify_message(bytes: &[u8]) -> Result<Message, Rejection> {
             method: None,
             id,
             subject: None,
+            refers_to: Vec::new(),
+            task_id: None,
             protocol_version: None,
         });
     };
@@ -247,6 +282,17 @@ fn classify_message(bytes: &[u8]) -> Result<Message, Rejection> {
         )
         .with_id(id.clone())
     })?;
+    let refers_to = match method.as_ref() {
+        COMPLETE => vec![completion_subject(params.reference).map_err(|r| r.with_id(id.clone()))?],
+        LISTEN => listened_resources(params.notifications).map_err(|r| r.with_id(id.clone()))?,
+        _ => Vec::new(),
+    };
+    let task_id = match (method.as_ref(), params.task_id) {
+        (TASK_GET | TASK_RESULT | TASK_CANCEL | TASK_UPDATE, Some(raw)) => {
+            Some(text_of(raw).ok_or_else(|| invalid_params("params.taskId"))?)
+        }
+        _ => None,
+    };
 
     Ok(Message {
         kind: if id.is_some() {
@@ -257,8 +303,89 @@ fn classify_message(bytes: &[u8]) -> Result<Message, Rejection> {
         method: Some(method.into_owned()),
         id,
         subject,
+        refers_to,
+        task_id,
         protocol_version: params.protocol_version.map(Cow::into_owned),
     })
+}
+
+const COMPLETE: &str = "completion/complete";
+const LISTEN: &str = "subscriptions/listen";
+const TASK_GET: &str = "tasks/get";
+const TASK_RESULT: &str = "tasks/result";
+const TASK_CANCEL: &str = "tasks/cancel";
+const TASK_UPDATE: &str = "tasks/update";
+
+/// The prompt or resource template a `completion/complete` completes, read
+/// by the `type` of `params.ref` as the SDKs read it. A `ref` that is
+/// missing, of an unknown type, or that a server could read as the other
+/// kind (it names both a `name` and a `uri`) is refused.
+fn completion_subject(reference: Option<&RawValue>) -> Result<Subject, Rejection> {
+    let invalid = |detail: String| Rejection::new(Reason::InvalidParams, detail);
+    let Some(raw) = reference else {
+        return Err(invalid(format!(
+            "{} requires `params.ref`",
+            quote(COMPLETE)
+        )));
+    };
+    let reference: Reference<'_> = object_at(raw, "params.ref")?;
+    if let Some(ambiguous) = reference.ambiguous {
+        return Err(ambiguous.rejection());
+    }
+    let text = |raw: Option<&RawValue>, field: &str| {
+        raw.and_then(text_of)
+            .ok_or_else(|| invalid(format!("`params.ref.{field}` must be a string")))
+    };
+    if reference.name.is_some() && reference.uri.is_some() {
+        return Err(invalid(
+            "`params.ref` names both a prompt (`name`) and a resource (`uri`): send one".into(),
+        ));
+    }
+    match text(reference.kind, "type")?.as_str() {
+        "ref/prompt" => Ok(Subject::Prompt(text(reference.name, "name")?)),
+        "ref/resource" => Ok(Subject::Resource(text(reference.uri, "uri")?)),
+        other => Err(invalid(format!(
+            "`params.ref.type` {} is neither `ref/prompt` nor `ref/resource`",
+            quote(other)
+        ))),
+    }
+}
+
+/// The resources a 2026-07-28 `subscriptions/listen` subscribes to:
+/// `params.notifications.resourceSubscriptions`, each judged as reading it.
+fn listened_resources(notifications: Option<&RawValue>) -> Result<Vec<Subject>, Rejection> {
+    let Some(raw) = notifications else {
+        return Ok(Vec::new());
+    };
+    let notifications: Notifications<'_> = object_at(raw, "params.notifications")?;
+    if let Some(ambiguous) = notifications.ambiguous {
+        return Err(ambiguous.rejection());
+    }
+    let Some(uris) = notifications.resource_subscriptions else {
+        return Ok(Vec::new());
+    };
+    let uris: Vec<Text<'_>> = serde_json::from_str(uris.get()).map_err(|_| {
+        Rejection::new(
+            Reason::InvalidParams,
+            "`params.notifications.resourceSubscriptions` must be an array of strings",
+        )
+    })?;
+    Ok(uris
+        .into_iter()
+        .map(|uri| Subject::Resource(uri.0.into_owned()))
+        .collect())
+}
+
+/// Parses a nested object the filter reads (a duplicate key in it is an
+/// invalid request, as in `params`); anything but an object is invalid params.
+fn object_at<'a, T: Deserialize<'a>>(raw: &'a RawValue, path: &str) -> Result<T, Rejection> {
+    if !raw.get().starts_with('{') {
+        return Err(Rejection::new(
+            Reason::InvalidParams,
+            format!("`{path}` must be an object"),
+        ));
+    }
+    serde_json::from_str(raw.get()).map_err(json_rejection)
 }
 
 /// Refuses bodies nested deeper than [`MAX_DEPTH`] (brackets inside strings
@@ -397,6 +524,9 @@ enum Params<'a> {
 struct ParamFields<'a> {
     name: Option<&'a RawValue>,
     uri: Option<&'a RawValue>,
+    reference: Option<&'a RawValue>,
+    notifications: Option<&'a RawValue>,
+    task_id: Option<&'a RawValue>,
     protocol_version: Option<Cow<'a, str>>,
     /// In `params` or in `params._meta`.
     ambiguous: Option<Ambiguous>,
@@ -522,6 +652,15 @@ impl<'de> Deserialize<'de> for Params<'de> {
                     match key.as_ref() {
                         "name" => once(&mut fields.name, "params.name", map.next_value()?)?,
                         "uri" => once(&mut fields.uri, "params.uri", map.next_value()?)?,
+                        // Read for `completion/complete` and `subscriptions/listen`.
+                        "ref" => once(&mut fields.reference, "params.ref", map.next_value()?)?,
+                        "notifications" => once(
+                            &mut fields.notifications,
+                            "params.notifications",
+                            map.next_value()?,
+                        )?,
+                        // Read for `tasks/*`, mirrored in `Mcp-Name` by 2026-07-28 clients.
+                        "taskId" => once(&mut fields.task_id, "params.taskId", map.next_value()?)?,
                         // Read by the exchange (gathered listings take none).
                         "cursor" => {
                             flag_once(&mut seen_cursor, "params.cursor")?;
@@ -545,6 +684,91 @@ impl<'de> Deserialize<'de> for Params<'de> {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// `params.ref` of a completion: the keys of [`REF_KEYS`], raw.
+struct Reference<'a> {
+    kind: Option<&'a RawValue>,
+    name: Option<&'a RawValue>,
+    uri: Option<&'a RawValue>,
+    ambiguous: Option<Ambiguous>,
+}
+
+impl<'de> Deserialize<'de> for Reference<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Reference<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object for params.ref")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Reference {
+                    kind: None,
+                    name: None,
+                    uri: None,
+                    ambiguous: None,
+                };
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+                    match key.as_ref() {
+                        "type" => once(&mut out.kind, "params.ref.type", map.next_value()?)?,
+                        "name" => once(&mut out.name, "params.ref.name", map.next_value()?)?,
+                        "uri" => once(&mut out.uri, "params.ref.uri", map.next_value()?)?,
+                        _ => {
+                            note_ambiguous(&mut out.ambiguous, "params.ref.", &key, REF_KEYS);
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// `params.notifications` of a 2026-07-28 `subscriptions/listen`, read for
+/// the resources it subscribes to.
+struct Notifications<'a> {
+    resource_subscriptions: Option<&'a RawValue>,
+    ambiguous: Option<Ambiguous>,
+}
+
+impl<'de> Deserialize<'de> for Notifications<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Notifications<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object for params.notifications")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Notifications {
+                    resource_subscriptions: None,
+                    ambiguous: None,
+                };
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+                    if key == "resourceSubscriptions" {
+                        once(
+                            &mut out.resource_subscriptions,
+                            "params.notifications.resourceSubscriptions",
+                            map.next_value()?,
+                        )?;
+                    } else {
+                        note_ambiguous(
+                            &mut out.ambiguous,
+                            "params.notifications.",
+                            &key,
+                            NOTIFICATIONS_KEYS,
+                        );
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(V)
     }
 }
 
@@ -636,6 +860,252 @@ mod tests {
         let m =
             ok(r#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"u"}}"#);
         assert_eq!(m.subject, Some(Subject::Resource("u".into())));
+    }
+
+    #[test]
+    fn a_completion_refers_to_the_prompt_or_resource_template_it_completes() {
+        let m = ok(
+            r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"greet","title":"Greet"},"argument":{"name":"name","value":"Al"}}}"#,
+        );
+        assert_eq!(m.subject, None, "a completion names no subject of its own");
+        assert_eq!(m.refers_to, [Subject::Prompt("greet".into())]);
+        let m = ok(
+            r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"argument":{"name":"id","value":"1"}, "ref" : {"uri":"file:///docs/{name}","type":"ref\u002fresource"}}}"#,
+        );
+        assert_eq!(
+            m.refers_to,
+            [Subject::Resource("file:///docs/{name}".into())]
+        );
+        // Other messages refer to nothing, even with a `ref`.
+        let m =
+            ok(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","ref":5}}"#);
+        assert!(m.refers_to.is_empty());
+    }
+
+    #[test]
+    fn a_completion_a_server_could_read_otherwise_is_refused() {
+        let complete = |params: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":9,"method":"completion/complete","params":{params}}}"#
+            )
+        };
+        for (params, reason, says) in [
+            (
+                r#"{"argument":{"name":"a","value":""}}"#,
+                Reason::InvalidParams,
+                "requires `params.ref`",
+            ),
+            (
+                r#"{"ref":null}"#,
+                Reason::InvalidParams,
+                "must be an object",
+            ),
+            (
+                r#"{"ref":"ref/prompt"}"#,
+                Reason::InvalidParams,
+                "must be an object",
+            ),
+            (
+                r#"{"ref":[{"type":"ref/prompt","name":"a"}]}"#,
+                Reason::InvalidParams,
+                "must be an object",
+            ),
+            (
+                r#"{"ref":{"name":"a"}}"#,
+                Reason::InvalidParams,
+                "`params.ref.type` must be a string",
+            ),
+            (
+                r#"{"ref":{"type":5,"name":"a"}}"#,
+                Reason::InvalidParams,
+                "`params.ref.type` must be a string",
+            ),
+            (
+                r#"{"ref":{"type":"ref/tool","name":"a"}}"#,
+                Reason::InvalidParams,
+                "neither",
+            ),
+            (
+                r#"{"ref":{"type":"REF/PROMPT","name":"a"}}"#,
+                Reason::InvalidParams,
+                "neither",
+            ),
+            (
+                r#"{"ref":{"type":"ref/prompt"}}"#,
+                Reason::InvalidParams,
+                "`params.ref.name` must be a string",
+            ),
+            (
+                r#"{"ref":{"type":"ref/prompt","name":7}}"#,
+                Reason::InvalidParams,
+                "`params.ref.name` must be a string",
+            ),
+            (
+                r#"{"ref":{"type":"ref/resource","name":"a"}}"#,
+                Reason::InvalidParams,
+                "`params.ref.uri` must be a string",
+            ),
+            // A server dispatching on the key present rather than on `type`.
+            (
+                r#"{"ref":{"type":"ref/prompt","name":"ok","uri":"file:///secret"}}"#,
+                Reason::InvalidParams,
+                "both",
+            ),
+            (
+                r#"{"ref":{"type":"ref/resource","uri":"file:///ok","name":"secret"}}"#,
+                Reason::InvalidParams,
+                "both",
+            ),
+            (
+                r#"{"ref":{"type":"ref/prompt","name":"ok","name":"secret"}}"#,
+                Reason::InvalidRequest,
+                "duplicate key `params.ref.name`",
+            ),
+            (
+                r#"{"ref":{"type":"ref/prompt","type":"ref/resource","name":"a"}}"#,
+                Reason::InvalidRequest,
+                "duplicate key `params.ref.type`",
+            ),
+            (
+                r#"{"ref":{"type":"ref/prompt","name":"a"},"ref":{"type":"ref/prompt","name":"b"}}"#,
+                Reason::InvalidRequest,
+                "duplicate key `params.ref`",
+            ),
+            // Keys a lenient decoder reads as the ones the filter reads.
+            (
+                r#"{"ref":{"type":"ref/prompt","name":"ok","Name":"secret"}}"#,
+                Reason::AmbiguousKey,
+                "`params.ref.name`",
+            ),
+            (
+                r#"{"ref":{"Type":"ref/resource","type":"ref/prompt","name":"ok"}}"#,
+                Reason::AmbiguousKey,
+                "`params.ref.type`",
+            ),
+            (
+                r#"{"ref":{"type":"ref/resource","uri":"file:///ok","URI":"file:///secret"}}"#,
+                Reason::AmbiguousKey,
+                "`params.ref.uri`",
+            ),
+            (
+                r#"{"ref":{"type":"ref/prompt","name":"ok","na\u200bme":"secret"}}"#,
+                Reason::AmbiguousKey,
+                "`params.ref.name`",
+            ),
+            (
+                r#"{"ref":{"type":"ref/prompt","name":"ok"},"Ref":{"type":"ref/prompt","name":"secret"}}"#,
+                Reason::AmbiguousKey,
+                "`params.ref`",
+            ),
+        ] {
+            let body = complete(params);
+            let r = refused(&body);
+            assert_eq!(r.reason, reason, "{body}: {r:?}");
+            assert!(r.detail.contains(says), "{body}: {}", r.detail);
+            // A key repeated in `params` itself stops the parse before the id is known.
+            if !(reason == Reason::InvalidRequest && says.ends_with("`params.ref`")) {
+                assert_eq!(
+                    r.id.map(|id| id.as_json().to_string()).as_deref(),
+                    Some("9"),
+                    "{body}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_2026_listen_refers_to_the_resources_it_subscribes_to() {
+        let listen = |params: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":3,"method":"subscriptions/listen","params":{params}}}"#
+            )
+        };
+        let m = ok(&listen(
+            r#"{"_meta":{},"notifications":{"toolsListChanged":true,"resourceSubscriptions":["file:///a","file:///b"]}}"#,
+        ));
+        assert_eq!(m.subject, None);
+        assert_eq!(
+            m.refers_to,
+            [
+                Subject::Resource("file:///a".into()),
+                Subject::Resource("file:///b".into())
+            ]
+        );
+        for params in [
+            r#"{"notifications":{"toolsListChanged":true}}"#,
+            r#"{"notifications":{"resourceSubscriptions":[]}}"#,
+            r#"{"_meta":{}}"#,
+        ] {
+            assert!(ok(&listen(params)).refers_to.is_empty(), "{params}");
+        }
+        for (params, reason, says) in [
+            (
+                r#"{"notifications":true}"#,
+                Reason::InvalidParams,
+                "must be an object",
+            ),
+            (
+                r#"{"notifications":{"resourceSubscriptions":"file:///a"}}"#,
+                Reason::InvalidParams,
+                "array of strings",
+            ),
+            (
+                r#"{"notifications":{"resourceSubscriptions":["file:///a",5]}}"#,
+                Reason::InvalidParams,
+                "array of strings",
+            ),
+            (
+                r#"{"notifications":{"resourceSubscriptions":["a"],"resourceSubscriptions":["b"]}}"#,
+                Reason::InvalidRequest,
+                "duplicate key",
+            ),
+            (
+                r#"{"notifications":{"resourceSubscriptions":["a"],"ResourceSubscriptions":["b"]}}"#,
+                Reason::AmbiguousKey,
+                "resourceSubscriptions",
+            ),
+            (
+                r#"{"notifications":{"resource_subscriptions":["b"]}}"#,
+                Reason::AmbiguousKey,
+                "resourceSubscriptions",
+            ),
+            (
+                r#"{"notifications":{},"Notifications":{"resourceSubscriptions":["b"]}}"#,
+                Reason::AmbiguousKey,
+                "`params.notifications`",
+            ),
+        ] {
+            let body = listen(params);
+            let r = refused(&body);
+            assert_eq!(r.reason, reason, "{body}: {r:?}");
+            assert!(r.detail.contains(says), "{body}: {}", r.detail);
+        }
+    }
+
+    #[test]
+    fn a_task_request_carries_its_task_id_for_the_mirrored_header() {
+        for method in ["tasks/get", "tasks/result", "tasks/cancel", "tasks/update"] {
+            let m = ok(&format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{{"taskId":"t\u002d1"}}}}"#
+            ));
+            assert_eq!(m.task_id.as_deref(), Some("t-1"), "{method}");
+            assert_eq!(m.subject, None);
+            let r = refused(&format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{{"taskId":5}}}}"#
+            ));
+            assert_eq!(r.reason, Reason::InvalidParams, "{method}");
+        }
+        assert_eq!(
+            ok(r#"{"jsonrpc":"2.0","id":1,"method":"tasks/list","params":{"taskId":"t"}}"#).task_id,
+            None
+        );
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"a","taskId":"b"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"a","TaskID":"b"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"task_id":"b"}}"#,
+        ] {
+            assert!(classify(body.as_bytes(), false).is_err(), "{body}");
+        }
     }
 
     #[test]
@@ -922,7 +1392,13 @@ mod tests {
 
     #[test]
     fn the_read_key_lists_are_consistent() {
-        for read in [MESSAGE_KEYS, PARAMS_KEYS, META_KEYS] {
+        for read in [
+            MESSAGE_KEYS,
+            PARAMS_KEYS,
+            META_KEYS,
+            REF_KEYS,
+            NOTIFICATIONS_KEYS,
+        ] {
             assert!(read.iter().all(ReadKey::is_consistent));
         }
     }

@@ -584,30 +584,34 @@ impl Exchange {
                     ),
                 ));
             }
-            let target = target_of(message, method);
-            let decision = self.config.policy.decide(&caller, &target);
-            let verdict = decision.verdict.clone();
-            let tool = match &message.subject {
-                Some(Subject::Tool(t)) => Some(t.clone()),
-                _ => None,
-            };
-            let method_name = message_label(message.kind, message.method.as_deref()).to_string();
-            self.decision = Some((decision, method_name, tool));
-            let what = describe(&target);
-            match verdict {
-                Verdict::Allow => {}
-                Verdict::Deny => {
-                    return Err(Box::new(
-                        self.answer(challenge::forbidden(message.id.as_ref(), &what)),
-                    ))
-                }
-                Verdict::InsufficientScope(scopes) => {
-                    return Err(Box::new(self.answer(challenge::insufficient_scope(
-                        &scopes,
-                        &auth.metadata,
-                        message.id.as_ref(),
-                        &what,
-                    ))))
+            // Every subject the message acts on must be allowed; the first
+            // that is not answers the request.
+            for target in targets_of(message, method) {
+                let decision = self.config.policy.decide(&caller, &target);
+                let verdict = decision.verdict.clone();
+                let tool = match &message.subject {
+                    Some(Subject::Tool(t)) => Some(t.clone()),
+                    _ => None,
+                };
+                let method_name =
+                    message_label(message.kind, message.method.as_deref()).to_string();
+                self.decision = Some((decision, method_name, tool));
+                let what = describe(&target);
+                match verdict {
+                    Verdict::Allow => {}
+                    Verdict::Deny => {
+                        return Err(Box::new(
+                            self.answer(challenge::forbidden(message.id.as_ref(), &what)),
+                        ))
+                    }
+                    Verdict::InsufficientScope(scopes) => {
+                        return Err(Box::new(self.answer(challenge::insufficient_scope(
+                            &scopes,
+                            &auth.metadata,
+                            message.id.as_ref(),
+                            &what,
+                        ))))
+                    }
                 }
             }
         }
@@ -1373,14 +1377,23 @@ impl Exchange {
     }
 }
 
-/// What the policy judges a message as.
-fn target_of<'a>(message: &'a Message, method: &'a str) -> Target<'a> {
-    let subject = message.subject.as_ref().map(|s| match s {
-        Subject::Tool(n) => (SubjectKind::Tool, n.as_str()),
-        Subject::Prompt(n) => (SubjectKind::Prompt, n.as_str()),
-        Subject::Resource(n) => (SubjectKind::Resource, n.as_str()),
-    });
-    Target { method, subject }
+/// What the policy judges a message as: the subject a call names, else each
+/// subject a housekeeping request refers to (a completion's prompt, the
+/// resources a 2026-07-28 stream subscribes to), else the method alone.
+fn targets_of<'a>(message: &'a Message, method: &'a str) -> Vec<Target<'a>> {
+    let about = |s: &'a Subject| Target {
+        method,
+        subject: Some(match s {
+            Subject::Tool(n) => (SubjectKind::Tool, n.as_str()),
+            Subject::Prompt(n) => (SubjectKind::Prompt, n.as_str()),
+            Subject::Resource(n) => (SubjectKind::Resource, n.as_str()),
+        }),
+    };
+    match (&message.subject, message.refers_to.as_slice()) {
+        (Some(subject), _) => vec![about(subject)],
+        (None, []) => vec![Target::method(method)],
+        (None, refers_to) => refers_to.iter().map(about).collect(),
+    }
 }
 
 /// How a refusal names what was asked for (never why it was refused).

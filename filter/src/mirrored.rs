@@ -104,7 +104,14 @@ impl MirroredHeaders {
             _ => {}
         }
 
-        let body_name = message.subject.as_ref().map(|s| s.name());
+        // The Tasks extension (SEP-2663) mirrors the task id, for routing
+        // polls to the instance holding the task; optional, checked when sent.
+        let body_name = message
+            .subject
+            .as_ref()
+            .map(|s| s.name())
+            .or(message.task_id.as_deref());
+        let required = required && message.subject.is_some();
         match (decoded(name).map_err(with_id)?, body_name) {
             (Some(header), Some(body)) if header != body => Err(with_id(mismatch(format!(
                 "Mcp-Name header {} does not match body value {}",
@@ -287,6 +294,47 @@ mod tests {
             body,
         )
         .unwrap();
+    }
+
+    #[test]
+    fn housekeeping_names_only_what_it_mirrors() {
+        // A completion and a notification stream carry no `Mcp-Name`: the
+        // prompt a completion is about is not its own subject.
+        for (method, body) in [
+            (
+                "completion/complete",
+                r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"greet"},"argument":{"name":"a","value":""},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+            ),
+            (
+                "subscriptions/listen",
+                r#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":["file:///a"]},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+            ),
+        ] {
+            let headers = [
+                ("mcp-method", method),
+                ("mcp-protocol-version", "2026-07-28"),
+            ];
+            check(&headers, body).unwrap();
+            let mut named = headers.to_vec();
+            named.push(("mcp-name", "greet"));
+            assert!(check(&named, body).is_err(), "{method}");
+        }
+        // Tasks mirror their task id (rmcp 3.11 sends it; it is optional).
+        let task = r#"{"jsonrpc":"2.0","id":2,"method":"tasks/get","params":{"taskId":"t-1","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+        check_owned(&modern("tasks/get", "t-1"), task).unwrap();
+        check(
+            &[
+                ("mcp-method", "tasks/get"),
+                ("mcp-protocol-version", "2026-07-28"),
+            ],
+            task,
+        )
+        .unwrap();
+        let r = check_owned(&modern("tasks/get", "t-2"), task).unwrap_err();
+        assert!(r.detail.contains("`t-2`"), "{}", r.detail);
+        // A task id on another method is not read, so it cannot be mirrored.
+        let other = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{"taskId":"t-1"}}"#;
+        assert!(check_owned(&modern("tools/list", "t-1"), other).is_err());
     }
 
     #[test]

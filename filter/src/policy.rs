@@ -144,19 +144,53 @@ impl Decision {
     }
 }
 
-/// Methods any authenticated caller may use when no rule names them:
-/// lifecycle, liveness and listings (listings are filtered item by item).
+/// Session housekeeping: methods any authenticated caller may use unless a
+/// rule that names no tools, prompts or resources says otherwise (one naming
+/// the method, or one about callers only). Lifecycle and liveness, the
+/// logging level, the tasks of calls already judged (they carry a task id,
+/// not a subject), a 2026-07-28 notification stream (the resources it
+/// subscribes to are judged each, see [`followed_methods`]), and listings
+/// (filtered item by item). Every client-to-server method of the MCP schemas
+/// 2025-03-26 to 2026-07-28 is either here, a call judged on its subject, or
+/// housekeeping that follows a subject's decision.
+pub const HOUSEKEEPING: &[&str] = &[
+    "initialize",
+    "ping",
+    "server/discover",
+    "logging/setLevel",
+    "tasks/get",
+    "tasks/result",
+    "tasks/cancel",
+    "tasks/list",
+    "tasks/update",
+    "subscriptions/listen",
+    "tools/list",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+];
+
 fn is_builtin_allowed(method: &str) -> bool {
-    matches!(
-        method,
-        "initialize"
-            | "ping"
-            | "server/discover"
-            | "tools/list"
-            | "prompts/list"
-            | "resources/list"
-            | "resources/templates/list"
-    ) || method.starts_with("notifications/")
+    HOUSEKEEPING.contains(&method) || method.starts_with("notifications/")
+}
+
+/// The methods whose decision housekeeping about a subject follows: a
+/// completion is judged as getting the prompt (or reading the resource
+/// template) it completes, a subscription as reading its resource, and a
+/// 2026-07-28 resource subscription as a `resources/subscribe` of it. A
+/// rule's `methods` may name the method itself or any of these.
+fn followed_methods(method: &str, kind: SubjectKind) -> &'static [&'static str] {
+    match (method, kind) {
+        ("completion/complete", SubjectKind::Prompt) => &["prompts/get"],
+        ("completion/complete", SubjectKind::Resource)
+        | ("resources/subscribe" | "resources/unsubscribe", SubjectKind::Resource) => {
+            &["resources/read"]
+        }
+        ("subscriptions/listen", SubjectKind::Resource) => {
+            &["resources/subscribe", "resources/read"]
+        }
+        _ => &[],
+    }
 }
 
 /// The method of a client's JSON-RPC response (to sampling, elicitation...).
@@ -214,7 +248,10 @@ impl Rule {
 
     fn matches_target(&self, target: &Target<'_>) -> bool {
         if let Some(methods) = &self.methods {
-            if !any(methods, target.method) {
+            let followed = target
+                .subject
+                .map_or(&[][..], |(kind, _)| followed_methods(target.method, kind));
+            if !any(methods, target.method) && !followed.iter().any(|m| any(methods, m)) {
                 return false;
             }
         }

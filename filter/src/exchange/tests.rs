@@ -668,6 +668,102 @@ mod authorized {
             .starts_with(r#"Bearer error="insufficient_scope", scope="ops", resource_metadata=""#));
     }
 
+    /// A policy like the README's: rules name only tools, prompts and
+    /// resources, so the default is deny.
+    fn readme_style_exchange() -> Exchange {
+        let secret = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+        let config = config(
+            &serde_json::json!({
+                "auth": {
+                    "issuers": ["https://idp"], "audiences": ["https://mcp.example.com/mcp"],
+                    "shared_secret": {"base64": secret},
+                    "resource_metadata": {"resource": "https://mcp.example.com/mcp",
+                        "authorization_servers": ["https://idp"]},
+                },
+                "tenancy": {"tenant_claim": "tenant"},
+                "policy": {"rules": [
+                    {"name": "tools", "tenants": ["acme"], "tools": ["add"], "effect": "allow"},
+                    {"name": "greet", "tenants": ["acme"], "prompts": ["greet"], "effect": "allow"},
+                    {"name": "docs", "tenants": ["acme"], "resources": ["file:///docs/*"], "effect": "allow"},
+                ]},
+            })
+            .to_string(),
+        );
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        Exchange::new(config, 0).with_authenticator(Box::new(|_| alice()))
+    }
+
+    fn judged(body: &str) -> Step {
+        let mut ex = readme_style_exchange();
+        assert_eq!(
+            ex.on_request_headers(&post(&[]), false).action,
+            Action::Continue
+        );
+        feed_body(&mut ex, body.as_bytes(), 64)
+    }
+
+    #[test]
+    fn housekeeping_goes_upstream_under_a_policy_that_names_only_subjects() {
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"debug"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"t1"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tasks/result","params":{"taskId":"t1"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"greet"},"argument":{"name":"who","value":"A"}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"file:///docs/{page}"},"argument":{"name":"page","value":"in"}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"file:///docs/a.md"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"toolsListChanged":true,"resourceSubscriptions":["file:///docs/a.md","file:///docs/b.md"]}}}"#,
+        ] {
+            let step = judged(body);
+            assert_eq!(step.action, Action::Continue, "{body}: {step:?}");
+            assert!(
+                step.properties.contains(&("mcp_decision", "allow".into())),
+                "{body}: {:?}",
+                step.properties
+            );
+        }
+    }
+
+    #[test]
+    fn housekeeping_about_a_denied_subject_is_refused_naming_it() {
+        for (body, what) in [
+            (
+                r#"{"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"admin"},"argument":{"name":"who","value":"A"}}}"#,
+                "prompt `admin`",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"file:///etc/{f}"},"argument":{"name":"f","value":"p"}}}"#,
+                "resource `file:///etc/{f}`",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":4,"method":"resources/subscribe","params":{"uri":"file:///etc/passwd"}}"#,
+                "resource `file:///etc/passwd`",
+            ),
+            // One denied resource refuses the whole stream: nothing is dropped silently.
+            (
+                r#"{"jsonrpc":"2.0","id":4,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":["file:///docs/a.md","file:///etc/passwd"]}}}"#,
+                "resource `file:///etc/passwd`",
+            ),
+        ] {
+            let step = judged(body);
+            let (_, reply) = reply_of(&step);
+            assert_eq!(reply["id"], 4, "{body}");
+            assert_eq!(reply["error"]["code"], -32043, "{body}: {reply}");
+            assert_eq!(
+                reply["error"]["message"],
+                format!("{what} is not allowed"),
+                "{body}"
+            );
+            assert!(step.properties.contains(&("mcp_decision", "deny".into())));
+        }
+        // A completion the filter cannot read is refused, not passed.
+        let step = judged(
+            r#"{"jsonrpc":"2.0","id":5,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"greet","uri":"file:///etc/passwd"},"argument":{"name":"a","value":""}}}"#,
+        );
+        let (status, reply) = reply_of(&step);
+        assert_eq!((status, &reply["error"]["code"]), (400, &(-32602).into()));
+    }
+
     /// An authenticator that answers `NeedKeys` until `ready` is set.
     fn keys_arrive_later(after: Authenticated) -> (Exchange, Rc<std::cell::Cell<bool>>) {
         let ready = Rc::new(std::cell::Cell::new(false));

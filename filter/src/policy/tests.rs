@@ -21,6 +21,13 @@ fn tool(name: &str) -> Target<'_> {
     Target::call(SubjectKind::Tool, name)
 }
 
+fn about<'a>(method: &'a str, kind: SubjectKind, name: &'a str) -> Target<'a> {
+    Target {
+        method,
+        subject: Some((kind, name)),
+    }
+}
+
 /// The decision table the product promises: subjects x targets x tenants.
 #[test]
 fn decision_table_over_subjects_targets_and_tenants() {
@@ -84,8 +91,94 @@ fn decision_table_over_subjects_targets_and_tenants() {
             "allow",
         ),
         (&outsider, Target::method(RESPONSE_METHOD), "allow"),
+        // Session housekeeping is open to them too, though no rule names it.
+        (&outsider, Target::method("logging/setLevel"), "allow"),
+        (&outsider, Target::method("tasks/get"), "allow"),
+        (&outsider, Target::method("tasks/result"), "allow"),
+        (&outsider, Target::method("subscriptions/listen"), "allow"),
+        (&nobody, Target::method("logging/setLevel"), "deny"),
+        // Housekeeping about a subject follows the subject's decision.
+        (
+            &dev,
+            about("completion/complete", SubjectKind::Prompt, "greet"),
+            "allow",
+        ),
+        (
+            &dev,
+            about("completion/complete", SubjectKind::Prompt, "other"),
+            "deny",
+        ),
+        (
+            &globex,
+            about("completion/complete", SubjectKind::Prompt, "greet"),
+            "deny",
+        ),
+        (
+            &dev,
+            about(
+                "completion/complete",
+                SubjectKind::Resource,
+                "file:///docs/{name}",
+            ),
+            "allow",
+        ),
+        (
+            &dev,
+            about(
+                "completion/complete",
+                SubjectKind::Resource,
+                "file:///etc/{name}",
+            ),
+            "deny",
+        ),
+        (
+            &dev,
+            about(
+                "resources/subscribe",
+                SubjectKind::Resource,
+                "file:///docs/a.md",
+            ),
+            "allow",
+        ),
+        (
+            &dev,
+            about(
+                "resources/subscribe",
+                SubjectKind::Resource,
+                "file:///etc/passwd",
+            ),
+            "deny",
+        ),
+        (
+            &dev,
+            about(
+                "resources/unsubscribe",
+                SubjectKind::Resource,
+                "file:///docs/a.md",
+            ),
+            "allow",
+        ),
+        (
+            &dev,
+            about(
+                "subscriptions/listen",
+                SubjectKind::Resource,
+                "file:///docs/a.md",
+            ),
+            "allow",
+        ),
+        (
+            &dev,
+            about(
+                "subscriptions/listen",
+                SubjectKind::Resource,
+                "file:///etc/passwd",
+            ),
+            "deny",
+        ),
         // Other methods follow the default, which is deny once rules exist.
-        (&dev, Target::method("logging/setLevel"), "deny"),
+        (&dev, Target::method("vendor/custom"), "deny"),
+        (&dev, Target::method("skills/list"), "deny"),
     ];
     for (who, target, want) in table {
         let got = p.decide(who, target);
@@ -147,7 +240,208 @@ fn a_rule_naming_tools_does_not_answer_for_prompts_or_methods() {
         .decide(&c, &Target::call(SubjectKind::Prompt, "p"))
         .is_allowed());
     assert!(!p
+        .decide(&c, &about("completion/complete", SubjectKind::Prompt, "p"))
+        .is_allowed());
+}
+
+/// The README's example policies name only tools, prompts and resources: the
+/// protocol's housekeeping must keep working under them, with the default
+/// deny, and follow the subject it is about.
+#[test]
+fn housekeeping_is_not_denied_by_rules_that_name_only_subjects() {
+    let p = policy(
+        false,
+        json!({"rules": [
+            {"name": "greet", "prompts": ["greet"], "effect": "allow"},
+            {"name": "docs", "methods": ["resources/read"], "resources": ["file:///docs/*"], "effect": "allow"},
+            {"name": "tools", "tools": ["add"], "effect": "allow"},
+        ]}),
+    );
+    let c = caller("a", None, &[], json!({}));
+    for method in [
+        "initialize",
+        "ping",
+        "server/discover",
+        "notifications/initialized",
+        "notifications/cancelled",
+        "notifications/roots/list_changed",
+        "logging/setLevel",
+        "tasks/get",
+        "tasks/result",
+        "tasks/cancel",
+        "tasks/list",
+        "tasks/update",
+        "subscriptions/listen",
+        "tools/list",
+        "prompts/list",
+        "resources/list",
+        "resources/templates/list",
+        RESPONSE_METHOD,
+    ] {
+        let d = p.decide(&c, &Target::method(method));
+        assert_eq!(d.verdict, Verdict::Allow, "{method}: {d:?}");
+        assert_eq!(d.reason, DecisionReason::Builtin, "{method}");
+    }
+    // A completion is judged as getting its prompt, a subscription as
+    // reading its resource: the rule that decides is named.
+    let d = p.decide(
+        &c,
+        &about("completion/complete", SubjectKind::Prompt, "greet"),
+    );
+    assert_eq!(
+        (d.label(), d.reason.label()),
+        ("allow", "rule:greet".into())
+    );
+    let d = p.decide(
+        &c,
+        &about("completion/complete", SubjectKind::Prompt, "other"),
+    );
+    assert_eq!((d.label(), d.reason.label()), ("deny", "default".into()));
+    for method in [
+        "resources/subscribe",
+        "resources/unsubscribe",
+        "subscriptions/listen",
+        "completion/complete",
+    ] {
+        let d = p.decide(&c, &about(method, SubjectKind::Resource, "file:///docs/a"));
+        assert_eq!(
+            (d.label(), d.reason.label()),
+            ("allow", "rule:docs".into()),
+            "{method}"
+        );
+        let d = p.decide(&c, &about(method, SubjectKind::Resource, "file:///etc/a"));
+        assert_eq!(d.label(), "deny", "{method}");
+    }
+    // A tool rule says nothing about prompts, and a method-level question
+    // is not a subject's.
+    assert!(!p
+        .decide(
+            &c,
+            &about("completion/complete", SubjectKind::Prompt, "add")
+        )
+        .is_allowed());
+    assert!(!p
         .decide(&c, &Target::method("completion/complete"))
+        .is_allowed());
+}
+
+/// A rule that names a housekeeping method is honoured, before or instead
+/// of the subject's rule.
+#[test]
+fn a_rule_naming_a_housekeeping_method_decides_it() {
+    let p = policy(
+        false,
+        json!({"rules": [
+            {"name": "quiet", "methods": ["logging/setLevel"], "subjects": ["guest"], "effect": "deny"},
+            {"name": "no-completion", "methods": ["completion/complete"], "prompts": ["greet"], "effect": "deny"},
+            {"name": "no-subscribe", "methods": ["resources/subscribe"], "effect": "deny"},
+            {"name": "no-tasks", "methods": ["tasks/result"], "effect": "deny"},
+            {"name": "prompts", "prompts": ["*"], "effect": "allow"},
+            {"name": "docs", "resources": ["file:///docs/*"], "effect": "allow"},
+        ]}),
+    );
+    let guest = caller("guest", None, &[], json!({}));
+    let user = caller("user", None, &[], json!({}));
+    let label = |who: &Caller, t: Target<'_>| {
+        let d = p.decide(who, &t);
+        format!("{}/{}", d.label(), d.reason.label())
+    };
+    assert_eq!(
+        label(&guest, Target::method("logging/setLevel")),
+        "deny/rule:quiet"
+    );
+    assert_eq!(
+        label(&user, Target::method("logging/setLevel")),
+        "allow/builtin"
+    );
+    assert_eq!(
+        label(&user, Target::method("tasks/result")),
+        "deny/rule:no-tasks"
+    );
+    assert_eq!(label(&user, Target::method("tasks/get")), "allow/builtin");
+    assert_eq!(
+        label(
+            &user,
+            about("completion/complete", SubjectKind::Prompt, "greet")
+        ),
+        "deny/rule:no-completion"
+    );
+    assert_eq!(
+        label(&user, Target::call(SubjectKind::Prompt, "greet")),
+        "allow/rule:prompts"
+    );
+    assert_eq!(
+        label(
+            &user,
+            about("completion/complete", SubjectKind::Prompt, "other")
+        ),
+        "allow/rule:prompts"
+    );
+    // A 2026-07-28 resource subscription is a `resources/subscribe` of it.
+    for method in ["resources/subscribe", "subscriptions/listen"] {
+        assert_eq!(
+            label(
+                &user,
+                about(method, SubjectKind::Resource, "file:///docs/a")
+            ),
+            "deny/rule:no-subscribe",
+            "{method}"
+        );
+    }
+    assert_eq!(
+        label(
+            &user,
+            about(
+                "resources/unsubscribe",
+                SubjectKind::Resource,
+                "file:///docs/a"
+            )
+        ),
+        "allow/rule:docs"
+    );
+    assert_eq!(
+        label(&user, Target::call(SubjectKind::Resource, "file:///docs/a")),
+        "allow/rule:docs"
+    );
+}
+
+/// A rule about `prompts/get` or `resources/read` answers for the
+/// housekeeping that follows them, and only for it.
+#[test]
+fn a_rule_naming_the_followed_method_answers_for_its_housekeeping() {
+    let p = policy(
+        false,
+        json!({"rules": [
+            {"name": "get", "methods": ["prompts/get"], "prompts": ["greet"], "effect": "allow"},
+            {"name": "read", "methods": ["resources/read"], "effect": "allow"},
+        ]}),
+    );
+    let c = caller("a", None, &[], json!({}));
+    assert!(p
+        .decide(
+            &c,
+            &about("completion/complete", SubjectKind::Prompt, "greet")
+        )
+        .is_allowed());
+    assert!(!p
+        .decide(&c, &about("completion/complete", SubjectKind::Prompt, "x"))
+        .is_allowed());
+    assert!(p
+        .decide(
+            &c,
+            &about("completion/complete", SubjectKind::Resource, "u://{x}")
+        )
+        .is_allowed());
+    assert!(p
+        .decide(
+            &c,
+            &about("subscriptions/listen", SubjectKind::Resource, "u://x")
+        )
+        .is_allowed());
+    // `resources/read` does not stand for a tool call, nor a completion for a read.
+    assert!(!p.decide(&c, &tool("t")).is_allowed());
+    assert!(!p
+        .decide(&c, &about("completion/complete", SubjectKind::Tool, "t"))
         .is_allowed());
 }
 
