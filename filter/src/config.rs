@@ -409,6 +409,7 @@ impl FilterConfig {
                     .to_string(),
             );
         }
+        warnings.extend(policy.housekeeping_warnings());
         Ok(Self {
             auth,
             policy,
@@ -710,6 +711,44 @@ mod shipped_examples {
         assert!(config.auth.is_some());
         assert!(config.policy.has_rules());
         assert!(config.sessions.is_some());
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    }
+
+    /// The policy the README offers to copy keeps MCP's housekeeping working,
+    /// so it loads without a warning; one whose rule denies it by accident
+    /// is flagged at load, naming the field and the methods.
+    #[test]
+    fn the_readme_policy_loads_quietly_and_an_accidental_denial_is_flagged() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("A policy to copy")
+            .and_then(|at| readme[at..].find("```json").map(|i| at + i + 7))
+            .expect("the README's policy example");
+        let end = start + readme[start..].find("```").unwrap();
+        let mut example: serde_json::Value = serde_json::from_str(&readme[start..end]).unwrap();
+        example["sessions"]["binding_keys"][0]["secret"] = base64_key().into();
+        example["auth"]["remote_jwks"]["cluster"] = "idp".into();
+        let config = FilterConfig::from_json(example.to_string().as_bytes()).unwrap();
+        assert!(config.policy.has_rules());
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+
+        example["policy"]["rules"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"name": "contractors", "tenants": ["*"],
+                "claims": {"groups": "contractors"}, "effect": "deny"}));
+        let config = FilterConfig::from_json(example.to_string().as_bytes()).unwrap();
+        assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+        let warning = &config.warnings[0];
+        assert!(
+            warning.starts_with("policy.rules[4] (`contractors`)")
+                && warning.contains("`logging/setLevel`"),
+            "{warning}"
+        );
+    }
+
+    fn base64_key() -> String {
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32])
     }
 }
 

@@ -7,6 +7,16 @@
 //! Rules are ordered; the first rule whose subject and target both match
 //! decides. Tenants are isolation boundaries: with tenancy configured, every
 //! rule names the tenants it governs, and a caller without a tenant is denied.
+//!
+//! Methods come in three classes. Calls are judged on the subject they name.
+//! Housekeeping about a subject follows the subject's decision: a completion
+//! is judged as getting its prompt (or reading its resource template), a
+//! subscription as reading its resource. Session housekeeping
+//! ([`HOUSEKEEPING`], notifications, responses) is open to any authenticated
+//! caller unless a rule that names no subjects decides it; rules that name
+//! only tools, prompts and resources never do, whatever the default. A rule
+//! that would refuse housekeeping the policy never names is reported at load
+//! ([`Policy::housekeeping_warnings`]).
 
 pub(crate) mod glob;
 
@@ -174,6 +184,22 @@ fn is_builtin_allowed(method: &str) -> bool {
     HOUSEKEEPING.contains(&method) || method.starts_with("notifications/")
 }
 
+/// Client notifications of the MCP schemas (any `notifications/*` is open).
+const CLIENT_NOTIFICATIONS: &[&str] = &[
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+    "notifications/tasks/status",
+];
+
+/// Housekeeping about a subject, with the methods whose decision it follows.
+const FOLLOWERS: &[(&str, &[&str])] = &[
+    ("completion/complete", &["prompts/get", "resources/read"]),
+    ("resources/subscribe", &["resources/read"]),
+    ("resources/unsubscribe", &["resources/read"]),
+];
+
 /// The methods whose decision housekeeping about a subject follows: a
 /// completion is judged as getting the prompt (or reading the resource
 /// template) it completes, a subscription as reading its resource, and a
@@ -242,6 +268,26 @@ impl Rule {
             && caller.has_scopes(&self.scopes)
     }
 
+    /// Whether the rule applies to every authenticated caller that reaches
+    /// the rules (one with a tenant, when tenancy is on).
+    fn matches_every_caller(&self) -> bool {
+        let all = |globs: &Option<Vec<Glob>>| {
+            globs
+                .as_ref()
+                .is_none_or(|g| g.iter().any(|g| g.as_str() == "*"))
+        };
+        all(&self.tenants)
+            && self.workspaces.is_none()
+            && all(&self.subjects)
+            && self.claims.is_empty()
+            && self.scopes.is_empty()
+    }
+
+    /// Whether the rule answers a method-level question about `method`.
+    fn reaches_method(&self, method: &str) -> bool {
+        !self.names_subjects() && self.methods.as_ref().is_none_or(|globs| any(globs, method))
+    }
+
     fn names_subjects(&self) -> bool {
         self.tools.is_some() || self.prompts.is_some() || self.resources.is_some()
     }
@@ -287,6 +333,87 @@ impl Policy {
         !self.rules.is_empty()
     }
 
+    /// Rules that refuse housekeeping the policy never names: a `methods`
+    /// wildcard or a rule about callers only reaching `logging/setLevel`,
+    /// `initialize`, `tasks/*`... (or a completion without its prompt). Each
+    /// names the rule's field and the methods; a method the policy names
+    /// literally in any rule is taken as meant, and one an earlier rule
+    /// decided for every caller is out of reach.
+    pub fn housekeeping_warnings(&self) -> Vec<String> {
+        let named = |method: &str| {
+            self.rules.iter().any(|r| {
+                r.methods
+                    .iter()
+                    .flatten()
+                    .any(|g| !g.as_str().contains(['*', '?']) && g.as_str() == method)
+            })
+        };
+        let session: Vec<&str> = HOUSEKEEPING
+            .iter()
+            .chain(CLIENT_NOTIFICATIONS)
+            .copied()
+            .filter(|m| !named(m))
+            .collect();
+        let mut decided: Vec<&str> = Vec::new();
+        let mut out = Vec::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            let open = |m: &&str| !decided.contains(m) && rule.reaches_method(m);
+            let mut reached: Vec<&str> = session.iter().copied().filter(open).collect();
+            reached.extend(
+                FOLLOWERS
+                    .iter()
+                    .filter(|(m, followed)| {
+                        !named(m) && open(m) && !followed.iter().all(|f| rule.reaches_method(f))
+                    })
+                    .map(|(m, _)| *m),
+            );
+            let refuses = if !rule.allow {
+                Some("denies".to_string())
+            } else if !rule.require_scopes.is_empty() {
+                Some(format!(
+                    "requires {} for",
+                    quoted_list(&rule.require_scopes)
+                ))
+            } else {
+                None
+            };
+            if let (Some(verb), false) = (refuses, reached.is_empty()) {
+                let methods = quoted_list(&reached);
+                out.push(match &rule.methods {
+                    Some(globs) => {
+                        let wild: Vec<&str> = globs
+                            .iter()
+                            .map(Glob::as_str)
+                            .filter(|g| g.contains(['*', '?']))
+                            .filter(|g| reached.iter().any(|m| Glob::new(g).matches(m)))
+                            .collect();
+                        format!(
+                            "policy.rules[{i}].methods (`{}`): {} {verb} protocol housekeeping \
+                             no rule names: {methods}. Any authenticated caller may use it unless a \
+                             rule names it, and MCP clients need it; name what this rule means \
+                             without a wildcard",
+                            rule.name,
+                            quoted_list(&wild),
+                        )
+                    }
+                    None => format!(
+                        "policy.rules[{i}] (`{}`) names no methods, tools, prompts or resources, so \
+                         it {verb} the callers it matches protocol housekeeping no rule names: \
+                         {methods}. Any authenticated caller may use it unless a rule names it, \
+                         and MCP clients need it (they cannot even connect without `initialize`); \
+                         give the rule `methods` or `tools`/`prompts`/`resources`, or name the \
+                         housekeeping it means in `methods`",
+                        rule.name,
+                    ),
+                });
+            }
+            if rule.matches_every_caller() {
+                decided.extend(session.iter().copied().filter(|m| rule.reaches_method(m)));
+            }
+        }
+        out
+    }
+
     pub fn decide(&self, caller: &Caller, target: &Target<'_>) -> Decision {
         if self.tenancy && caller.tenant.is_none() {
             return Decision {
@@ -326,6 +453,14 @@ impl Policy {
             reason: DecisionReason::Default,
         }
     }
+}
+
+fn quoted_list<S: AsRef<str>>(items: &[S]) -> String {
+    items
+        .iter()
+        .map(|s| format!("`{}`", s.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 // ---- configuration -----------------------------------------------------------

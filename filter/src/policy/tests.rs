@@ -529,3 +529,143 @@ fn bad_rules_are_refused_with_their_field() {
     );
     assert!(serde_json::from_value::<RawPolicy>(json!({"rules": [{"effect": "maybe"}]})).is_err());
 }
+
+fn warnings(tenancy: bool, config: Value) -> Vec<String> {
+    policy(tenancy, config).housekeeping_warnings()
+}
+
+/// The README's policies, and every policy that names the housekeeping it
+/// closes, load without a warning.
+#[test]
+fn policies_that_deny_no_housekeeping_by_accident_load_quietly() {
+    for (tenancy, config) in [
+        (
+            true,
+            json!({"rules": [
+                {"name": "secret-needs-admin", "tenants": ["*"], "tools": ["secret"],
+                 "effect": "allow", "require_scopes": ["mcp:admin"]},
+                {"name": "no-deletes", "tenants": ["*"], "tools": ["*delete*"], "effect": "deny"},
+                {"name": "acme-devs", "tenants": ["acme"], "claims": {"groups": ["dev"]},
+                 "tools": ["github__*", "add", "echo"], "effect": "allow"},
+                {"name": "acme-docs", "tenants": ["acme"], "resources": ["file:///docs/*"], "effect": "allow"},
+            ]}),
+        ),
+        // Method allow-lists leave housekeeping to the built-in rule.
+        (
+            false,
+            json!({"default": "deny", "rules": [
+                {"methods": ["tools/call", "tools/list"], "tools": ["add"], "effect": "allow"},
+                {"methods": ["prompts/get"], "effect": "allow"},
+            ]}),
+        ),
+        // Housekeeping denied by name is meant.
+        (
+            false,
+            json!({"rules": [
+                {"methods": ["logging/setLevel"], "subjects": ["guest"], "effect": "deny"},
+                {"methods": ["tasks/get", "tasks/result"], "effect": "deny"},
+                {"methods": ["completion/complete"], "prompts": ["*"], "effect": "deny"},
+                {"tools": ["*"], "effect": "allow"},
+            ]}),
+        ),
+        // A wildcard that reaches housekeeping only after an earlier rule
+        // decided it for every caller.
+        (
+            false,
+            json!({"rules": [
+                {"name": "open", "methods": ["logging/*", "tasks/*", "subscriptions/*", "*/list",
+                    "initialize", "ping", "server/discover", "notifications/*"], "effect": "allow"},
+                {"name": "rest", "methods": ["*"], "subjects": ["guest"], "effect": "deny"},
+            ]}),
+        ),
+        (false, json!({"rules": []})),
+    ] {
+        let w = warnings(tenancy, config.clone());
+        assert!(w.is_empty(), "{config}: {w:#?}");
+    }
+}
+
+#[test]
+fn a_rule_that_denies_housekeeping_without_naming_it_is_flagged_with_its_field() {
+    // A wildcard method: names the field, the pattern and the methods.
+    let w = warnings(
+        false,
+        json!({"rules": [
+            {"tools": ["add"], "effect": "allow"},
+            {"name": "lock", "methods": ["*"], "subjects": ["guest"], "effect": "deny"},
+        ]}),
+    );
+    assert_eq!(w.len(), 1, "{w:#?}");
+    for part in [
+        "policy.rules[1].methods",
+        "`*`",
+        "`logging/setLevel`",
+        "`initialize`",
+        "`tasks/get`",
+        "`notifications/initialized`",
+    ] {
+        assert!(w[0].contains(part), "{part}: {}", w[0]);
+    }
+    // A narrower wildcard names only what it reaches.
+    let w = warnings(
+        false,
+        json!({"rules": [{"methods": ["logging/*", "tools/call"], "effect": "deny"}]}),
+    );
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert!(w[0].contains("policy.rules[0].methods") && w[0].contains("`logging/*`"));
+    assert!(
+        w[0].contains("`logging/setLevel`") && !w[0].contains("initialize"),
+        "{}",
+        w[0]
+    );
+    // A rule about callers only reaches all of it.
+    let w = warnings(
+        true,
+        json!({"rules": [
+            {"tenants": ["acme"], "tools": ["*"], "effect": "allow"},
+            {"name": "interns", "tenants": ["*"], "claims": {"groups": "interns"}, "effect": "deny"},
+        ]}),
+    );
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert!(w[0].starts_with("policy.rules[1] (`interns`)"), "{}", w[0]);
+    assert!(
+        w[0].contains("`logging/setLevel`") && w[0].contains("`ping`"),
+        "{}",
+        w[0]
+    );
+    // Requiring a scope for everything refuses housekeeping too.
+    let w = warnings(
+        false,
+        json!({"rules": [{"effect": "allow", "require_scopes": ["mcp:use"]}]}),
+    );
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert!(
+        w[0].contains("`mcp:use`") && w[0].contains("`initialize`"),
+        "{}",
+        w[0]
+    );
+    // Naming one method keeps the rest in the warning.
+    let w = warnings(
+        false,
+        json!({"rules": [
+            {"methods": ["logging/setLevel"], "effect": "allow"},
+            {"methods": ["*"], "effect": "deny"},
+        ]}),
+    );
+    assert!(
+        !w[0].contains("`logging/setLevel`") && w[0].contains("`ping`"),
+        "{}",
+        w[0]
+    );
+    // Housekeeping about a subject: a wildcard reaching the completion but
+    // not the prompt it is about.
+    let w = warnings(
+        false,
+        json!({"rules": [
+            {"methods": ["comp*"], "effect": "deny"},
+            {"prompts": ["*"], "effect": "allow"},
+        ]}),
+    );
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert!(w[0].contains("`completion/complete`"), "{}", w[0]);
+}
