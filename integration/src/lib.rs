@@ -15,6 +15,7 @@ pub mod crd;
 pub mod everything;
 pub mod idp;
 pub mod raw_http;
+pub mod recorder;
 pub mod scrape;
 
 pub fn repo_root() -> PathBuf {
