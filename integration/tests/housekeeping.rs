@@ -310,6 +310,77 @@ async fn rmcp_housekeeping_on_2026_07_28_follows_the_policy() -> Result<()> {
     Ok(())
 }
 
+/// A client declaring the MCP Tasks extension (SEP-2663).
+#[derive(Clone)]
+struct TasksClient;
+
+impl rmcp::ClientHandler for TasksClient {
+    fn get_info(&self) -> rmcp::model::ClientConfig {
+        rmcp::model::ClientConfig::new(
+            rmcp::model::ClientCapabilities::builder()
+                .enable_tasks()
+                .build(),
+            rmcp::model::Implementation::new("tasks-client", "1"),
+        )
+    }
+}
+
+/// Tasks are session housekeeping: the `tools/call` that made the task was
+/// judged, so polling it is open to the caller, under the same README-style
+/// policy. rmcp 3.11 on 2026-07-28 mirrors the task id in `Mcp-Name`, which
+/// the filter checks against `params.taskId` (it used to refuse it, -32020).
+#[tokio::test(flavor = "multi_thread")]
+async fn rmcp_tasks_on_2026_07_28_are_polled_through_the_policy() -> Result<()> {
+    let peer = Peer::start(PeerMode::StatelessJson)?;
+    let Some(w) = world(peer.port, peer_config(), true).await? else {
+        return Ok(());
+    };
+    let config =
+        StreamableHttpClientTransportConfig::with_uri(w.envoy.url()).auth_header(alice(&w.key));
+    let client = TasksClient
+        .serve_with_lifecycle(
+            StreamableHttpClientTransport::from_config(config),
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            },
+        )
+        .await?;
+    let call = rmcp::model::CallToolRequestParams::new("add").with_arguments(
+        json!({"a": 2, "b": 40})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    );
+    let created = match client.peer().call_tool_once(call).await? {
+        rmcp::model::CallToolResponse::Task(created) => created,
+        other => bail!("expected a task, got {other:?}"),
+    };
+    let id = created.task.task_id.clone();
+    let polled = client
+        .peer()
+        .get_task(rmcp::model::GetTaskParams::new(id.clone()))
+        .await
+        .context("tasks/get through the filter")?;
+    let polled = serde_json::to_value(&polled)?;
+    assert_eq!(polled["status"], "completed", "{polled}");
+    assert_eq!(polled["result"]["content"][0]["text"], "42", "{polled}");
+    client
+        .peer()
+        .cancel_task(rmcp::model::CancelTaskParams::new(id.clone()))
+        .await
+        .context("tasks/cancel through the filter")?;
+    client.cancel().await?;
+
+    let received = peer.received().await?;
+    let polls: Vec<&Received> = received
+        .iter()
+        .filter(|r| r.rpc_method().as_deref() == Some("tasks/get"))
+        .collect();
+    assert_eq!(polls.len(), 1);
+    assert_eq!(polls[0].header("mcp-name"), Some(id.as_str()));
+    Ok(())
+}
+
 /// A policy that denies housekeeping by accident is flagged when Envoy
 /// loads it, naming the rule's field and the methods.
 #[tokio::test(flavor = "multi_thread")]

@@ -17,8 +17,9 @@
 //! Beside its tools it offers what protocol housekeeping is about: two
 //! prompts (`greet`, `admin`) and two resources with their templates (under
 //! `file:///docs/` and `file:///secret/`), completions for both, resource
-//! subscriptions (`resources/subscribe` and 2026-07-28 `subscriptions/listen`)
-//! and `logging/setLevel`.
+//! subscriptions (`resources/subscribe` and 2026-07-28 `subscriptions/listen`),
+//! `logging/setLevel`, and tasks (SEP-2663): a client that declares the
+//! Tasks extension gets `add` as a task it polls with `tasks/get`.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -30,13 +31,15 @@ use axum::{Json, Router};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult, CompletionInfo,
-    ContentBlock as Content, GetPromptRequestParams, GetPromptResponse, GetPromptResult,
+    CallToolResponse, CallToolResult, CancelTaskParams, CompleteRequestParams, CompleteResult,
+    CompletionInfo, ContentBlock as Content, CreateTaskResult, DetailedTask,
+    GetPromptRequestParams, GetPromptResponse, GetPromptResult, GetTaskParams, GetTaskResult,
     Implementation, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
     ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, Prompt, PromptArgument,
     PromptMessage, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Reference,
     Resource, ResourceContents, ResourceTemplate, Role, ServerCapabilities, ServerConfig,
-    SubscribeRequestParams, SubscriptionFilter, Tool, UnsubscribeRequestParams,
+    SubscribeRequestParams, SubscriptionFilter, Task, TaskPayload, TaskStatus, Tool,
+    UnsubscribeRequestParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -44,6 +47,8 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{schemars, tool, tool_router, ErrorData, RoleServer, ServerHandler, ServiceExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[derive(Clone)]
@@ -246,6 +251,7 @@ impl ServerHandler for Peer {
             .enable_resources()
             .enable_resources_subscribe()
             .enable_tools()
+            .enable_tasks()
             .build();
         ServerConfig::new(capabilities)
             .with_server_info(Implementation::new("mcp-peer", env!("CARGO_PKG_VERSION")))
@@ -411,10 +417,72 @@ impl ServerHandler for Peer {
         if !self.stdio_tools && STDIO_TOOLS.contains(&request.name.as_ref()) {
             return Err(ErrorData::invalid_params("unknown tool", None));
         }
+        // A client that declared the Tasks extension gets `add` as a task
+        // (SEP-2663), completed at once and polled with `tasks/get`.
+        let as_task = request.name == "add"
+            && context
+                .client_capabilities()
+                .is_some_and(|c| c.supports_tasks());
         let tcc = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
-        self.tool_router.call(tcc).await
+        let response = self.tool_router.call(tcc).await?;
+        match response {
+            CallToolResponse::Complete(result) if as_task => {
+                let result = serde_json::to_value(result)
+                    .ok()
+                    .and_then(|v| v.as_object().cloned())
+                    .unwrap_or_default();
+                let id = format!("task-{}", TASK_IDS.fetch_add(1, Ordering::SeqCst));
+                if let Ok(mut tasks) = TASKS.lock() {
+                    tasks.insert(id.clone(), result);
+                }
+                Ok(CallToolResponse::Task(CreateTaskResult::new(Task::new(
+                    id,
+                    TaskStatus::Working,
+                    TASK_TIME,
+                    TASK_TIME,
+                ))))
+            }
+            other => Ok(other),
+        }
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        let result = TASKS
+            .lock()
+            .ok()
+            .and_then(|tasks| tasks.get(&request.task_id).cloned())
+            .ok_or_else(|| ErrorData::invalid_params("unknown task", None))?;
+        let task = Task::new(request.task_id, TaskStatus::Completed, TASK_TIME, TASK_TIME);
+        Ok(GetTaskResult::new(DetailedTask::new(
+            task,
+            TaskPayload::Completed { result },
+        )))
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        match TASKS
+            .lock()
+            .ok()
+            .and_then(|t| t.get(&request.task_id).map(|_| ()))
+        {
+            Some(()) => Ok(()),
+            None => Err(ErrorData::invalid_params("unknown task", None)),
+        }
     }
 }
+
+/// Tasks made so far, by id (shared: a stateless server makes a handler per request).
+static TASKS: Mutex<BTreeMap<String, serde_json::Map<String, Value>>> = Mutex::new(BTreeMap::new());
+static TASK_IDS: AtomicU64 = AtomicU64::new(1);
+const TASK_TIME: &str = "2026-01-01T00:00:00Z";
 
 /// One request as the peer received it.
 #[derive(Clone, serde::Serialize)]
