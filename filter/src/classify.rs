@@ -321,33 +321,30 @@ const TASK_UPDATE: &str = "tasks/update";
 /// missing, of an unknown type, or that a server could read as the other
 /// kind (it names both a `name` and a `uri`) is refused.
 fn completion_subject(reference: Option<&RawValue>) -> Result<Subject, Rejection> {
-    let invalid = |detail: String| Rejection::new(Reason::InvalidParams, detail);
+    let invalid = |detail: &'static str| Rejection::new(Reason::InvalidParams, detail);
     let Some(raw) = reference else {
-        return Err(invalid(format!(
-            "{} requires `params.ref`",
-            quote(COMPLETE)
-        )));
+        return Err(invalid("`completion/complete` requires `params.ref`"));
     };
-    let reference: Reference<'_> = object_at(raw, "params.ref")?;
-    if let Some(ambiguous) = reference.ambiguous {
-        return Err(ambiguous.rejection());
-    }
-    let text = |raw: Option<&RawValue>, field: &str| {
-        raw.and_then(text_of)
-            .ok_or_else(|| invalid(format!("`params.ref.{field}` must be a string")))
-    };
-    if reference.name.is_some() && reference.uri.is_some() {
+    let [kind, name, uri] = read_object(raw, "params.ref.", REF_KEYS)?;
+    if name.is_some() && uri.is_some() {
         return Err(invalid(
-            "`params.ref` names both a prompt (`name`) and a resource (`uri`): send one".into(),
+            "`params.ref` names both a prompt (`name`) and a resource (`uri`): send one",
         ));
     }
-    match text(reference.kind, "type")?.as_str() {
-        "ref/prompt" => Ok(Subject::Prompt(text(reference.name, "name")?)),
-        "ref/resource" => Ok(Subject::Resource(text(reference.uri, "uri")?)),
-        other => Err(invalid(format!(
-            "`params.ref.type` {} is neither `ref/prompt` nor `ref/resource`",
-            quote(other)
-        ))),
+    let text =
+        |raw: Option<&RawValue>, detail| raw.and_then(text_of).ok_or_else(|| invalid(detail));
+    match text(kind, "`params.ref.type` must be a string")?.as_str() {
+        "ref/prompt" => Ok(Subject::Prompt(text(
+            name,
+            "`params.ref.name` must be a string",
+        )?)),
+        "ref/resource" => Ok(Subject::Resource(text(
+            uri,
+            "`params.ref.uri` must be a string",
+        )?)),
+        _ => Err(invalid(
+            "`params.ref.type` is neither `ref/prompt` nor `ref/resource`",
+        )),
     }
 }
 
@@ -357,14 +354,10 @@ fn listened_resources(notifications: Option<&RawValue>) -> Result<Vec<Subject>, 
     let Some(raw) = notifications else {
         return Ok(Vec::new());
     };
-    let notifications: Notifications<'_> = object_at(raw, "params.notifications")?;
-    if let Some(ambiguous) = notifications.ambiguous {
-        return Err(ambiguous.rejection());
-    }
-    let Some(uris) = notifications.resource_subscriptions else {
+    let [Some(uris), ..] = read_object(raw, "params.notifications.", NOTIFICATIONS_KEYS)? else {
         return Ok(Vec::new());
     };
-    let uris: Vec<Text<'_>> = serde_json::from_str(uris.get()).map_err(|_| {
+    let uris: Vec<Text<'_>> = serde_json::from_slice(uris.get().as_bytes()).map_err(|_| {
         Rejection::new(
             Reason::InvalidParams,
             "`params.notifications.resourceSubscriptions` must be an array of strings",
@@ -376,16 +369,28 @@ fn listened_resources(notifications: Option<&RawValue>) -> Result<Vec<Subject>, 
         .collect())
 }
 
-/// Parses a nested object the filter reads (a duplicate key in it is an
-/// invalid request, as in `params`); anything but an object is invalid params.
-fn object_at<'a, T: Deserialize<'a>>(raw: &'a RawValue, path: &str) -> Result<T, Rejection> {
+/// The raw values of `keys` (at most three) in a nested object the filter
+/// reads at `path` (given with a trailing dot): a key repeated is an invalid request (as in `params`), a
+/// key a lenient decoder could take for one of them is refused, anything but
+/// an object is invalid params.
+fn read_object<'a>(
+    raw: &'a RawValue,
+    path: &'static str,
+    keys: &'static [ReadKey],
+) -> Result<[Option<&'a RawValue>; 3], Rejection> {
     if !raw.get().starts_with('{') {
         return Err(Rejection::new(
             Reason::InvalidParams,
-            format!("`{path}` must be an object"),
+            format!("`{}` must be an object", path.trim_end_matches('.')),
         ));
     }
-    serde_json::from_str(raw.get()).map_err(json_rejection)
+    let mut de = serde_json::Deserializer::from_slice(raw.get().as_bytes());
+    let object = de::DeserializeSeed::deserialize(KeyedObject { path, keys }, &mut de)
+        .map_err(json_rejection)?;
+    match object.ambiguous {
+        Some(ambiguous) => Err(ambiguous.rejection()),
+        None => Ok(object.values),
+    }
 }
 
 /// Refuses bodies nested deeper than [`MAX_DEPTH`] (brackets inside strings
@@ -687,88 +692,62 @@ impl<'de> Deserialize<'de> for Params<'de> {
     }
 }
 
-/// `params.ref` of a completion: the keys of [`REF_KEYS`], raw.
-struct Reference<'a> {
-    kind: Option<&'a RawValue>,
-    name: Option<&'a RawValue>,
-    uri: Option<&'a RawValue>,
+/// A nested object read for some of its keys (`params.ref`,
+/// `params.notifications`); one visitor for all, to keep the wasm small.
+struct KeyedObject {
+    /// Its path with a trailing dot (`params.ref.`).
+    path: &'static str,
+    keys: &'static [ReadKey],
+}
+
+struct Keyed<'a> {
+    values: [Option<&'a RawValue>; 3],
     ambiguous: Option<Ambiguous>,
 }
 
-impl<'de> Deserialize<'de> for Reference<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Reference<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object for params.ref")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out = Reference {
-                    kind: None,
-                    name: None,
-                    uri: None,
-                    ambiguous: None,
-                };
-                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-                    match key.as_ref() {
-                        "type" => once(&mut out.kind, "params.ref.type", map.next_value()?)?,
-                        "name" => once(&mut out.name, "params.ref.name", map.next_value()?)?,
-                        "uri" => once(&mut out.uri, "params.ref.uri", map.next_value()?)?,
-                        _ => {
-                            note_ambiguous(&mut out.ambiguous, "params.ref.", &key, REF_KEYS);
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(out)
-            }
-        }
-        d.deserialize_map(V)
+impl<'de> de::DeserializeSeed<'de> for KeyedObject {
+    type Value = Keyed<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
     }
 }
 
-/// `params.notifications` of a 2026-07-28 `subscriptions/listen`, read for
-/// the resources it subscribes to.
-struct Notifications<'a> {
-    resource_subscriptions: Option<&'a RawValue>,
-    ambiguous: Option<Ambiguous>,
-}
-
-impl<'de> Deserialize<'de> for Notifications<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Notifications<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object for params.notifications")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out = Notifications {
-                    resource_subscriptions: None,
-                    ambiguous: None,
-                };
-                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-                    if key == "resourceSubscriptions" {
-                        once(
-                            &mut out.resource_subscriptions,
-                            "params.notifications.resourceSubscriptions",
-                            map.next_value()?,
-                        )?;
-                    } else {
-                        note_ambiguous(
-                            &mut out.ambiguous,
-                            "params.notifications.",
-                            &key,
-                            NOTIFICATIONS_KEYS,
-                        );
-                        map.next_value::<IgnoredAny>()?;
-                    }
+impl<'de> Visitor<'de> for KeyedObject {
+    type Value = Keyed<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Keyed {
+            values: [None; 3],
+            ambiguous: None,
+        };
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+            let slot = self
+                .keys
+                .iter()
+                .position(|k| k.key == key)
+                .and_then(|i| out.values.get_mut(i));
+            match slot {
+                Some(Some(_)) => {
+                    return Err(de::Error::custom(format_args!(
+                        "duplicate key `{}{key}`",
+                        self.path
+                    )))
                 }
-                Ok(out)
+                Some(slot) => *slot = Some(map.next_value()?),
+                None => {
+                    if out.ambiguous.is_none() {
+                        out.ambiguous = lenient_reading(&key, self.keys).map(|read_as| Ambiguous {
+                            path: self.path,
+                            read_as,
+                        });
+                    }
+                    map.next_value::<IgnoredAny>()?;
+                }
             }
         }
-        d.deserialize_map(V)
+        Ok(out)
     }
 }
 

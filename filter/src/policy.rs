@@ -193,11 +193,11 @@ const CLIENT_NOTIFICATIONS: &[&str] = &[
     "notifications/tasks/status",
 ];
 
-/// Housekeeping about a subject, with the methods whose decision it follows.
-const FOLLOWERS: &[(&str, &[&str])] = &[
-    ("completion/complete", &["prompts/get", "resources/read"]),
-    ("resources/subscribe", &["resources/read"]),
-    ("resources/unsubscribe", &["resources/read"]),
+/// Housekeeping about a subject (see [`followed_methods`]), before 2026-07-28.
+const FOLLOWERS: &[&str] = &[
+    "completion/complete",
+    "resources/subscribe",
+    "resources/unsubscribe",
 ];
 
 /// The methods whose decision housekeeping about a subject follows: a
@@ -345,71 +345,59 @@ impl Policy {
                 r.methods
                     .iter()
                     .flatten()
-                    .any(|g| !g.as_str().contains(['*', '?']) && g.as_str() == method)
+                    .any(|g| g.is_literal() && g.as_str() == method)
             })
         };
-        let session: Vec<&str> = HOUSEKEEPING
-            .iter()
-            .chain(CLIENT_NOTIFICATIONS)
-            .copied()
-            .filter(|m| !named(m))
-            .collect();
         let mut decided: Vec<&str> = Vec::new();
         let mut out = Vec::new();
         for (i, rule) in self.rules.iter().enumerate() {
-            let open = |m: &&str| !decided.contains(m) && rule.reaches_method(m);
-            let mut reached: Vec<&str> = session.iter().copied().filter(open).collect();
-            reached.extend(
-                FOLLOWERS
-                    .iter()
-                    .filter(|(m, followed)| {
-                        !named(m) && open(m) && !followed.iter().all(|f| rule.reaches_method(f))
-                    })
-                    .map(|(m, _)| *m),
-            );
-            let refuses = if !rule.allow {
-                Some("denies".to_string())
-            } else if !rule.require_scopes.is_empty() {
-                Some(format!(
-                    "requires {} for",
-                    quoted_list(&rule.require_scopes)
-                ))
-            } else {
-                None
-            };
-            if let (Some(verb), false) = (refuses, reached.is_empty()) {
-                let methods = quoted_list(&reached);
-                out.push(match &rule.methods {
-                    Some(globs) => {
-                        let wild: Vec<&str> = globs
-                            .iter()
-                            .map(Glob::as_str)
-                            .filter(|g| g.contains(['*', '?']))
-                            .filter(|g| reached.iter().any(|m| Glob::new(g).matches(m)))
-                            .collect();
-                        format!(
-                            "policy.rules[{i}].methods (`{}`): {} {verb} protocol housekeeping \
-                             no rule names: {methods}. Any authenticated caller may use it unless a \
-                             rule names it, and MCP clients need it; name what this rule means \
-                             without a wildcard",
-                            rule.name,
-                            quoted_list(&wild),
-                        )
-                    }
-                    None => format!(
-                        "policy.rules[{i}] (`{}`) names no methods, tools, prompts or resources, so \
-                         it {verb} the callers it matches protocol housekeeping no rule names: \
-                         {methods}. Any authenticated caller may use it unless a rule names it, \
-                         and MCP clients need it (they cannot even connect without `initialize`); \
-                         give the rule `methods` or `tools`/`prompts`/`resources`, or name the \
-                         housekeeping it means in `methods`",
-                        rule.name,
-                    ),
-                });
-            }
+            // Housekeeping about a subject counts when the rule reaches it
+            // without its subject's method (a completion denied for prompts
+            // the rule lets be got).
+            let reached: Vec<&str> = HOUSEKEEPING
+                .iter()
+                .chain(CLIENT_NOTIFICATIONS)
+                .chain(FOLLOWERS)
+                .copied()
+                .filter(|m| {
+                    !named(m)
+                        && !decided.contains(m)
+                        && rule.reaches_method(m)
+                        && !(FOLLOWERS.contains(m)
+                            && [SubjectKind::Prompt, SubjectKind::Resource]
+                                .iter()
+                                .flat_map(|kind| followed_methods(m, *kind))
+                                .all(|f| rule.reaches_method(f)))
+                })
+                .collect();
             if rule.matches_every_caller() {
-                decided.extend(session.iter().copied().filter(|m| rule.reaches_method(m)));
+                decided.extend(&reached);
             }
+            let verb = if !rule.allow {
+                "denies".to_string()
+            } else if !rule.require_scopes.is_empty() {
+                format!("requires {} for", quoted(rule.require_scopes.iter()))
+            } else {
+                continue;
+            };
+            if reached.is_empty() {
+                continue;
+            }
+            let (field, how) = match &rule.methods {
+                Some(globs) => (
+                    ".methods",
+                    quoted(globs.iter().filter(|g| !g.is_literal()).map(Glob::as_str)),
+                ),
+                None => ("", "naming no methods, tools, prompts or resources,".into()),
+            };
+            out.push(format!(
+                "policy.rules[{i}]{field} (`{}`): {how} {verb} protocol housekeeping no rule \
+                 names: {}. MCP clients need it, and any authenticated caller may use it \
+                 unless a rule decides it; name in `methods`, without a wildcard, what this \
+                 rule means",
+                rule.name,
+                quoted(reached.iter()),
+            ));
         }
         out
     }
@@ -455,12 +443,18 @@ impl Policy {
     }
 }
 
-fn quoted_list<S: AsRef<str>>(items: &[S]) -> String {
-    items
-        .iter()
-        .map(|s| format!("`{}`", s.as_ref()))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// `` `a`, `b` `` for messages.
+fn quoted<S: AsRef<str>>(items: impl Iterator<Item = S>) -> String {
+    let mut out = String::new();
+    for item in items {
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        out.push('`');
+        out.push_str(item.as_ref());
+        out.push('`');
+    }
+    out
 }
 
 // ---- configuration -----------------------------------------------------------

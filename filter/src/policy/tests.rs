@@ -612,7 +612,7 @@ fn a_rule_that_denies_housekeeping_without_naming_it_is_flagged_with_its_field()
         json!({"rules": [{"methods": ["logging/*", "tools/call"], "effect": "deny"}]}),
     );
     assert_eq!(w.len(), 1, "{w:#?}");
-    assert!(w[0].contains("policy.rules[0].methods") && w[0].contains("`logging/*`"));
+    assert!(w[0].contains("policy.rules[0].methods") && w[0].contains("`logging/*` denies"));
     assert!(
         w[0].contains("`logging/setLevel`") && !w[0].contains("initialize"),
         "{}",
@@ -627,7 +627,11 @@ fn a_rule_that_denies_housekeeping_without_naming_it_is_flagged_with_its_field()
         ]}),
     );
     assert_eq!(w.len(), 1, "{w:#?}");
-    assert!(w[0].starts_with("policy.rules[1] (`interns`)"), "{}", w[0]);
+    assert!(
+        w[0].starts_with("policy.rules[1] (`interns`): naming no methods"),
+        "{}",
+        w[0]
+    );
     assert!(
         w[0].contains("`logging/setLevel`") && w[0].contains("`ping`"),
         "{}",
