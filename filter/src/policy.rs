@@ -363,8 +363,8 @@ impl Policy {
                     !named(m)
                         && !decided.contains(m)
                         && rule.reaches_method(m)
-                        && !(FOLLOWERS.contains(m)
-                            && [SubjectKind::Prompt, SubjectKind::Resource]
+                        && (!FOLLOWERS.contains(m)
+                            || ![SubjectKind::Prompt, SubjectKind::Resource]
                                 .iter()
                                 .flat_map(|kind| followed_methods(m, *kind))
                                 .all(|f| rule.reaches_method(f)))
