@@ -30,7 +30,7 @@ fn policy(c: &mut Criterion) {
         })
         .collect();
     let raw: RawPolicy = serde_json::from_value(json!({"rules": rules})).unwrap();
-    let policy: Policy = raw.compile(true).unwrap();
+    let policy: Policy = raw.compile(true, &mut Vec::new()).unwrap();
     let caller = Caller {
         subject: "alice".into(),
         tenant: Some("t9".into()),

@@ -4,33 +4,14 @@
 //! and answers the client with the union in backend order. A backend that
 //! fails is left out and counted; the others are still listed.
 
-use crate::backends::Backends;
+use crate::backends::{BackendId, Backends};
+pub use crate::fetch::{BackendAnswer, Fetch};
 use crate::jsonrpc::{code, error_body, RequestId};
 use crate::listing::{read_page, Decide, ListKind, Page};
 use crate::raw_json::param;
 use crate::reject::LocalReply;
 use crate::response::Framing;
 use crate::sse::SseFramer;
-
-/// One request the shell sends to a backend cluster on the filter's behalf.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fetch {
-    pub backend: usize,
-    pub cluster: String,
-    /// Every header, pseudo-headers first.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    pub timeout_ms: u64,
-}
-
-/// A backend's answer as Envoy delivered it; `status` is `None` when the
-/// call failed (connection refused, reset, timeout).
-#[derive(Debug, Clone, Copy)]
-pub struct BackendAnswer<'a> {
-    pub status: Option<u16>,
-    pub content_type: Option<&'a str>,
-    pub body: &'a [u8],
-}
 
 /// Why a backend is missing from a gathered listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +32,17 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// Every `reason` label of the backend failure counter.
+    pub const LABELS: &'static [&'static str] = &[
+        "unreachable",
+        "http_5xx",
+        "http_4xx",
+        "unreadable",
+        "rpc_error",
+        "too_many_pages",
+        "too_large",
+    ];
+
     /// The `reason` label of the backend failure counter.
     pub fn label(self) -> &'static str {
         match self {
@@ -81,12 +73,12 @@ pub struct Aggregation {
     /// Headers every fetch carries (protocol version, mirrored method, credential).
     forward: Vec<(String, String)>,
     /// The client's session id as the default backend knows it.
-    default_session: Option<(usize, String)>,
+    default_session: Option<(BackendId, String)>,
     /// `params._meta` of the client's request, raw, repeated on later pages.
     meta: Option<String>,
     states: Vec<State>,
     items: Vec<Vec<String>>,
-    failures: Vec<(usize, Failure)>,
+    failures: Vec<(BackendId, Failure)>,
     hidden: usize,
     max_answer_bytes: usize,
     gathered_bytes: usize,
@@ -124,37 +116,28 @@ impl Aggregation {
             gathered_bytes: 0,
             stamped,
         };
-        let fetches = (0..n)
+        let fetches = backends
+            .ids()
             .filter_map(|b| aggregation.fetch(backends, b, client_body.to_vec()))
             .collect();
         (aggregation, fetches)
     }
 
-    fn fetch(&self, backends: &Backends, backend: usize, body: Vec<u8>) -> Option<Fetch> {
-        let server = backends.servers.get(backend)?;
-        let mut headers = vec![
-            (":method".to_string(), "POST".to_string()),
-            (":path".to_string(), server.path.clone()),
-            (":authority".to_string(), server.authority.clone()),
-            ("content-type".to_string(), "application/json".to_string()),
-            (
-                "accept".to_string(),
-                "application/json, text/event-stream".to_string(),
-            ),
-        ];
-        headers.extend(self.forward.iter().cloned());
-        if let Some((default, session)) = &self.default_session {
-            if *default == backend {
-                headers.push(("mcp-session-id".to_string(), session.clone()));
-            }
-        }
-        Some(Fetch {
+    fn fetch(&self, backends: &Backends, backend: BackendId, body: Vec<u8>) -> Option<Fetch> {
+        let server = backends.server(backend)?;
+        let session = self
+            .default_session
+            .as_ref()
+            .filter(|(default, _)| *default == backend)
+            .map(|(_, session)| session.as_str());
+        Some(crate::fetch::post(
+            server,
             backend,
-            cluster: server.cluster.clone(),
-            headers,
+            &self.forward,
+            session,
             body,
-            timeout_ms: backends.listing_timeout_ms,
-        })
+            backends.listing_timeout_ms,
+        ))
     }
 
     fn next_page_body(&self, cursor: &str) -> Vec<u8> {
@@ -182,11 +165,11 @@ impl Aggregation {
     pub fn on_answer(
         &mut self,
         backends: &Backends,
-        backend: usize,
+        backend: BackendId,
         answer: BackendAnswer<'_>,
         decide: &mut Decide<'_>,
     ) -> Option<Fetch> {
-        let pages = match self.states.get(backend) {
+        let pages = match self.states.get(backend.index()) {
             Some(State::Waiting { pages }) => *pages,
             _ => return None,
         };
@@ -204,7 +187,7 @@ impl Aggregation {
             self.fail(backend, Failure::TooLarge);
             return None;
         }
-        if let Some(list) = self.items.get_mut(backend) {
+        if let Some(list) = self.items.get_mut(backend.index()) {
             list.extend(items);
         }
         let Some(cursor) = next else {
@@ -221,17 +204,17 @@ impl Aggregation {
     }
 
     /// The dispatch to this backend could not even start.
-    pub fn unreachable(&mut self, backend: usize) {
+    pub fn unreachable(&mut self, backend: BackendId) {
         self.fail(backend, Failure::Unreachable);
     }
 
-    fn fail(&mut self, backend: usize, failure: Failure) {
+    fn fail(&mut self, backend: BackendId, failure: Failure) {
         self.failures.push((backend, failure));
         self.set_state(backend, State::Done);
     }
 
-    fn set_state(&mut self, backend: usize, state: State) {
-        if let Some(s) = self.states.get_mut(backend) {
+    fn set_state(&mut self, backend: BackendId, state: State) {
+        if let Some(s) = self.states.get_mut(backend.index()) {
             *s = state;
         }
     }
@@ -245,7 +228,7 @@ impl Aggregation {
         if !(200..300).contains(&status) {
             return Err(Failure::HttpStatus(status));
         }
-        if answer.body.len() > self.max_answer_bytes {
+        if answer.body.len() > self.max_answer_bytes || answer.encoded() {
             return Err(Failure::Unreadable);
         }
         let messages: Vec<Vec<u8>> = match Framing::from_content_type(answer.content_type) {
@@ -291,7 +274,7 @@ impl Aggregation {
         self.states.iter().all(|s| *s == State::Done)
     }
 
-    pub fn failures(&self) -> &[(usize, Failure)] {
+    pub fn failures(&self) -> &[(BackendId, Failure)] {
         &self.failures
     }
 
@@ -303,7 +286,7 @@ impl Aggregation {
     /// The answer to the client: the union, or an error if no backend answered.
     pub fn reply(&self) -> LocalReply {
         let headers = vec![("content-type".to_string(), "application/json".to_string())];
-        let failed: Vec<usize> = self.failures.iter().map(|(b, _)| *b).collect();
+        let failed: Vec<usize> = self.failures.iter().map(|(b, _)| b.index()).collect();
         let answered = (0..self.states.len()).any(|b| !failed.contains(&b))
             || self.items.iter().any(|i| !i.is_empty());
         if !answered {

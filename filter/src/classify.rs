@@ -1,8 +1,5 @@
 //! Strict classification of an MCP POST body into JSON-RPC messages: kind,
-//! method, id and the subject the policy reads (tool, prompt or resource):
-//! the one a call names, or the ones a housekeeping request refers to (the
-//! prompt or resource template a `completion/complete` completes, the
-//! resources a 2026-07-28 `subscriptions/listen` subscribes to).
+//! method, id and the subject the policy reads (tool, prompt or resource).
 //!
 //! The rule above all: fail closed. The filter and the MCP server must never
 //! see two different requests. Where the filter's reading of a body could
@@ -14,24 +11,16 @@
 //! duplicate, a key a lenient decoder could take for a key the filter reads
 //! (`Name`, `name\u0000`, `paramſ`: see [`crate::keyfold`]), a batch,
 //! trailing bytes or a wrongly typed field is refused. The objects whose keys
-//! are read are the message, its `params` (with `taskId`, which 2026-07-28
-//! clients mirror in `Mcp-Name`), `params._meta`, `params.ref` and
-//! `params.notifications`; every other key of those objects is checked
-//! against the read ones. A completion whose `ref` is missing, of an unknown
-//! type, or names both a prompt and a resource is refused: a server could
-//! complete either. Fields the filter does
+//! are read are the message, its `params` and `params._meta`; every other key
+//! of those objects is checked against the read ones. Fields the filter does
 //! not read are skipped without building a tree (one pass, no
 //! `serde_json::Value`). This module judges bytes; it must not rewrite them
 //! or know about policy, routing or headers.
 
 use crate::jsonrpc::RequestId;
-use crate::keyfold::{lenient_reading, ReadKey};
 use crate::reject::{quote, Reason, Rejection};
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageKind {
@@ -64,18 +53,14 @@ pub struct Message {
     /// `None` only for responses.
     pub method: Option<String>,
     pub id: Option<RequestId>,
-    /// What a call names as its own subject (`tools/call`, `prompts/get`,
-    /// `resources/read`, `resources/subscribe`, `resources/unsubscribe`): the
-    /// name `Mcp-Name` mirrors and routing reads.
     pub subject: Option<Subject>,
-    /// What a housekeeping request acts on without naming it as its own
-    /// subject: the prompt or resource template of a `completion/complete`,
-    /// the `resourceSubscriptions` of a `subscriptions/listen`. The policy
-    /// judges the request as each of them.
-    pub refers_to: Vec<Subject>,
+    /// Resource URIs the message opts into besides its subject
+    /// (`subscriptions/listen`'s `resourceSubscriptions`): each is judged as
+    /// reading that resource.
+    pub resources: Vec<String>,
     /// `params.taskId` of `tasks/get`, `tasks/result`, `tasks/cancel` and
-    /// `tasks/update`: not a subject (the call that created the task was
-    /// judged), but what a 2026-07-28 client mirrors in `Mcp-Name`.
+    /// `tasks/update`: not a subject (the call that made the task was
+    /// judged), but what 2026-07-28 clients mirror in `Mcp-Name` (SEP-2663).
     pub task_id: Option<String>,
     /// `params._meta["io.modelcontextprotocol/protocolVersion"]` (2026-07-28 requests).
     pub protocol_version: Option<String>,
@@ -115,41 +100,59 @@ fn subject_of(
     }
 }
 
-/// The keys the filter reads in a message, in its `params` and in
-/// `params._meta` (`cursor` is read by the exchange for gathered listings).
-/// Every other key of these objects is checked against them.
-const MESSAGE_KEYS: &[ReadKey] = &[
-    ReadKey::new("jsonrpc", "jsonrpc"),
-    ReadKey::new("method", "method"),
-    ReadKey::new("id", "id"),
-    ReadKey::new("params", "params"),
-    ReadKey::new("result", "result"),
-    ReadKey::new("error", "error"),
-];
-const PARAMS_KEYS: &[ReadKey] = &[
-    ReadKey::new("name", "name"),
-    ReadKey::new("uri", "uri"),
-    ReadKey::new("cursor", "cursor"),
-    ReadKey::new("_meta", "meta"),
-    ReadKey::new("ref", "ref"),
-    ReadKey::new("notifications", "notifications"),
-    ReadKey::new("taskId", "taskid"),
-];
-/// The keys read in `params.ref` (a completion's prompt or resource template).
-const REF_KEYS: &[ReadKey] = &[
-    ReadKey::new("type", "type"),
-    ReadKey::new("name", "name"),
-    ReadKey::new("uri", "uri"),
-];
-/// The keys read in `params.notifications` (a 2026-07-28 `subscriptions/listen`).
-const NOTIFICATIONS_KEYS: &[ReadKey] = &[ReadKey::new(
-    "resourceSubscriptions",
-    "resourcesubscriptions",
-)];
-const META_KEYS: &[ReadKey] = &[ReadKey::new(
-    META_PROTOCOL_VERSION,
-    "io.modelcontextprotocol/protocolversion",
-)];
+/// Why a nested object the filter must read could not be.
+enum Unread {
+    /// A field the method requires is absent (or of an unknown kind).
+    Missing(&'static str),
+    Ambiguous(envelope::Ambiguous),
+    Malformed(serde_json::Error),
+}
+
+/// What `completion/complete` completes: the prompt (`ref/prompt`, by name)
+/// or the resource template (`ref/resource`, by URI). The completion follows
+/// that subject's decision; a reference of another kind is refused.
+fn completed(reference: Option<&RawValue>) -> Result<Subject, Unread> {
+    let raw = reference.ok_or(Unread::Missing("params.ref"))?;
+    let r: envelope::Reference<'_> = serde_json::from_str(raw.get()).map_err(Unread::Malformed)?;
+    if let Some(ambiguous) = r.ambiguous {
+        return Err(Unread::Ambiguous(ambiguous));
+    }
+    // A server dispatching on the key present rather than on `type` could
+    // complete the other one.
+    if r.name.is_some() && r.uri.is_some() {
+        return Err(Unread::Missing("params.ref` with one of `name` and `uri"));
+    }
+    match r.kind.as_deref() {
+        Some("ref/prompt") => r
+            .name
+            .map(|n| Subject::Prompt(n.into_owned()))
+            .ok_or(Unread::Missing("params.ref.name")),
+        Some("ref/resource") => r
+            .uri
+            .map(|u| Subject::Resource(u.into_owned()))
+            .ok_or(Unread::Missing("params.ref.uri")),
+        _ => Err(Unread::Missing(
+            "params.ref.type` of `ref/prompt` or `ref/resource",
+        )),
+    }
+}
+
+/// The resource URIs `subscriptions/listen` opts into (none without
+/// `params.notifications.resourceSubscriptions`).
+fn listened(notifications: Option<&RawValue>) -> Result<Vec<String>, Unread> {
+    let Some(raw) = notifications else {
+        return Ok(Vec::new());
+    };
+    let l: envelope::Listen<'_> = serde_json::from_str(raw.get()).map_err(Unread::Malformed)?;
+    if let Some(ambiguous) = l.ambiguous {
+        return Err(Unread::Ambiguous(ambiguous));
+    }
+    Ok(l.resources
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| t.0.into_owned())
+        .collect())
+}
 
 /// Deepest nesting of arrays and objects accepted. The filter itself skips
 /// nested values without recursing, but the upstream's parser may not.
@@ -235,7 +238,7 @@ fn classify_message(bytes: &[u8]) -> Result<Message, Rejection> {
             method: None,
             id,
             subject: None,
-            refers_to: Vec::new(),
+            resources: Vec::new(),
             task_id: None,
             protocol_version: None,
         });
@@ -275,20 +278,33 @@ fn classify_message(bytes: &[u8]) -> Result<Message, Rejection> {
         .uri
         .map(|raw| text_of(raw).ok_or_else(|| invalid_params("params.uri")))
         .transpose()?;
-    let subject = subject_of(&method, name, uri).map_err(|field| {
+    let requires = |field: &str| {
         Rejection::new(
             Reason::InvalidParams,
             format!("{} requires `{field}`", quote(&method)),
         )
         .with_id(id.clone())
-    })?;
-    let refers_to = match method.as_ref() {
-        COMPLETE => vec![completion_subject(params.reference).map_err(|r| r.with_id(id.clone()))?],
-        LISTEN => listened_resources(params.notifications).map_err(|r| r.with_id(id.clone()))?,
-        _ => Vec::new(),
+    };
+    let unread = |e: Unread| match e {
+        Unread::Missing(field) => requires(field),
+        Unread::Ambiguous(a) => a.rejection().with_id(id.clone()),
+        Unread::Malformed(e) => Rejection::new(
+            Reason::InvalidParams,
+            format!("malformed params for {}: {e}", quote(&method)),
+        )
+        .with_id(id.clone()),
+    };
+    let subject = match method.as_ref() {
+        "completion/complete" => Some(completed(params.reference).map_err(unread)?),
+        _ => subject_of(&method, name, uri).map_err(requires)?,
+    };
+    let resources = if method == "subscriptions/listen" {
+        listened(params.notifications).map_err(unread)?
+    } else {
+        Vec::new()
     };
     let task_id = match (method.as_ref(), params.task_id) {
-        (TASK_GET | TASK_RESULT | TASK_CANCEL | TASK_UPDATE, Some(raw)) => {
+        ("tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/update", Some(raw)) => {
             Some(text_of(raw).ok_or_else(|| invalid_params("params.taskId"))?)
         }
         _ => None,
@@ -303,94 +319,10 @@ fn classify_message(bytes: &[u8]) -> Result<Message, Rejection> {
         method: Some(method.into_owned()),
         id,
         subject,
-        refers_to,
+        resources,
         task_id,
         protocol_version: params.protocol_version.map(Cow::into_owned),
     })
-}
-
-const COMPLETE: &str = "completion/complete";
-const LISTEN: &str = "subscriptions/listen";
-const TASK_GET: &str = "tasks/get";
-const TASK_RESULT: &str = "tasks/result";
-const TASK_CANCEL: &str = "tasks/cancel";
-const TASK_UPDATE: &str = "tasks/update";
-
-/// The prompt or resource template a `completion/complete` completes, read
-/// by the `type` of `params.ref` as the SDKs read it. A `ref` that is
-/// missing, of an unknown type, or that a server could read as the other
-/// kind (it names both a `name` and a `uri`) is refused.
-fn completion_subject(reference: Option<&RawValue>) -> Result<Subject, Rejection> {
-    let invalid = |detail: &'static str| Rejection::new(Reason::InvalidParams, detail);
-    let Some(raw) = reference else {
-        return Err(invalid("`completion/complete` requires `params.ref`"));
-    };
-    let [kind, name, uri] = read_object(raw, "params.ref.", REF_KEYS)?;
-    if name.is_some() && uri.is_some() {
-        return Err(invalid(
-            "`params.ref` names both a prompt (`name`) and a resource (`uri`): send one",
-        ));
-    }
-    let text =
-        |raw: Option<&RawValue>, detail| raw.and_then(text_of).ok_or_else(|| invalid(detail));
-    match text(kind, "`params.ref.type` must be a string")?.as_str() {
-        "ref/prompt" => Ok(Subject::Prompt(text(
-            name,
-            "`params.ref.name` must be a string",
-        )?)),
-        "ref/resource" => Ok(Subject::Resource(text(
-            uri,
-            "`params.ref.uri` must be a string",
-        )?)),
-        _ => Err(invalid(
-            "`params.ref.type` is neither `ref/prompt` nor `ref/resource`",
-        )),
-    }
-}
-
-/// The resources a 2026-07-28 `subscriptions/listen` subscribes to:
-/// `params.notifications.resourceSubscriptions`, each judged as reading it.
-fn listened_resources(notifications: Option<&RawValue>) -> Result<Vec<Subject>, Rejection> {
-    let Some(raw) = notifications else {
-        return Ok(Vec::new());
-    };
-    let [Some(uris), ..] = read_object(raw, "params.notifications.", NOTIFICATIONS_KEYS)? else {
-        return Ok(Vec::new());
-    };
-    let uris: Vec<Text<'_>> = serde_json::from_slice(uris.get().as_bytes()).map_err(|_| {
-        Rejection::new(
-            Reason::InvalidParams,
-            "`params.notifications.resourceSubscriptions` must be an array of strings",
-        )
-    })?;
-    Ok(uris
-        .into_iter()
-        .map(|uri| Subject::Resource(uri.0.into_owned()))
-        .collect())
-}
-
-/// The raw values of `keys` (at most three) in a nested object the filter
-/// reads at `path` (given with a trailing dot): a key repeated is an invalid request (as in `params`), a
-/// key a lenient decoder could take for one of them is refused, anything but
-/// an object is invalid params.
-fn read_object<'a>(
-    raw: &'a RawValue,
-    path: &'static str,
-    keys: &'static [ReadKey],
-) -> Result<[Option<&'a RawValue>; 3], Rejection> {
-    if !raw.get().starts_with('{') {
-        return Err(Rejection::new(
-            Reason::InvalidParams,
-            format!("`{}` must be an object", path.trim_end_matches('.')),
-        ));
-    }
-    let mut de = serde_json::Deserializer::from_slice(raw.get().as_bytes());
-    let object = de::DeserializeSeed::deserialize(KeyedObject { path, keys }, &mut de)
-        .map_err(json_rejection)?;
-    match object.ambiguous {
-        Some(ambiguous) => Err(ambiguous.rejection()),
-        None => Ok(object.values),
-    }
 }
 
 /// Refuses bodies nested deeper than [`MAX_DEPTH`] (brackets inside strings
@@ -449,349 +381,16 @@ pub(crate) fn text_of(raw: &RawValue) -> Option<String> {
         .map(|t| t.0.into_owned())
 }
 
-// ---- one-pass strict envelope ------------------------------------------------
+mod envelope;
 
-/// A string that borrows from the input unless escapes forced a copy.
-pub(crate) struct Text<'a>(pub(crate) Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Text<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Borrowed(s)))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Owned(s.to_owned())))
-            }
-            fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Owned(s)))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-#[derive(Default)]
-struct Envelope<'a> {
-    jsonrpc: Option<Cow<'a, str>>,
-    method: Option<Cow<'a, str>>,
-    id: Option<&'a RawValue>,
-    params: Params<'a>,
-    has_result: bool,
-    has_error: bool,
-    ambiguous: Option<Ambiguous>,
-}
-
-/// The first key of an object the filter reads that a lenient decoder could
-/// read as one of the filter's keys (see [`crate::keyfold`]).
-#[derive(Clone, Copy)]
-struct Ambiguous {
-    /// The path to its object (`params.`) and the read key it could be taken for.
-    path: &'static str,
-    read_as: &'static str,
-}
-
-impl Ambiguous {
-    fn rejection(self) -> Rejection {
-        Rejection::new(
-            Reason::AmbiguousKey,
-            format!(
-                "ambiguous key: a lenient JSON decoder can read a key of this message as `{}{}`; \
-                 spell every key exactly as the protocol does",
-                self.path, self.read_as
-            ),
-        )
-    }
-}
-
-/// Records `key` in `slot` if it is the first key of the object at `path`
-/// that a lenient decoder could read as one of `read`.
-fn note_ambiguous(slot: &mut Option<Ambiguous>, path: &'static str, key: &str, read: &[ReadKey]) {
-    if slot.is_none() {
-        *slot = lenient_reading(key, read).map(|read_as| Ambiguous { path, read_as });
-    }
-}
-
-#[derive(Default)]
-enum Params<'a> {
-    #[default]
-    Absent,
-    NotAnObject,
-    Object(ParamFields<'a>),
-}
-
-#[derive(Default)]
-struct ParamFields<'a> {
-    name: Option<&'a RawValue>,
-    uri: Option<&'a RawValue>,
-    reference: Option<&'a RawValue>,
-    notifications: Option<&'a RawValue>,
-    task_id: Option<&'a RawValue>,
-    protocol_version: Option<Cow<'a, str>>,
-    /// In `params` or in `params._meta`.
-    ambiguous: Option<Ambiguous>,
-}
-
-impl<'a> Params<'a> {
-    fn is_some(&self) -> bool {
-        !matches!(self, Params::Absent)
-    }
-
-    fn take_ambiguous(&mut self) -> Option<Ambiguous> {
-        match self {
-            Params::Object(fields) => fields.ambiguous.take(),
-            _ => None,
-        }
-    }
-}
-
-fn once<T, E: de::Error>(slot: &mut Option<T>, key: &str, value: T) -> Result<(), E> {
-    if slot.is_some() {
-        return Err(E::custom(format_args!("duplicate key `{key}`")));
-    }
-    *slot = Some(value);
-    Ok(())
-}
-
-fn flag_once<E: de::Error>(flag: &mut bool, key: &str) -> Result<(), E> {
-    if *flag {
-        return Err(E::custom(format_args!("duplicate key `{key}`")));
-    }
-    *flag = true;
-    Ok(())
-}
-
-impl<'de> Deserialize<'de> for Envelope<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Envelope<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON-RPC message object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut env = Envelope::default();
-                let mut seen_id = false;
-                let mut seen_params = false;
-                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-                    match key.as_ref() {
-                        "jsonrpc" => once(
-                            &mut env.jsonrpc,
-                            "jsonrpc",
-                            map.next_value::<Text<'de>>()?.0,
-                        )?,
-                        "method" => {
-                            once(&mut env.method, "method", map.next_value::<Text<'de>>()?.0)?
-                        }
-                        "id" => {
-                            flag_once(&mut seen_id, "id")?;
-                            let raw: &'de RawValue = map.next_value()?;
-                            // `null` is kept so that it is refused as an id, not taken as absent.
-                            env.id = Some(raw);
-                        }
-                        "params" => {
-                            flag_once(&mut seen_params, "params")?;
-                            env.params = map.next_value::<Params<'de>>()?;
-                        }
-                        "result" => {
-                            flag_once(&mut env.has_result, "result")?;
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                        "error" => {
-                            flag_once(&mut env.has_error, "error")?;
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                        _ => {
-                            note_ambiguous(&mut env.ambiguous, "", &key, MESSAGE_KEYS);
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(env)
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-impl<'de> Deserialize<'de> for Params<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Params<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("params")
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Params::Absent)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Params::NotAnObject)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Params::NotAnObject)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Params::NotAnObject)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Params::NotAnObject)
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(Params::NotAnObject)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Params::NotAnObject)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut fields = ParamFields::default();
-                let mut seen_meta = false;
-                let mut seen_cursor = false;
-                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-                    match key.as_ref() {
-                        "name" => once(&mut fields.name, "params.name", map.next_value()?)?,
-                        "uri" => once(&mut fields.uri, "params.uri", map.next_value()?)?,
-                        // Read for `completion/complete` and `subscriptions/listen`.
-                        "ref" => once(&mut fields.reference, "params.ref", map.next_value()?)?,
-                        "notifications" => once(
-                            &mut fields.notifications,
-                            "params.notifications",
-                            map.next_value()?,
-                        )?,
-                        // Read for `tasks/*`, mirrored in `Mcp-Name` by 2026-07-28 clients.
-                        "taskId" => once(&mut fields.task_id, "params.taskId", map.next_value()?)?,
-                        // Read by the exchange (gathered listings take none).
-                        "cursor" => {
-                            flag_once(&mut seen_cursor, "params.cursor")?;
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                        "_meta" => {
-                            flag_once(&mut seen_meta, "params._meta")?;
-                            let meta = map.next_value::<Meta<'de>>()?;
-                            fields.protocol_version = meta.version;
-                            if fields.ambiguous.is_none() {
-                                fields.ambiguous = meta.ambiguous;
-                            }
-                        }
-                        _ => {
-                            note_ambiguous(&mut fields.ambiguous, "params.", &key, PARAMS_KEYS);
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(Params::Object(fields))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// A nested object read for some of its keys (`params.ref`,
-/// `params.notifications`); one visitor for all, to keep the wasm small.
-struct KeyedObject {
-    /// Its path with a trailing dot (`params.ref.`).
-    path: &'static str,
-    keys: &'static [ReadKey],
-}
-
-struct Keyed<'a> {
-    values: [Option<&'a RawValue>; 3],
-    ambiguous: Option<Ambiguous>,
-}
-
-impl<'de> de::DeserializeSeed<'de> for KeyedObject {
-    type Value = Keyed<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeyedObject {
-    type Value = Keyed<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = Keyed {
-            values: [None; 3],
-            ambiguous: None,
-        };
-        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-            let slot = self
-                .keys
-                .iter()
-                .position(|k| k.key == key)
-                .and_then(|i| out.values.get_mut(i));
-            match slot {
-                Some(Some(_)) => {
-                    return Err(de::Error::custom(format_args!(
-                        "duplicate key `{}{key}`",
-                        self.path
-                    )))
-                }
-                Some(slot) => *slot = Some(map.next_value()?),
-                None => {
-                    if out.ambiguous.is_none() {
-                        out.ambiguous = lenient_reading(&key, self.keys).map(|read_as| Ambiguous {
-                            path: self.path,
-                            read_as,
-                        });
-                    }
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// `_meta`, read only for the protocol version a 2026-07-28 request carries.
-struct Meta<'a> {
-    version: Option<Cow<'a, str>>,
-    ambiguous: Option<Ambiguous>,
-}
-
-const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
-
-impl<'de> Deserialize<'de> for Meta<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Meta<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object for params._meta")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut version = None;
-                let mut ambiguous = None;
-                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-                    if key == META_PROTOCOL_VERSION {
-                        once(
-                            &mut version,
-                            META_PROTOCOL_VERSION,
-                            map.next_value::<Text<'de>>()?.0,
-                        )?;
-                    } else {
-                        note_ambiguous(&mut ambiguous, "params._meta.", &key, META_KEYS);
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-                Ok(Meta { version, ambiguous })
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
+pub(crate) use envelope::Text;
+use envelope::{Envelope, ParamFields, Params};
 
 #[cfg(test)]
 mod tests {
+    use super::envelope::{MESSAGE_KEYS, META_KEYS, PARAMS_KEYS};
     use super::*;
+    use crate::keyfold::ReadKey;
 
     fn ok(body: &str) -> Message {
         let c = classify(body.as_bytes(), false).unwrap_or_else(|r| panic!("{body}: {r:?}"));
@@ -827,237 +426,68 @@ mod tests {
         assert_eq!(m.subject, Some(Subject::Tool("add".into())));
     }
 
+    /// Completion follows what it completes; a reference the filter cannot
+    /// pin down is refused, never judged as "no subject".
     #[test]
-    fn prompts_and_resources_name_their_subject() {
-        let m =
-            ok(r#"{"jsonrpc":"2.0","id":"a","method":"prompts/get","params":{"name":"greet"}}"#);
-        assert_eq!(m.subject, Some(Subject::Prompt("greet".into())));
-        let m = ok(
-            r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///x"}}"#,
-        );
-        assert_eq!(m.subject, Some(Subject::Resource("file:///x".into())));
-        let m =
-            ok(r#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"u"}}"#);
-        assert_eq!(m.subject, Some(Subject::Resource("u".into())));
-    }
-
-    #[test]
-    fn a_completion_refers_to_the_prompt_or_resource_template_it_completes() {
-        let m = ok(
-            r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"greet","title":"Greet"},"argument":{"name":"name","value":"Al"}}}"#,
-        );
-        assert_eq!(m.subject, None, "a completion names no subject of its own");
-        assert_eq!(m.refers_to, [Subject::Prompt("greet".into())]);
-        let m = ok(
-            r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"argument":{"name":"id","value":"1"}, "ref" : {"uri":"file:///docs/{name}","type":"ref\u002fresource"}}}"#,
-        );
-        assert_eq!(
-            m.refers_to,
-            [Subject::Resource("file:///docs/{name}".into())]
-        );
-        // Other messages refer to nothing, even with a `ref`.
-        let m =
-            ok(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","ref":5}}"#);
-        assert!(m.refers_to.is_empty());
-    }
-
-    #[test]
-    fn a_completion_a_server_could_read_otherwise_is_refused() {
-        let complete = |params: &str| {
+    fn completion_names_the_prompt_or_resource_it_completes() {
+        let complete = |r: &str| {
             format!(
-                r#"{{"jsonrpc":"2.0","id":9,"method":"completion/complete","params":{params}}}"#
+                r#"{{"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{{"ref":{r},"argument":{{"name":"a","value":"x"}}}}}}"#
             )
         };
-        for (params, reason, says) in [
-            (
-                r#"{"argument":{"name":"a","value":""}}"#,
-                Reason::InvalidParams,
-                "requires `params.ref`",
-            ),
-            (
-                r#"{"ref":null}"#,
-                Reason::InvalidParams,
-                "must be an object",
-            ),
-            (
-                r#"{"ref":"ref/prompt"}"#,
-                Reason::InvalidParams,
-                "must be an object",
-            ),
-            (
-                r#"{"ref":[{"type":"ref/prompt","name":"a"}]}"#,
-                Reason::InvalidParams,
-                "must be an object",
-            ),
-            (
-                r#"{"ref":{"name":"a"}}"#,
-                Reason::InvalidParams,
-                "`params.ref.type` must be a string",
-            ),
-            (
-                r#"{"ref":{"type":5,"name":"a"}}"#,
-                Reason::InvalidParams,
-                "`params.ref.type` must be a string",
-            ),
-            (
-                r#"{"ref":{"type":"ref/tool","name":"a"}}"#,
-                Reason::InvalidParams,
-                "neither",
-            ),
-            (
-                r#"{"ref":{"type":"REF/PROMPT","name":"a"}}"#,
-                Reason::InvalidParams,
-                "neither",
-            ),
-            (
-                r#"{"ref":{"type":"ref/prompt"}}"#,
-                Reason::InvalidParams,
-                "`params.ref.name` must be a string",
-            ),
-            (
-                r#"{"ref":{"type":"ref/prompt","name":7}}"#,
-                Reason::InvalidParams,
-                "`params.ref.name` must be a string",
-            ),
-            (
-                r#"{"ref":{"type":"ref/resource","name":"a"}}"#,
-                Reason::InvalidParams,
-                "`params.ref.uri` must be a string",
-            ),
-            // A server dispatching on the key present rather than on `type`.
-            (
-                r#"{"ref":{"type":"ref/prompt","name":"ok","uri":"file:///secret"}}"#,
-                Reason::InvalidParams,
-                "both",
-            ),
-            (
-                r#"{"ref":{"type":"ref/resource","uri":"file:///ok","name":"secret"}}"#,
-                Reason::InvalidParams,
-                "both",
-            ),
-            (
-                r#"{"ref":{"type":"ref/prompt","name":"ok","name":"secret"}}"#,
-                Reason::InvalidRequest,
-                "duplicate key `params.ref.name`",
-            ),
-            (
-                r#"{"ref":{"type":"ref/prompt","type":"ref/resource","name":"a"}}"#,
-                Reason::InvalidRequest,
-                "duplicate key `params.ref.type`",
-            ),
-            (
-                r#"{"ref":{"type":"ref/prompt","name":"a"},"ref":{"type":"ref/prompt","name":"b"}}"#,
-                Reason::InvalidRequest,
-                "duplicate key `params.ref`",
-            ),
-            // Keys a lenient decoder reads as the ones the filter reads.
-            (
-                r#"{"ref":{"type":"ref/prompt","name":"ok","Name":"secret"}}"#,
-                Reason::AmbiguousKey,
-                "`params.ref.name`",
-            ),
-            (
-                r#"{"ref":{"Type":"ref/resource","type":"ref/prompt","name":"ok"}}"#,
-                Reason::AmbiguousKey,
-                "`params.ref.type`",
-            ),
-            (
-                r#"{"ref":{"type":"ref/resource","uri":"file:///ok","URI":"file:///secret"}}"#,
-                Reason::AmbiguousKey,
-                "`params.ref.uri`",
-            ),
-            (
-                r#"{"ref":{"type":"ref/prompt","name":"ok","na\u200bme":"secret"}}"#,
-                Reason::AmbiguousKey,
-                "`params.ref.name`",
-            ),
-            (
-                r#"{"ref":{"type":"ref/prompt","name":"ok"},"Ref":{"type":"ref/prompt","name":"secret"}}"#,
-                Reason::AmbiguousKey,
-                "`params.ref`",
-            ),
-        ] {
-            let body = complete(params);
-            let r = refused(&body);
-            assert_eq!(r.reason, reason, "{body}: {r:?}");
-            assert!(r.detail.contains(says), "{body}: {}", r.detail);
-            // A key repeated in `params` itself stops the parse before the id is known.
-            if !(reason == Reason::InvalidRequest && says.ends_with("`params.ref`")) {
-                assert_eq!(
-                    r.id.map(|id| id.as_json().to_string()).as_deref(),
-                    Some("9"),
-                    "{body}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn a_2026_listen_refers_to_the_resources_it_subscribes_to() {
-        let listen = |params: &str| {
-            format!(
-                r#"{{"jsonrpc":"2.0","id":3,"method":"subscriptions/listen","params":{params}}}"#
-            )
-        };
-        let m = ok(&listen(
-            r#"{"_meta":{},"notifications":{"toolsListChanged":true,"resourceSubscriptions":["file:///a","file:///b"]}}"#,
+        let m = ok(&complete(
+            r#"{"type":"ref/prompt","name":"greet","title":"Greet"}"#,
         ));
-        assert_eq!(m.subject, None);
-        assert_eq!(
-            m.refers_to,
-            [
-                Subject::Resource("file:///a".into()),
-                Subject::Resource("file:///b".into())
-            ]
-        );
-        for params in [
-            r#"{"notifications":{"toolsListChanged":true}}"#,
-            r#"{"notifications":{"resourceSubscriptions":[]}}"#,
-            r#"{"_meta":{}}"#,
+        assert_eq!(m.subject, Some(Subject::Prompt("greet".into())));
+        let m = ok(&complete(
+            r#"{"type":"ref/resource","uri":"file:///{path}"}"#,
+        ));
+        assert_eq!(m.subject, Some(Subject::Resource("file:///{path}".into())));
+        for (r, reason) in [
+            ("null", Reason::InvalidParams),
+            (r#""greet""#, Reason::InvalidParams),
+            (r#"{"type":"ref/prompt"}"#, Reason::InvalidParams),
+            (r#"{"type":"ref/tool","name":"x"}"#, Reason::InvalidParams),
+            (r#"{"name":"greet"}"#, Reason::InvalidParams),
+            (
+                r#"{"type":"ref/prompt","name":"a","name":"b"}"#,
+                Reason::InvalidParams,
+            ),
+            (
+                r#"{"type":"ref/prompt","name":"a","Name":"b"}"#,
+                Reason::AmbiguousKey,
+            ),
+            (
+                r#"{"type":"ref/prompt","name":"a","ur\u0130":"b"}"#,
+                Reason::AmbiguousKey,
+            ),
         ] {
-            assert!(ok(&listen(params)).refers_to.is_empty(), "{params}");
+            let rejection = refused(&complete(r));
+            assert_eq!(rejection.reason, reason, "{r}: {rejection:?}");
+            assert_eq!(rejection.id.as_ref().map(|i| i.as_json()), Some("4"), "{r}");
         }
-        for (params, reason, says) in [
-            (
-                r#"{"notifications":true}"#,
-                Reason::InvalidParams,
-                "must be an object",
-            ),
-            (
-                r#"{"notifications":{"resourceSubscriptions":"file:///a"}}"#,
-                Reason::InvalidParams,
-                "array of strings",
-            ),
-            (
-                r#"{"notifications":{"resourceSubscriptions":["file:///a",5]}}"#,
-                Reason::InvalidParams,
-                "array of strings",
-            ),
-            (
-                r#"{"notifications":{"resourceSubscriptions":["a"],"resourceSubscriptions":["b"]}}"#,
-                Reason::InvalidRequest,
-                "duplicate key",
-            ),
-            (
-                r#"{"notifications":{"resourceSubscriptions":["a"],"ResourceSubscriptions":["b"]}}"#,
-                Reason::AmbiguousKey,
-                "resourceSubscriptions",
-            ),
-            (
-                r#"{"notifications":{"resource_subscriptions":["b"]}}"#,
-                Reason::AmbiguousKey,
-                "resourceSubscriptions",
-            ),
-            (
-                r#"{"notifications":{},"Notifications":{"resourceSubscriptions":["b"]}}"#,
-                Reason::AmbiguousKey,
-                "`params.notifications`",
-            ),
+        let missing = r#"{"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{"argument":{"name":"a","value":"x"}}}"#;
+        assert_eq!(refused(missing).reason, Reason::InvalidParams);
+        let lenient = r#"{"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{"Ref":{"type":"ref/prompt","name":"a"}}}"#;
+        assert_eq!(refused(lenient).reason, Reason::AmbiguousKey);
+    }
+
+    #[test]
+    fn a_completion_naming_both_a_prompt_and_a_resource_is_refused() {
+        for r in [
+            r#"{"type":"ref/prompt","name":"ok","uri":"file:///secret"}"#,
+            r#"{"type":"ref/resource","uri":"file:///ok","name":"secret"}"#,
         ] {
-            let body = listen(params);
-            let r = refused(&body);
-            assert_eq!(r.reason, reason, "{body}: {r:?}");
-            assert!(r.detail.contains(says), "{body}: {}", r.detail);
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{{"ref":{r},"argument":{{"name":"a","value":"x"}}}}}}"#
+            );
+            let rejection = refused(&body);
+            assert_eq!(rejection.reason, Reason::InvalidParams, "{r}");
+            assert!(
+                rejection.detail.contains("one of `name` and `uri`"),
+                "{}",
+                rejection.detail
+            );
         }
     }
 
@@ -1085,6 +515,51 @@ mod tests {
         ] {
             assert!(classify(body.as_bytes(), false).is_err(), "{body}");
         }
+    }
+
+    #[test]
+    fn subscriptions_listen_names_the_resources_it_opts_into() {
+        let listen = |n: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":5,"method":"subscriptions/listen","params":{{"_meta":{{}},"notifications":{n}}}}}"#
+            )
+        };
+        let m = ok(&listen(
+            r#"{"toolsListChanged":true,"resourceSubscriptions":["file:///a","file:///b"]}"#,
+        ));
+        assert_eq!(m.resources, ["file:///a", "file:///b"]);
+        assert_eq!(m.subject, None);
+        assert!(ok(&listen(r#"{"toolsListChanged":true}"#))
+            .resources
+            .is_empty());
+        for n in [
+            r#"{"resourceSubscriptions":"file:///a"}"#,
+            r#"{"resourceSubscriptions":[1]}"#,
+            r#"{"resourceSubscriptions":[],"resourceSubscriptions":["file:///a"]}"#,
+        ] {
+            assert_eq!(refused(&listen(n)).reason, Reason::InvalidParams, "{n}");
+        }
+        assert_eq!(
+            refused(&listen(r#"{"resource_subscriptions":["file:///a"]}"#)).reason,
+            Reason::AmbiguousKey
+        );
+        // Only subscriptions/listen reads them.
+        let other = r#"{"jsonrpc":"2.0","id":5,"method":"ping","params":{"notifications":{"resourceSubscriptions":["x"]}}}"#;
+        assert!(ok(other).resources.is_empty());
+    }
+
+    #[test]
+    fn prompts_and_resources_name_their_subject() {
+        let m =
+            ok(r#"{"jsonrpc":"2.0","id":"a","method":"prompts/get","params":{"name":"greet"}}"#);
+        assert_eq!(m.subject, Some(Subject::Prompt("greet".into())));
+        let m = ok(
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///x"}}"#,
+        );
+        assert_eq!(m.subject, Some(Subject::Resource("file:///x".into())));
+        let m =
+            ok(r#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"u"}}"#);
+        assert_eq!(m.subject, Some(Subject::Resource("u".into())));
     }
 
     #[test]
@@ -1371,13 +846,7 @@ mod tests {
 
     #[test]
     fn the_read_key_lists_are_consistent() {
-        for read in [
-            MESSAGE_KEYS,
-            PARAMS_KEYS,
-            META_KEYS,
-            REF_KEYS,
-            NOTIFICATIONS_KEYS,
-        ] {
+        for read in [MESSAGE_KEYS, PARAMS_KEYS, META_KEYS] {
             assert!(read.iter().all(ReadKey::is_consistent));
         }
     }

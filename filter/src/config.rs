@@ -5,9 +5,16 @@
 //! Envoy Gateway sends) arrives as its string, a `Struct` as its protobuf
 //! encoding, decoded here into the same JSON. A JSON *string* holding JSON
 //! (double-encoded by a templating layer) is unwrapped once.
+//!
+//! This module only composes: each section (`auth`, `policy`, `sessions`,
+//! `backends`, `endpoint`) owns its raw wire type and its `compile()`;
+//! errors and shared checks live in the leaf `config_error`.
 
 mod path_de;
-pub(crate) mod struct_pb;
+
+pub use crate::config_error::ConfigError;
+use crate::config_error::{header_name, in_range, invalid};
+use crate::struct_pb;
 
 use crate::auth::{AuthConfig, RawAuth, RawTenancy};
 use crate::backends::{Backends, RawBackends};
@@ -15,7 +22,6 @@ use crate::endpoint::{Endpoint, McpPath, PublicPath};
 use crate::policy::{Policy, RawPolicy};
 use crate::session::{RawSessions, SessionBinding};
 use serde::Deserialize;
-use std::fmt;
 use std::rc::Rc;
 
 /// Requests to paths that are neither the MCP endpoint nor `public_paths`.
@@ -104,56 +110,6 @@ impl Default for FilterConfig {
             backends: None,
             warnings: Vec::new(),
         }
-    }
-}
-
-/// A configuration the filter refuses, with the JSON path of the offending field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub field: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() || self.field == "." {
-            write!(f, "invalid mcp_filter configuration: {}", self.message)
-        } else {
-            write!(
-                f,
-                "invalid mcp_filter configuration at `{}`: {}",
-                self.field, self.message
-            )
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// A number from the configuration within its documented range (the schema
-/// states the same range), or an error naming the field. No silent clamping:
-/// a value the operator did not mean is refused.
-pub(crate) fn in_range(
-    field: &str,
-    value: Option<u64>,
-    default: u64,
-    range: std::ops::RangeInclusive<u64>,
-) -> Result<u64, ConfigError> {
-    let n = value.unwrap_or(default);
-    if range.contains(&n) {
-        Ok(n)
-    } else {
-        Err(invalid(
-            field,
-            format!("{n} is outside {}..={}", range.start(), range.end()),
-        ))
-    }
-}
-
-pub(crate) fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        field: field.to_string(),
-        message: message.into(),
     }
 }
 
@@ -362,6 +318,7 @@ impl FilterConfig {
             }
             None => None,
         };
+        let mut warnings = Vec::new();
         let policy = match raw.policy {
             Some(p) if auth.is_none() && !p.rules.is_empty() => {
                 return Err(invalid(
@@ -369,7 +326,7 @@ impl FilterConfig {
                     "a policy needs `auth`: rules are about who is calling",
                 ))
             }
-            Some(p) => p.compile(has_tenancy)?,
+            Some(p) => p.compile(has_tenancy, &mut warnings)?,
             None => Policy::allow_all(),
         };
         let sessions = match raw.sessions {
@@ -396,7 +353,6 @@ impl FilterConfig {
         // The filter guards something a bypass would skip: who may call
         // (auth, policy, sessions) or what is published (backends' exposure).
         let guarded = auth.is_some() || backends.is_some();
-        let mut warnings = Vec::new();
         if guarded
             && raw.non_mcp_traffic == Some(NonMcpTraffic::Pass)
             && !endpoint.mcp_paths.is_empty()
@@ -409,7 +365,6 @@ impl FilterConfig {
                     .to_string(),
             );
         }
-        warnings.extend(policy.housekeeping_warnings());
         Ok(Self {
             auth,
             policy,
@@ -467,25 +422,6 @@ fn body_limit(field: &str, value: Option<u64>, default: usize) -> Result<usize, 
         )),
         Some(n) => Ok(n as usize),
     }
-}
-
-pub(crate) fn header_name(
-    field: &str,
-    value: Option<String>,
-    default: &str,
-) -> Result<String, ConfigError> {
-    let name = value.unwrap_or_else(|| default.to_string());
-    let valid = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if !valid {
-        return Err(invalid(
-            field,
-            format!("`{name}` must be a lowercase HTTP header name ([a-z0-9_-]+)"),
-        ));
-    }
-    Ok(name)
 }
 
 fn trim_ascii(bytes: &[u8]) -> &[u8] {
@@ -570,6 +506,18 @@ mod tests {
         let err = FilterConfig::from_json(br#"{"metrics": {"tool_labels": ["ok", "no spaces"]}}"#)
             .unwrap_err();
         assert_eq!(err.field, "metrics.tool_labels[1]");
+    }
+
+    /// A claim path that names nothing reachable is refused where it is
+    /// written, not left to match nobody.
+    #[test]
+    fn a_claim_path_with_an_empty_name_is_refused_with_its_field() {
+        let err =
+            FilterConfig::from_json(br#"{"tenancy": {"tenant_claim": "org..id"}}"#).unwrap_err();
+        assert_eq!(err.field, "tenancy.tenant_claim");
+        let err =
+            FilterConfig::from_json(br#"{"tenancy": {"workspace_claim": "ws."}}"#).unwrap_err();
+        assert_eq!(err.field, "tenancy.workspace_claim");
     }
 
     #[test]
@@ -711,44 +659,6 @@ mod shipped_examples {
         assert!(config.auth.is_some());
         assert!(config.policy.has_rules());
         assert!(config.sessions.is_some());
-        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
-    }
-
-    /// The policy the README offers to copy keeps MCP's housekeeping working,
-    /// so it loads without a warning; one whose rule denies it by accident
-    /// is flagged at load, naming the field and the methods.
-    #[test]
-    fn the_readme_policy_loads_quietly_and_an_accidental_denial_is_flagged() {
-        let readme = include_str!("../../README.md");
-        let start = readme
-            .find("A policy to copy")
-            .and_then(|at| readme[at..].find("```json").map(|i| at + i + 7))
-            .expect("the README's policy example");
-        let end = start + readme[start..].find("```").unwrap();
-        let mut example: serde_json::Value = serde_json::from_str(&readme[start..end]).unwrap();
-        example["sessions"]["binding_keys"][0]["secret"] = base64_key().into();
-        example["auth"]["remote_jwks"]["cluster"] = "idp".into();
-        let config = FilterConfig::from_json(example.to_string().as_bytes()).unwrap();
-        assert!(config.policy.has_rules());
-        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
-
-        example["policy"]["rules"]
-            .as_array_mut()
-            .unwrap()
-            .push(serde_json::json!({"name": "contractors", "tenants": ["*"],
-                "claims": {"groups": "contractors"}, "effect": "deny"}));
-        let config = FilterConfig::from_json(example.to_string().as_bytes()).unwrap();
-        assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
-        let warning = &config.warnings[0];
-        assert!(
-            warning.starts_with("policy.rules[4] (`contractors`)")
-                && warning.contains("`logging/setLevel`"),
-            "{warning}"
-        );
-    }
-
-    fn base64_key() -> String {
-        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32])
     }
 }
 

@@ -11,8 +11,10 @@ pub mod auth;
 pub mod backends;
 pub mod classify;
 pub mod config;
+pub mod config_error;
 pub mod endpoint;
 pub mod exchange;
+pub mod fetch;
 pub mod jsonrpc;
 mod keyfold;
 pub mod listing;
@@ -20,9 +22,11 @@ pub mod mirrored;
 pub mod policy;
 pub mod raw_json;
 pub mod reject;
+pub mod relay;
 pub mod response;
 pub mod session;
 pub mod sse;
+mod struct_pb;
 pub mod telemetry;
 
 #[cfg(test)]

@@ -104,14 +104,17 @@ impl MirroredHeaders {
             _ => {}
         }
 
-        // The Tasks extension (SEP-2663) mirrors the task id, for routing
-        // polls to the instance holding the task; optional, checked when sent.
-        let body_name = message
-            .subject
-            .as_ref()
-            .map(|s| s.name())
-            .or(message.task_id.as_deref());
-        let required = required && message.subject.is_some();
+        // What a 2026-07-28 client mirrors in `Mcp-Name`: the subject a call
+        // names (required), or a task's id (SEP-2663: optional, checked when
+        // sent). A completion's prompt is its subject for the policy, not a
+        // name the client mirrors.
+        let (body_name, required) = match body_method {
+            "completion/complete" => (None, false),
+            "tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/update" => {
+                (message.task_id.as_deref(), false)
+            }
+            _ => (message.subject.as_ref().map(|s| s.name()), required),
+        };
         match (decoded(name).map_err(with_id)?, body_name) {
             (Some(header), Some(body)) if header != body => Err(with_id(mismatch(format!(
                 "Mcp-Name header {} does not match body value {}",
@@ -296,10 +299,11 @@ mod tests {
         .unwrap();
     }
 
+    /// What rmcp 3.11 and the Python SDK 2.3 send on 2026-07-28: no
+    /// `Mcp-Name` on a completion or a notification stream, the task id on
+    /// `tasks/*` (rmcp, SEP-2663).
     #[test]
-    fn housekeeping_names_only_what_it_mirrors() {
-        // A completion and a notification stream carry no `Mcp-Name`: the
-        // prompt a completion is about is not its own subject.
+    fn housekeeping_names_only_what_clients_mirror() {
         for (method, body) in [
             (
                 "completion/complete",
@@ -319,7 +323,6 @@ mod tests {
             named.push(("mcp-name", "greet"));
             assert!(check(&named, body).is_err(), "{method}");
         }
-        // Tasks mirror their task id (rmcp 3.11 sends it; it is optional).
         let task = r#"{"jsonrpc":"2.0","id":2,"method":"tasks/get","params":{"taskId":"t-1","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
         check_owned(&modern("tasks/get", "t-1"), task).unwrap();
         check(
@@ -332,7 +335,7 @@ mod tests {
         .unwrap();
         let r = check_owned(&modern("tasks/get", "t-2"), task).unwrap_err();
         assert!(r.detail.contains("`t-2`"), "{}", r.detail);
-        // A task id on another method is not read, so it cannot be mirrored.
+        // A task id is read only for tasks, so it cannot name another method.
         let other = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{"taskId":"t-1"}}"#;
         assert!(check_owned(&modern("tools/list", "t-1"), other).is_err());
     }

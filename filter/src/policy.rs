@@ -7,25 +7,14 @@
 //! Rules are ordered; the first rule whose subject and target both match
 //! decides. Tenants are isolation boundaries: with tenancy configured, every
 //! rule names the tenants it governs, and a caller without a tenant is denied.
-//!
-//! Methods come in three classes. Calls are judged on the subject they name.
-//! Housekeeping about a subject follows the subject's decision: a completion
-//! is judged as getting its prompt (or reading its resource template), a
-//! subscription as reading its resource. Session housekeeping
-//! ([`HOUSEKEEPING`], notifications, responses) is open to any authenticated
-//! caller unless a rule that names no subjects decides it; rules that name
-//! only tools, prompts and resources never do, whatever the default. A rule
-//! that would refuse housekeeping the policy never names is reported at load
-//! ([`Policy::housekeeping_warnings`]).
 
 pub(crate) mod glob;
 
 pub use glob::Glob;
 
-use crate::config::{invalid, ConfigError};
+use crate::config_error::{invalid, ConfigError};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
 
 /// The authenticated caller, as the policy sees it.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -47,8 +36,8 @@ impl Caller {
 
     /// Values of a claim (a dotted path into nested objects): a string, or the
     /// strings of an array. Other types never match.
-    fn claim_values(&self, path: &str) -> Vec<&str> {
-        match claim_at(&self.claims, path) {
+    fn claim_values(&self, path: &ClaimPath) -> Vec<&str> {
+        match path.lookup(&self.claims) {
             Some(Value::String(s)) => vec![s.as_str()],
             Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
             _ => Vec::new(),
@@ -56,15 +45,30 @@ impl Caller {
     }
 }
 
-/// The claim at a dotted path into nested objects (`realm_access.roles`).
-/// A key that itself contains a dot is not reachable: paths are not escaped.
-pub fn claim_at<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
-    let mut parts = path.split('.');
-    let mut value = parts.next().and_then(|first| claims.get(first));
-    for part in parts {
-        value = value.and_then(|v| v.get(part));
+/// A dotted path into nested claims (`groups`, `realm_access.roles`), read
+/// from the configuration: one or more names, none empty. A key that itself
+/// contains a dot is not reachable: paths are not escaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimPath(String);
+
+impl ClaimPath {
+    /// `path` from the configuration field `field`, or the error naming it.
+    pub fn parse(field: &str, path: String) -> Result<Self, ConfigError> {
+        if path.is_empty() || path.split('.').any(str::is_empty) {
+            return Err(invalid(field, "claim path must be dot-separated names"));
+        }
+        Ok(Self(path))
     }
-    value
+
+    /// The claim at this path, if the claims have one.
+    pub fn lookup<'a>(&self, claims: &'a Map<String, Value>) -> Option<&'a Value> {
+        let mut parts = self.0.split('.');
+        let mut value = parts.next().and_then(|first| claims.get(first));
+        for part in parts {
+            value = value.and_then(|v| v.get(part));
+        }
+        value
+    }
 }
 
 /// What a request (or a listed item) would act on.
@@ -154,69 +158,43 @@ impl Decision {
     }
 }
 
-/// Session housekeeping: methods any authenticated caller may use unless a
-/// rule that names no tools, prompts or resources says otherwise (one naming
-/// the method, or one about callers only). Lifecycle and liveness, the
-/// logging level, the tasks of calls already judged (they carry a task id,
-/// not a subject), a 2026-07-28 notification stream (the resources it
-/// subscribes to are judged each, see [`followed_methods`]), and listings
-/// (filtered item by item). Every client-to-server method of the MCP schemas
-/// 2025-03-26 to 2026-07-28 is either here, a call judged on its subject, or
-/// housekeeping that follows a subject's decision.
-pub const HOUSEKEEPING: &[&str] = &[
+/// Session housekeeping any authenticated caller may use when no rule names
+/// it: lifecycle, liveness, listings (filtered item by item), the log level
+/// of its session, the tasks its judged calls started (servers bind a task
+/// to the session that created it), and the 2026-07-28 notification stream
+/// (whose resource subscriptions are judged one by one, as reads).
+const HOUSEKEEPING: &[&str] = &[
     "initialize",
     "ping",
     "server/discover",
-    "logging/setLevel",
-    "tasks/get",
-    "tasks/result",
-    "tasks/cancel",
-    "tasks/list",
-    "tasks/update",
-    "subscriptions/listen",
     "tools/list",
     "prompts/list",
     "resources/list",
     "resources/templates/list",
+    "logging/setLevel",
+    "tasks/get",
+    "tasks/result",
+    "tasks/list",
+    "tasks/cancel",
+    // SEP-2663 (the Tasks extension of 2026-07-28): answers to the task's
+    // input requests, as client responses are.
+    "tasks/update",
+    "subscriptions/listen",
 ];
 
 fn is_builtin_allowed(method: &str) -> bool {
     HOUSEKEEPING.contains(&method) || method.starts_with("notifications/")
 }
 
-/// Client notifications of the MCP schemas (any `notifications/*` is open).
-const CLIENT_NOTIFICATIONS: &[&str] = &[
-    "notifications/initialized",
-    "notifications/cancelled",
-    "notifications/progress",
-    "notifications/roots/list_changed",
-    "notifications/tasks/status",
-];
-
-/// Housekeeping about a subject (see [`followed_methods`]), before 2026-07-28.
-const FOLLOWERS: &[&str] = &[
-    "completion/complete",
-    "resources/subscribe",
-    "resources/unsubscribe",
-];
-
-/// The methods whose decision housekeeping about a subject follows: a
-/// completion is judged as getting the prompt (or reading the resource
-/// template) it completes, a subscription as reading its resource, and a
-/// 2026-07-28 resource subscription as a `resources/subscribe` of it. A
-/// rule's `methods` may name the method itself or any of these.
-fn followed_methods(method: &str, kind: SubjectKind) -> &'static [&'static str] {
-    match (method, kind) {
-        ("completion/complete", SubjectKind::Prompt) => &["prompts/get"],
-        ("completion/complete", SubjectKind::Resource)
-        | ("resources/subscribe" | "resources/unsubscribe", SubjectKind::Resource) => {
-            &["resources/read"]
-        }
-        ("subscriptions/listen", SubjectKind::Resource) => {
-            &["resources/subscribe", "resources/read"]
-        }
-        _ => &[],
-    }
+/// Housekeeping about one subject, which follows that subject's decision
+/// unless a rule names the method itself: completing a prompt's arguments
+/// or a resource template's is allowed to whoever may get that prompt or
+/// read that resource; (un)subscribing to a resource, to whoever may read it.
+fn follows_its_subject(method: &str) -> bool {
+    matches!(
+        method,
+        "completion/complete" | "resources/subscribe" | "resources/unsubscribe"
+    )
 }
 
 /// The method of a client's JSON-RPC response (to sampling, elicitation...).
@@ -228,6 +206,23 @@ pub struct Policy {
     default_allow: bool,
     /// Tenancy is on: a caller without a tenant is denied.
     tenancy: bool,
+    pub deny_with: DenyWith,
+}
+
+/// How a request the policy denies is answered (`policy.deny_with`).
+/// Either way the body is the JSON-RPC error `-32043` naming what was asked
+/// for; a notification, a client's response or a batch the policy refuses
+/// is always answered 403 (there is no request to answer with a result).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum DenyWith {
+    /// HTTP 200: the call failed, the session goes on (every SDK's view).
+    #[default]
+    JsonRpcError,
+    /// HTTP 403: what some SDKs surface as a transport error.
+    #[serde(rename = "http_403")]
+    Http403,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -236,7 +231,7 @@ struct Rule {
     tenants: Option<Vec<Glob>>,
     workspaces: Option<Vec<Glob>>,
     subjects: Option<Vec<Glob>>,
-    claims: Vec<(String, Vec<Glob>)>,
+    claims: Vec<(ClaimPath, Vec<Glob>)>,
     scopes: Vec<String>,
     methods: Option<Vec<Glob>>,
     tools: Option<Vec<Glob>>,
@@ -268,24 +263,30 @@ impl Rule {
             && caller.has_scopes(&self.scopes)
     }
 
-    /// Whether the rule applies to every authenticated caller that reaches
-    /// the rules (one with a tenant, when tenancy is on).
-    fn matches_every_caller(&self) -> bool {
-        let all = |globs: &Option<Vec<Glob>>| {
-            globs
-                .as_ref()
-                .is_none_or(|g| g.iter().any(|g| g.as_str() == "*"))
-        };
-        all(&self.tenants)
-            && self.workspaces.is_none()
-            && all(&self.subjects)
-            && self.claims.is_empty()
-            && self.scopes.is_empty()
-    }
-
-    /// Whether the rule answers a method-level question about `method`.
-    fn reaches_method(&self, method: &str) -> bool {
-        !self.names_subjects() && self.methods.as_ref().is_none_or(|globs| any(globs, method))
+    /// A deny rule that names no subject and covers housekeeping methods it
+    /// does not name literally (`methods: ["*"]`, or no `methods` at all):
+    /// the sessions of the callers it matches cannot start or stay usable.
+    fn denies_housekeeping_by_accident(&self) -> Option<String> {
+        if self.allow || self.names_subjects() {
+            return None;
+        }
+        let covered: Vec<&str> = HOUSEKEEPING
+            .iter()
+            .copied()
+            .filter(|m| match &self.methods {
+                None => true,
+                Some(globs) => globs.iter().any(|g| g.matches(m) && g.as_str() != *m),
+            })
+            .collect();
+        if covered.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "denies the protocol's housekeeping ({}) to every caller it matches, so their \
+             MCP sessions cannot start or stay usable; if that is meant, name those methods \
+             in `methods`, else narrow the rule (`methods`, `tools`, `prompts`, `resources`)",
+            covered.join(", ")
+        ))
     }
 
     fn names_subjects(&self) -> bool {
@@ -294,10 +295,7 @@ impl Rule {
 
     fn matches_target(&self, target: &Target<'_>) -> bool {
         if let Some(methods) = &self.methods {
-            let followed = target
-                .subject
-                .map_or(&[][..], |(kind, _)| followed_methods(target.method, kind));
-            if !any(methods, target.method) && !followed.iter().any(|m| any(methods, m)) {
+            if !any(methods, target.method) {
                 return false;
             }
         }
@@ -326,80 +324,12 @@ impl Policy {
             rules: Vec::new(),
             default_allow: true,
             tenancy: false,
+            deny_with: DenyWith::default(),
         }
     }
 
     pub fn has_rules(&self) -> bool {
         !self.rules.is_empty()
-    }
-
-    /// Rules that refuse housekeeping the policy never names: a `methods`
-    /// wildcard or a rule about callers only reaching `logging/setLevel`,
-    /// `initialize`, `tasks/*`... (or a completion without its prompt). Each
-    /// names the rule's field and the methods; a method the policy names
-    /// literally in any rule is taken as meant, and one an earlier rule
-    /// decided for every caller is out of reach.
-    pub fn housekeeping_warnings(&self) -> Vec<String> {
-        let named = |method: &str| {
-            self.rules.iter().any(|r| {
-                r.methods
-                    .iter()
-                    .flatten()
-                    .any(|g| g.is_literal() && g.as_str() == method)
-            })
-        };
-        let mut decided: Vec<&str> = Vec::new();
-        let mut out = Vec::new();
-        for (i, rule) in self.rules.iter().enumerate() {
-            // Housekeeping about a subject counts when the rule reaches it
-            // without its subject's method (a completion denied for prompts
-            // the rule lets be got).
-            let reached: Vec<&str> = HOUSEKEEPING
-                .iter()
-                .chain(CLIENT_NOTIFICATIONS)
-                .chain(FOLLOWERS)
-                .copied()
-                .filter(|m| {
-                    !named(m)
-                        && !decided.contains(m)
-                        && rule.reaches_method(m)
-                        && (!FOLLOWERS.contains(m)
-                            || ![SubjectKind::Prompt, SubjectKind::Resource]
-                                .iter()
-                                .flat_map(|kind| followed_methods(m, *kind))
-                                .all(|f| rule.reaches_method(f)))
-                })
-                .collect();
-            if rule.matches_every_caller() {
-                decided.extend(&reached);
-            }
-            let verb = if !rule.allow {
-                "denies".to_string()
-            } else if !rule.require_scopes.is_empty() {
-                format!("requires {} for", quoted(rule.require_scopes.iter()))
-            } else {
-                continue;
-            };
-            if reached.is_empty() {
-                continue;
-            }
-            let (field, how) = match &rule.methods {
-                Some(globs) => (
-                    ".methods",
-                    quoted(globs.iter().filter(|g| !g.is_literal()).map(Glob::as_str)),
-                ),
-                None => ("", "naming no methods, tools, prompts or resources,".into()),
-            };
-            out.push(format!(
-                "policy.rules[{i}]{field} (`{}`): {how} {verb} protocol housekeeping no rule \
-                 names: {}. MCP clients need it, and any authenticated caller may use it \
-                 unless a rule decides it; name in `methods`, without a wildcard, what this \
-                 rule means",
-                rule.name,
-                quoted(reached.iter()),
-            ));
-        }
-        out
     }
 
     pub fn decide(&self, caller: &Caller, target: &Target<'_>) -> Decision {
@@ -408,6 +338,16 @@ impl Policy {
                 verdict: Verdict::Deny,
                 reason: DecisionReason::NoTenant,
             };
+        }
+        if let (true, Some((kind, name))) = (follows_its_subject(target.method), target.subject) {
+            let named = self.rules.iter().any(|rule| {
+                rule.methods.as_ref().is_some_and(|m| any(m, target.method))
+                    && rule.matches_target(target)
+                    && rule.matches_caller(caller)
+            });
+            if !named {
+                return self.decide(caller, &Target::call(kind, name));
+            }
         }
         for rule in &self.rules {
             if rule.matches_target(target) && rule.matches_caller(caller) {
@@ -443,179 +383,9 @@ impl Policy {
     }
 }
 
-/// `` `a`, `b` `` for messages.
-fn quoted<S: AsRef<str>>(items: impl Iterator<Item = S>) -> String {
-    let mut out = String::new();
-    for item in items {
-        if !out.is_empty() {
-            out.push_str(", ");
-        }
-        out.push('`');
-        out.push_str(item.as_ref());
-        out.push('`');
-    }
-    out
-}
-
-// ---- configuration -----------------------------------------------------------
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum Effect {
-    Allow,
-    Deny,
-}
-
-/// `policy` in the plugin configuration.
-#[derive(Debug, Deserialize, Default)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields, default)]
-pub struct RawPolicy {
-    /// What happens when no rule matches: `deny` by default once any rule exists.
-    pub default: Option<Effect>,
-    pub rules: Vec<RawRule>,
-}
-
-#[derive(Debug, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
-pub struct RawRule {
-    pub name: Option<String>,
-    pub tenants: Option<Vec<String>>,
-    pub workspaces: Option<Vec<String>>,
-    pub subjects: Option<Vec<String>>,
-    #[serde(default)]
-    pub claims: BTreeMap<String, OneOrMany>,
-    #[serde(default)]
-    pub scopes: Vec<String>,
-    pub methods: Option<Vec<String>>,
-    pub tools: Option<Vec<String>>,
-    pub prompts: Option<Vec<String>>,
-    pub resources: Option<Vec<String>>,
-    pub effect: Effect,
-    #[serde(default)]
-    pub require_scopes: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
-#[serde(untagged)]
-pub enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    fn into_vec(self) -> Vec<String> {
-        match self {
-            OneOrMany::One(s) => vec![s],
-            OneOrMany::Many(v) => v,
-        }
-    }
-}
-
-pub(crate) fn globs(
-    field: &str,
-    values: Option<Vec<String>>,
-) -> Result<Option<Vec<Glob>>, ConfigError> {
-    let Some(values) = values else {
-        return Ok(None);
-    };
-    if values.is_empty() {
-        return Err(invalid(
-            field,
-            "an empty list matches nothing; leave the field out to match anything",
-        ));
-    }
-    if let Some(i) = values.iter().position(String::is_empty) {
-        return Err(invalid(&format!("{field}[{i}]"), "must not be empty"));
-    }
-    Ok(Some(values.iter().map(|v| Glob::new(v)).collect()))
-}
-
-fn scope_list(field: &str, scopes: &[String]) -> Result<(), ConfigError> {
-    for (i, scope) in scopes.iter().enumerate() {
-        // RFC 6749 scope-token: printable ASCII without space, quote or backslash.
-        let valid = !scope.is_empty()
-            && scope
-                .bytes()
-                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
-        if !valid {
-            return Err(invalid(
-                &format!("{field}[{i}]"),
-                format!("`{scope}` is not an OAuth scope token"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-impl RawPolicy {
-    /// Validates the rules. `tenancy`: a tenant source is configured, so every
-    /// rule must say which tenants it governs.
-    pub fn compile(self, tenancy: bool) -> Result<Policy, ConfigError> {
-        let mut rules = Vec::with_capacity(self.rules.len());
-        for (i, raw) in self.rules.into_iter().enumerate() {
-            let at = |field: &str| format!("policy.rules[{i}].{field}");
-            if tenancy && raw.tenants.is_none() {
-                return Err(invalid(
-                    &at("tenants"),
-                    "with tenancy configured every rule names its tenants (use [\"*\"] for all)",
-                ));
-            }
-            if !tenancy && raw.tenants.is_some() {
-                return Err(invalid(
-                    &at("tenants"),
-                    "needs `tenancy.tenant_claim` or `tenancy.tenant_header`",
-                ));
-            }
-            scope_list(&at("scopes"), &raw.scopes)?;
-            scope_list(&at("require_scopes"), &raw.require_scopes)?;
-            if raw.effect == Effect::Deny && !raw.require_scopes.is_empty() {
-                return Err(invalid(
-                    &at("require_scopes"),
-                    "only an `allow` rule can require scopes",
-                ));
-            }
-            let mut claims = Vec::new();
-            for (path, values) in raw.claims {
-                let field = at(&format!("claims.{path}"));
-                if path.is_empty() || path.split('.').any(str::is_empty) {
-                    return Err(invalid(&field, "claim path must be dot-separated names"));
-                }
-                let values = globs(&field, Some(values.into_vec()))?.unwrap_or_default();
-                claims.push((path, values));
-            }
-            rules.push(Rule {
-                name: match raw.name {
-                    Some(name) if !name.is_empty() => name,
-                    _ => format!("#{i}"),
-                },
-                tenants: globs(&at("tenants"), raw.tenants)?,
-                workspaces: globs(&at("workspaces"), raw.workspaces)?,
-                subjects: globs(&at("subjects"), raw.subjects)?,
-                claims,
-                scopes: raw.scopes,
-                methods: globs(&at("methods"), raw.methods)?,
-                tools: globs(&at("tools"), raw.tools)?,
-                prompts: globs(&at("prompts"), raw.prompts)?,
-                resources: globs(&at("resources"), raw.resources)?,
-                allow: raw.effect == Effect::Allow,
-                require_scopes: raw.require_scopes,
-            });
-        }
-        let default_allow = match self.default {
-            Some(effect) => effect == Effect::Allow,
-            None => rules.is_empty(),
-        };
-        Ok(Policy {
-            rules,
-            default_allow,
-            tenancy,
-        })
-    }
-}
+mod settings;
+pub(crate) use settings::globs;
+pub use settings::{Effect, OneOrMany, RawPolicy, RawRule};
 
 #[cfg(test)]
 mod tests;

@@ -62,6 +62,25 @@ impl Reason {
         }
     }
 
+    /// Every reason, for the series defined when the configuration loads.
+    pub const ALL: &'static [Reason] = &[
+        Reason::ParseError,
+        Reason::InvalidRequest,
+        Reason::InvalidParams,
+        Reason::BatchNotAllowed,
+        Reason::HeaderMismatch,
+        Reason::TooLarge,
+        Reason::UnsupportedMediaType,
+        Reason::UnsupportedEncoding,
+        Reason::MethodNotAllowed,
+        Reason::NotFound,
+        Reason::BodyNotAllowed,
+        Reason::AmbiguousPath,
+        Reason::UnknownName,
+        Reason::Unroutable,
+        Reason::AmbiguousKey,
+    ];
+
     /// The `reason` label of the rejection counter.
     pub fn label(self) -> &'static str {
         match self {

@@ -7,7 +7,7 @@
 //! visible ASCII as the spec requires of session ids. The MAC covers the key
 //! id, the caller (`iss`, `sub`, tenant) and the upstream id.
 
-use crate::config::{invalid, ConfigError};
+use crate::config_error::{invalid, ConfigError};
 use crate::policy::Caller;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;

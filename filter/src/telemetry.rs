@@ -128,7 +128,14 @@ const KNOWN_METHODS: &[&str] = &[
     "notifications/progress",
     "notifications/roots/list_changed",
     "notifications/tasks/status",
+    "subscriptions/listen",
 ];
+
+/// Every `mcp_method_name` label: the known methods, `_other` and, for a
+/// client's responses, `_response`.
+pub fn method_labels() -> impl Iterator<Item = &'static str> {
+    KNOWN_METHODS.iter().copied().chain([OTHER, "_response"])
+}
 
 /// The `mcp_method_name` label: the method if it is a known MCP method.
 pub fn method_label(method: &str) -> &str {

@@ -115,6 +115,7 @@ proptest! {
         .map_err(|e| TestCaseError::fail(e.to_string()))?
         .compile()
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let backend = backends.ids().nth(backend).unwrap_or_else(|| unreachable!());
         for kind in [Named::Tool, Named::Prompt] {
             for name in [upstream.as_str(), "aliased"] {
                 if let Some(public) = backends.publish(kind, backend, name) {

@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
         {"name": "b", "prefix": rest.get(1).copied().unwrap_or("b")},
     ]}));
     if let Ok(Ok(backends)) = backends.map(RawBackends::compile) {
-        for backend in 0..2 {
+        for backend in backends.ids() {
             if let Some(public) = backends.publish(Named::Tool, backend, name) {
                 let route = backends.resolve(Named::Tool, &public);
                 assert!(route.is_some_and(|r| r.backend == backend && r.upstream == *name));

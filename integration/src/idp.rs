@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::EnvoySetup;
+
 pub const ISSUER: &str = "https://idp.test";
 pub const AUDIENCE: &str = "http://127.0.0.1/mcp";
 
@@ -234,4 +236,35 @@ pub fn secured_config() -> Value {
         ]},
         "sessions": {"binding_keys": [{"id": "k1", "secret": session_key}]},
     })
+}
+
+/// The fixture most end-to-end tests need: one signing key, the provider
+/// serving its public half, and the Envoy cluster (`idp`) the filter's
+/// configurations (`secured_config`, the adversarial ones) fetch it through.
+pub struct Issuer {
+    pub key: SigningKey,
+    pub idp: Idp,
+}
+
+impl Issuer {
+    pub async fn start() -> Result<Self> {
+        let key = SigningKey::generate("key-1")?;
+        let idp = Idp::start(&[&key]).await?;
+        Ok(Self { key, idp })
+    }
+
+    /// A valid token for `sub`, with `extra` claims.
+    pub fn token(&self, sub: &str, extra: Value) -> String {
+        self.key.sign(&claims(sub, extra))
+    }
+
+    /// `Bearer` and a valid token for `sub`, with `extra` claims.
+    pub fn bearer(&self, sub: &str, extra: Value) -> String {
+        format!("Bearer {}", self.token(sub, extra))
+    }
+
+    /// Gives `setup` the `idp` cluster.
+    pub fn serve(&self, setup: &mut EnvoySetup) {
+        setup.named_clusters.push(("idp".into(), self.idp.port));
+    }
 }

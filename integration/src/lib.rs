@@ -15,8 +15,8 @@ pub mod crd;
 pub mod everything;
 pub mod idp;
 pub mod raw_http;
-pub mod recorder;
 pub mod scrape;
+pub mod sdk;
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -394,7 +394,7 @@ impl Envoy {
                   path: {access_log}
                   log_format:
                     text_format_source:
-                      inline_string: "method=%FILTER_STATE(wasm.mcp_method:PLAIN)% name=%FILTER_STATE(wasm.mcp_name:PLAIN)% tool=%FILTER_STATE(wasm.mcp_tool:PLAIN)% decision=%FILTER_STATE(wasm.mcp_decision:PLAIN)% reason=%FILTER_STATE(wasm.mcp_decision_reason:PLAIN)% subject=%FILTER_STATE(wasm.mcp_subject:PLAIN)% tenant=%FILTER_STATE(wasm.mcp_tenant:PLAIN)% status=%RESPONSE_CODE%\n"
+                      inline_string: "method=%FILTER_STATE(wasm.mcp_method:PLAIN)% name=%FILTER_STATE(wasm.mcp_name:PLAIN)% tool=%FILTER_STATE(wasm.mcp_tool:PLAIN)% decision=%FILTER_STATE(wasm.mcp_decision:PLAIN)% reason=%FILTER_STATE(wasm.mcp_decision_reason:PLAIN)% subject=%FILTER_STATE(wasm.mcp_subject:PLAIN)% tenant=%FILTER_STATE(wasm.mcp_tenant:PLAIN)% upstream=%UPSTREAM_HOST% status=%RESPONSE_CODE%\n"
             route_config:
               name: mcp
               virtual_hosts:

@@ -6,7 +6,7 @@
 
 use anyhow::Result;
 use mcp_filter_integration::idp::{
-    self, claims, secured_config as filter_config, Idp, SigningKey, AUDIENCE, ISSUER,
+    self, claims, secured_config as filter_config, Issuer, SigningKey, AUDIENCE, ISSUER,
 };
 use mcp_filter_integration::{envoy_bin, post_raw, Envoy, EnvoySetup, Peer, PeerMode};
 use rmcp::model::CallToolRequestParams;
@@ -19,26 +19,23 @@ use std::time::Duration;
 struct World {
     peer: Peer,
     envoy: Envoy,
-    idp: Idp,
-    key: SigningKey,
+    issuer: Issuer,
 }
 
 async fn world(mode: PeerMode, allow_headers_stop: bool) -> Result<Option<World>> {
     let Some(bin) = envoy_bin() else {
         return Ok(None);
     };
-    let key = SigningKey::generate("key-1")?;
-    let idp = Idp::start(&[&key]).await?;
+    let issuer = Issuer::start().await?;
     let peer = Peer::start(mode)?;
     let mut setup = EnvoySetup::new(peer.port, filter_config());
-    setup.named_clusters.push(("idp".into(), idp.port));
+    issuer.serve(&mut setup);
     setup.allow_headers_stop = allow_headers_stop;
     let envoy = Envoy::start(&bin, &setup)?;
     Ok(Some(World {
         peer,
         envoy,
-        idp,
-        key,
+        issuer,
     }))
 }
 
@@ -74,7 +71,7 @@ async fn a_real_client_sees_and_calls_only_what_its_token_allows() -> Result<()>
         let Some(w) = world(mode, stop).await? else {
             return Ok(());
         };
-        let client = mcp_client(w.envoy.url(), &alice(&w.key)).await?;
+        let client = mcp_client(w.envoy.url(), &alice(&w.issuer.key)).await?;
         let names = mcp_filter_integration::listed_tool_names(client.peer()).await?;
         assert_eq!(names, ["add", "echo"], "{mode:?}: the listing is filtered");
 
@@ -133,7 +130,7 @@ async fn a_real_client_sees_and_calls_only_what_its_token_allows() -> Result<()>
             log.lines().any(|l| l.contains("tool=big")
                 && l.contains("decision=deny")
                 && l.contains("subject=alice")
-                && l.contains("status=403")),
+                && l.contains("status=200")),
             "{log}"
         );
         let scrape = w.envoy.prometheus().await?;
@@ -170,11 +167,11 @@ async fn missing_and_invalid_tokens_get_the_mcp_401_challenge() -> Result<()> {
     );
     assert_eq!(r.json()["error"]["code"], -32041);
 
-    let expired = w.key.sign(&claims(
+    let expired = w.issuer.key.sign(&claims(
         "alice",
         json!({"tenant": "acme", "exp": idp::now() - 3600}),
     ));
-    let wrong_aud = w.key.sign(&claims(
+    let wrong_aud = w.issuer.key.sign(&claims(
         "alice",
         json!({"tenant": "acme", "aud": "https://elsewhere"}),
     ));
@@ -221,7 +218,7 @@ async fn a_call_needing_another_scope_gets_403_insufficient_scope() -> Result<()
         return Ok(());
     };
     let call = r#"{"jsonrpc":"2.0","id":"s1","method":"tools/call","params":{"name":"secret","arguments":{}}}"#;
-    let auth = format!("Bearer {}", alice(&w.key));
+    let auth = format!("Bearer {}", alice(&w.issuer.key));
     let r = post_raw(&w.envoy.url(), &[("authorization", &auth)], call).await?;
     assert_eq!(r.status, 403);
     assert_eq!(
@@ -230,7 +227,7 @@ async fn a_call_needing_another_scope_gets_403_insufficient_scope() -> Result<()
     );
     assert_eq!(r.json()["id"], "s1");
 
-    let admin = w.key.sign(&claims(
+    let admin = w.issuer.key.sign(&claims(
         "root",
         json!({"tenant": "acme", "scope": "mcp:tools mcp:admin"}),
     ));
@@ -239,11 +236,15 @@ async fn a_call_needing_another_scope_gets_403_insufficient_scope() -> Result<()
     assert_eq!(r.status, 200, "{}", r.text());
 
     // Another tenant's caller is not granted acme's tools.
-    let carol = w.key.sign(&claims("carol", json!({"tenant": "globex"})));
+    let carol = w
+        .issuer
+        .key
+        .sign(&claims("carol", json!({"tenant": "globex"})));
     let auth = format!("Bearer {carol}");
     let add = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}}"#;
     let r = post_raw(&w.envoy.url(), &[("authorization", &auth)], add).await?;
-    assert_eq!(r.status, 403);
+    assert_eq!(r.status, 200, "the JSON-RPC error answers the call");
+    assert_eq!(r.json()["error"]["code"], -32043);
     assert_eq!(r.json()["error"]["message"], "tool `add` is not allowed");
     let calls = w
         .peer
@@ -262,7 +263,7 @@ async fn a_rotated_in_key_is_fetched_on_first_sight() -> Result<()> {
         return Ok(());
     };
     let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
-    let auth = format!("Bearer {}", alice(&w.key));
+    let auth = format!("Bearer {}", alice(&w.issuer.key));
     let r = post_raw(&w.envoy.url(), &[("authorization", &auth)], list).await?;
     assert_eq!(r.status, 200, "{}", r.text());
 
@@ -272,13 +273,13 @@ async fn a_rotated_in_key_is_fetched_on_first_sight() -> Result<()> {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let r = post_raw(&w.envoy.url(), &[("authorization", &rotated)], list).await?;
     assert_eq!(r.status, 401);
-    w.idp.publish(&[&w.key, &next]);
-    let fetches = w.idp.fetches();
+    w.issuer.idp.publish(&[&w.issuer.key, &next]);
+    let fetches = w.issuer.idp.fetches();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let r = post_raw(&w.envoy.url(), &[("authorization", &rotated)], list).await?;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(
-        w.idp.fetches() > fetches,
+        w.issuer.idp.fetches() > fetches,
         "the unknown kid triggered a fetch"
     );
     // The old key still works: both are published.
@@ -292,7 +293,7 @@ async fn a_session_is_bound_to_the_caller_that_opened_it() -> Result<()> {
     let Some(w) = world(PeerMode::Stateful, false).await? else {
         return Ok(());
     };
-    let auth = format!("Bearer {}", alice(&w.key));
+    let auth = format!("Bearer {}", alice(&w.issuer.key));
     let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
     let r = post_raw(&w.envoy.url(), &[("authorization", &auth)], init).await?;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -310,7 +311,9 @@ async fn a_session_is_bound_to_the_caller_that_opened_it() -> Result<()> {
 
     let mallory = format!(
         "Bearer {}",
-        w.key.sign(&claims("mallory", json!({"tenant": "acme"})))
+        w.issuer
+            .key
+            .sign(&claims("mallory", json!({"tenant": "acme"})))
     );
     let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
     let r = post_raw(
@@ -372,8 +375,7 @@ async fn claims_verified_by_envoys_jwt_authn_are_used_for_the_policy() -> Result
     let Some(bin) = envoy_bin() else {
         return Ok(());
     };
-    let key = SigningKey::generate("key-1")?;
-    let idp = Idp::start(&[&key]).await?;
+    let issuer = Issuer::start().await?;
     let peer = Peer::start(PeerMode::StatelessJson)?;
     let mut config = filter_config();
     config["auth"] = json!({
@@ -383,7 +385,7 @@ async fn claims_verified_by_envoys_jwt_authn_are_used_for_the_policy() -> Result
     });
     config.as_object_mut().map(|c| c.remove("sessions"));
     let mut setup = EnvoySetup::new(peer.port, config);
-    setup.named_clusters.push(("idp".into(), idp.port));
+    issuer.serve(&mut setup);
     setup.allow_headers_stop = false;
     setup.filters_before.push(format!(
         r#"- name: envoy.filters.http.jwt_authn
@@ -400,7 +402,7 @@ async fn claims_verified_by_envoys_jwt_authn_are_used_for_the_policy() -> Result
     rules:
       - match: {{ prefix: /mcp }}
         requires: {{ provider_name: idp }}"#,
-        port = idp.port
+        port = issuer.idp.port
     ));
     let envoy = Envoy::start(&bin, &setup)?;
     let call = |tool: &str| {
@@ -408,11 +410,12 @@ async fn claims_verified_by_envoys_jwt_authn_are_used_for_the_policy() -> Result
             r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}","arguments":{{"a":1,"b":2}}}}}}"#
         )
     };
-    let auth = format!("Bearer {}", alice(&key));
+    let auth = format!("Bearer {}", alice(&issuer.key));
     let r = post_raw(&envoy.url(), &[("authorization", &auth)], call("add")).await?;
     assert_eq!(r.status, 200, "{}", r.text());
     let r = post_raw(&envoy.url(), &[("authorization", &auth)], call("big")).await?;
-    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], -32043, "{}", r.text());
     // No token: jwt_authn itself refuses (401) before the filter runs.
     let r = post_raw(&envoy.url(), &[], call("add")).await?;
     assert_eq!(r.status, 401);

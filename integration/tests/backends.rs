@@ -4,6 +4,7 @@
 //! neither listed nor callable, and one server down leaves the other usable.
 
 use anyhow::Result;
+use mcp_filter_integration::sdk::{python_sdk, run_python_client};
 use mcp_filter_integration::{
     envoy_bin, listed_tool_names, post_raw, static_cluster, tool_args, tool_text, Envoy,
     EnvoySetup, Peer, PeerMode, Received,
@@ -246,8 +247,13 @@ async fn a_slow_backend_times_out_and_the_other_is_still_listed() -> Result<()> 
 /// still gathered and calls to the default backend renamed; a 2026-07-28
 /// request is routed by its `Mcp-Name` header; a legacy call to another
 /// backend is refused rather than sent to the wrong server.
+/// Without the flag (as Envoy Gateway delivers the filter) a legacy call's
+/// headers go to the default backend before the body names the tool. A call
+/// for the other backend is relayed there by the filter: the client gets
+/// that backend's answer, the default backend gets no MCP message. A
+/// 2026-07-28 request is routed by Envoy from its `Mcp-Name` header.
 #[tokio::test(flavor = "multi_thread")]
-async fn without_the_flag_routing_uses_the_mirrored_header_or_refuses() -> Result<()> {
+async fn without_the_flag_calls_for_another_backend_are_relayed_by_the_filter() -> Result<()> {
     let bin = envoy_or_skip!();
     let alpha = Peer::start(PeerMode::StatelessJson)?;
     let beta = Peer::start(PeerMode::StatelessJson)?;
@@ -269,10 +275,12 @@ async fn without_the_flag_routing_uses_the_mirrored_header_or_refuses() -> Resul
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert!(reply.text().contains("\"2\""), "{}", reply.text());
 
-    let legacy = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"beta__add","arguments":{"a":1,"b":1}}}"#;
+    let legacy = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"beta__add","arguments":{"a":20,"b":22}}}"#;
     let reply = post_raw(&envoy.url(), &[], legacy).await?;
-    assert_eq!(reply.status, 400, "{}", reply.text());
-    assert!(reply.text().contains("Mcp-Name"), "{}", reply.text());
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["id"], 3);
+    assert_eq!(reply.json()["result"]["content"][0]["text"], "42");
+    assert!(reply.header("mcp-session-id").is_none());
 
     let modern = r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"beta__add","arguments":{"a":1,"b":1},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
     post_raw(
@@ -291,11 +299,118 @@ async fn without_the_flag_routing_uses_the_mirrored_header_or_refuses() -> Resul
         .into_iter()
         .filter(|r| r.rpc_method().as_deref() == Some("tools/call"))
         .collect();
-    assert_eq!(to_beta.len(), 1, "{to_beta:?}");
-    assert_eq!(calls(&to_beta), ["add"]);
-    assert_eq!(to_beta[0].header("mcp-name"), Some("add"));
-    assert_eq!(to_beta[0].header("x-mcp-backend"), Some("beta"));
-    assert_eq!(calls(&alpha.received().await?), ["add"]);
+    assert_eq!(calls(&to_beta), ["add", "add"]);
+    // Relayed by the filter (no route, so no backend header), then routed by Envoy.
+    assert_eq!(to_beta[0].header("x-mcp-backend"), None);
+    assert_eq!(to_beta[1].header("mcp-name"), Some("add"));
+    assert_eq!(to_beta[1].header("x-mcp-backend"), Some("beta"));
+    assert_eq!(
+        calls(&alpha.received().await?),
+        ["add"],
+        "the default backend saw only its own call"
+    );
+
+    // A real client of the legacy generation, with sessions: it lists the
+    // union and calls each backend's tools (an alias included).
+    let client = ().serve(StreamableHttpClientTransport::from_uri(envoy.url())).await?;
+    assert_eq!(listed_tool_names(client.peer()).await?.len(), 7);
+    let echo = client
+        .call_tool(
+            CallToolRequestParams::new("shout").with_arguments(tool_args(json!({"message": "hi"}))),
+        )
+        .await?;
+    assert_eq!(tool_text(&echo), "hi");
+    let sum = client
+        .call_tool(
+            CallToolRequestParams::new("alpha__add")
+                .with_arguments(tool_args(json!({"a": 2, "b": 3}))),
+        )
+        .await?;
+    assert_eq!(tool_text(&sum), "5");
+    client.cancel().await?;
+    assert_eq!(calls(&beta.received().await?), ["add", "add", "echo"]);
+    Ok(())
+}
+
+/// The official Python SDK in both its modes through the Envoy Gateway
+/// setup (no flag): the low-level client (initialize handshake, a legacy
+/// protocol version: calls are relayed) and the default client (MCP
+/// 2026-07-28: calls are routed by `Mcp-Name`) call a tool of each backend.
+#[tokio::test(flavor = "multi_thread")]
+async fn both_python_sdk_generations_call_every_backend_without_the_flag() -> Result<()> {
+    let bin = envoy_or_skip!();
+    let Some(python) = python_sdk()? else {
+        return Ok(());
+    };
+    let alpha = Peer::start(PeerMode::StatelessJson)?;
+    let beta = Peer::start(PeerMode::StatelessJson)?;
+    let envoy = Envoy::start(
+        &bin,
+        &two_backends(&alpha, &beta, false).as_envoy_gateway_delivers(),
+    )?;
+    let url = envoy.url();
+    for mode in ["lowlevel", "default"] {
+        for (tool, args, want) in [
+            ("beta__add", r#"{"a":2,"b":40}"#, "beta__add: 42"),
+            ("shout", r#"{"message":"hey"}"#, "shout: hey"),
+            ("alpha__add", r#"{"a":1,"b":2}"#, "alpha__add: 3"),
+        ] {
+            let run = tokio::task::block_in_place(|| {
+                run_python_client(
+                    &python,
+                    "python_list_call.py",
+                    &[mode, &url, tool, args, "alpha__add", "beta__add", "shout"],
+                )
+            })?;
+            assert!(
+                run.success && run.output.contains(want),
+                "{mode} {tool}: {}\n{}",
+                run.output,
+                envoy.log()
+            );
+        }
+    }
+    assert_eq!(
+        calls(&beta.received().await?),
+        ["add", "echo", "add", "echo"]
+    );
+    assert_eq!(calls(&alpha.received().await?), ["add", "add"]);
+    Ok(())
+}
+
+/// A relayed call whose backend is down: the client gets a JSON-RPC error
+/// (502), the failure is counted and logged, and the default backend
+/// receives nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relayed_call_to_a_backend_that_is_down_is_a_json_rpc_error() -> Result<()> {
+    let bin = envoy_or_skip!();
+    let alpha = Peer::start(PeerMode::StatelessJson)?;
+    let beta = Peer::start(PeerMode::StatelessJson)?;
+    let mut envoy = Envoy::start(
+        &bin,
+        &two_backends(&alpha, &beta, false).as_envoy_gateway_delivers(),
+    )?;
+    drop(beta);
+    let legacy = r#"{"jsonrpc":"2.0","id":"c-1","method":"tools/call","params":{"name":"beta__add","arguments":{"a":1,"b":1}}}"#;
+    let reply = post_raw(&envoy.url(), &[], legacy).await?;
+    assert_eq!(reply.status, 502, "{}", reply.text());
+    assert_eq!(reply.json()["id"], "c-1");
+    assert_eq!(reply.json()["error"]["code"], -32603);
+    assert!(calls(&alpha.received().await?).is_empty());
+    let scrape = envoy.prometheus().await?;
+    assert_eq!(
+        scrape.value(
+            "mcp_backend_failures_total",
+            &[("backend", "beta"), ("reason", "http_5xx")]
+        ),
+        Some(1.0),
+        "{}",
+        scrape.text
+    );
+    assert!(envoy
+        .log()
+        .contains("backend `beta` gave no answer to pass on for the relayed call"));
+    assert!(envoy.alive());
     Ok(())
 }
 

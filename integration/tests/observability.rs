@@ -4,7 +4,7 @@
 //! scrape, fetched the way the shipped Prometheus snippet fetches it.
 
 use anyhow::Result;
-use mcp_filter_integration::idp::{claims, secured_config, Idp, SigningKey};
+use mcp_filter_integration::idp::{secured_config, Issuer};
 use mcp_filter_integration::scrape::Scrape;
 use mcp_filter_integration::{envoy_bin, post_raw, repo_root, Envoy, EnvoySetup, Peer, PeerMode};
 use regex::Regex;
@@ -47,20 +47,29 @@ async fn every_metric_the_dashboard_queries_is_in_a_real_scrape() -> Result<()> 
     let Some(bin) = envoy_bin() else {
         return Ok(());
     };
-    let key = SigningKey::generate("key-1")?;
-    let idp = Idp::start(&[&key]).await?;
+    let issuer = Issuer::start().await?;
     let peer = Peer::start(PeerMode::StatelessJson)?;
     let mut setup = EnvoySetup::new(peer.port, secured_config());
-    setup.named_clusters.push(("idp".into(), idp.port));
+    issuer.serve(&mut setup);
     let envoy = Envoy::start(&bin, &setup)?;
 
-    let auth = format!(
-        "Bearer {}",
-        key.sign(&claims(
-            "alice",
-            json!({"tenant": "acme", "scope": "mcp:tools"})
-        ))
-    );
+    // Series whose labels the configuration knows are defined at load: a
+    // dashboard shows them at 0 before any traffic.
+    let before = envoy.prometheus().await?;
+    for (name, label) in [
+        ("mcp_rejections_total", ("reason", "ambiguous_key")),
+        ("mcp_auth_failures_total", ("reason", "expired")),
+        ("mcp_requests_total", ("mcp_method_name", "tools/call")),
+    ] {
+        assert_eq!(
+            before.value(name, &[label]),
+            Some(0.0),
+            "{name}: {}",
+            before.text
+        );
+    }
+
+    let auth = issuer.bearer("alice", json!({"tenant": "acme", "scope": "mcp:tools"}));
     let h = [("authorization", auth.as_str())];
     let call = |tool: &str, args: Value| {
         json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
@@ -78,12 +87,8 @@ async fn every_metric_the_dashboard_queries_is_in_a_real_scrape() -> Result<()> 
     // An error answered by the server (missing argument), a denial, an
     // authentication failure and a refused (unparseable) request.
     post_raw(&envoy.url(), &h, call("echo", json!({}))).await?;
-    assert_eq!(
-        post_raw(&envoy.url(), &h, call("big", json!({"n": 1})))
-            .await?
-            .status,
-        403
-    );
+    let denied = post_raw(&envoy.url(), &h, call("big", json!({"n": 1}))).await?;
+    assert_eq!(denied.json()["error"]["code"], -32043, "{}", denied.text());
     assert_eq!(post_raw(&envoy.url(), &[], list).await?.status, 401);
     assert_eq!(post_raw(&envoy.url(), &h, "{not json").await?.status, 400);
 
@@ -123,14 +128,13 @@ async fn metric_series_are_bounded_and_a_pass_through_is_warned_about() -> Resul
     let Some(bin) = envoy_bin() else {
         return Ok(());
     };
-    let key = SigningKey::generate("key-1")?;
-    let idp = Idp::start(&[&key]).await?;
+    let issuer = Issuer::start().await?;
     let peer = Peer::start(PeerMode::StatelessJson)?;
     let mut config = secured_config();
     config["metrics"] = json!({"max_series": 6, "tool_labels": ["add", "echo"]});
     config["non_mcp_traffic"] = json!("pass");
     let mut setup = EnvoySetup::new(peer.port, config);
-    setup.named_clusters.push(("idp".into(), idp.port));
+    issuer.serve(&mut setup);
     let envoy = Envoy::start(&bin, &setup)?;
     assert!(
         envoy
@@ -139,13 +143,7 @@ async fn metric_series_are_bounded_and_a_pass_through_is_warned_about() -> Resul
         "{}",
         envoy.log()
     );
-    let auth = format!(
-        "Bearer {}",
-        key.sign(&claims(
-            "alice",
-            json!({"tenant": "acme", "scope": "mcp:tools"})
-        ))
-    );
+    let auth = issuer.bearer("alice", json!({"tenant": "acme", "scope": "mcp:tools"}));
     let h = [("authorization", auth.as_str())];
     for i in 0..6 {
         let tool = if i % 2 == 0 { "add" } else { "echo" };

@@ -1,4 +1,5 @@
 use super::*;
+use crate::backends::BackendId;
 use crate::backends::{Named, RawBackends};
 use crate::listing::Listed;
 use serde_json::{json, Value};
@@ -34,7 +35,7 @@ fn start(b: &Backends) -> (Aggregation, Vec<Fetch>) {
 
 /// What the exchange does: the backend's published name, unless the policy says no.
 fn decide_for(b: &Backends, backend: usize) -> impl FnMut(&str) -> Listed + '_ {
-    move |name: &str| match b.publish(Named::Tool, backend, name) {
+    move |name: &str| match b.publish(Named::Tool, BackendId::at(backend), name) {
         None => Listed::Hide,
         Some(public) if public.contains("forbidden") => Listed::Hide,
         Some(public) => Listed::Rename(public.into_owned()),
@@ -45,6 +46,7 @@ fn json_answer(body: &str) -> BackendAnswer<'_> {
     BackendAnswer {
         status: Some(200),
         content_type: Some("application/json"),
+        content_encoding: None,
         body: body.as_bytes(),
     }
 }
@@ -82,7 +84,7 @@ fn answers_in_json_and_sse_pages_are_merged_renamed_and_filtered() {
     let (mut agg, _) = start(&b);
     let next = agg.on_answer(
         &b,
-        0,
+        BackendId::at(0),
         json_answer(r#"{"jsonrpc":"2.0","id":9,"result":{"tools":[{"name":"create_issue","x":1},{"name":"secret"}]}}"#),
         &mut decide_for(&b, 0),
     );
@@ -93,10 +95,11 @@ fn answers_in_json_and_sse_pages_are_merged_renamed_and_filtered() {
     let page2 = agg
         .on_answer(
             &b,
-            1,
+            BackendId::at(1),
             BackendAnswer {
                 status: Some(200),
                 content_type: Some("text/event-stream"),
+                content_encoding: None,
                 body: sse.as_bytes(),
             },
             &mut decide_for(&b, 1),
@@ -110,7 +113,7 @@ fn answers_in_json_and_sse_pages_are_merged_renamed_and_filtered() {
     assert!(!agg.is_complete());
     agg.on_answer(
         &b,
-        1,
+        BackendId::at(1),
         json_answer(r#"{"jsonrpc":"2.0","id":9,"result":{"tools":[{"name":"search"}]}}"#),
         &mut decide_for(&b, 1),
     );
@@ -137,6 +140,7 @@ fn a_failed_backend_is_left_out_and_counted() {
             BackendAnswer {
                 status: None,
                 content_type: None,
+                content_encoding: None,
                 body: b"",
             },
             Failure::Unreachable,
@@ -145,6 +149,7 @@ fn a_failed_backend_is_left_out_and_counted() {
             BackendAnswer {
                 status: Some(503),
                 content_type: Some("application/json"),
+                content_encoding: None,
                 body: b"{}",
             },
             Failure::HttpStatus(503),
@@ -162,6 +167,7 @@ fn a_failed_backend_is_left_out_and_counted() {
             BackendAnswer {
                 status: Some(200),
                 content_type: Some("text/html"),
+                content_encoding: None,
                 body: b"<html>",
             },
             Failure::Unreadable,
@@ -170,15 +176,15 @@ fn a_failed_backend_is_left_out_and_counted() {
         let (mut agg, _) = start(&b);
         agg.on_answer(
             &b,
-            0,
+            BackendId::at(0),
             json_answer(r#"{"jsonrpc":"2.0","id":9,"result":{"tools":[{"name":"a"}]}}"#),
             &mut decide_for(&b, 0),
         );
         assert!(agg
-            .on_answer(&b, 1, answer, &mut decide_for(&b, 1))
+            .on_answer(&b, BackendId::at(1), answer, &mut decide_for(&b, 1))
             .is_none());
         assert!(agg.is_complete());
-        assert_eq!(agg.failures(), &[(1, failure)]);
+        assert_eq!(agg.failures(), &[(BackendId::at(1), failure)]);
         let v: Value = serde_json::from_slice(&agg.reply().body).unwrap();
         assert_eq!(
             v["result"]["tools"],
@@ -192,13 +198,14 @@ fn a_failed_backend_is_left_out_and_counted() {
 fn no_backend_answering_is_an_error_with_the_request_id() {
     let b = backends();
     let (mut agg, _) = start(&b);
-    agg.unreachable(0);
+    agg.unreachable(BackendId::at(0));
     agg.on_answer(
         &b,
-        1,
+        BackendId::at(1),
         BackendAnswer {
             status: Some(500),
             content_type: None,
+            content_encoding: None,
             body: b"",
         },
         &mut decide_for(&b, 1),
@@ -215,20 +222,27 @@ fn no_backend_answering_is_an_error_with_the_request_id() {
 fn pages_are_followed_up_to_a_bound() {
     let b = backends();
     let (mut agg, _) = start(&b);
-    agg.unreachable(0);
+    agg.unreachable(BackendId::at(0));
     let mut fetched = 1;
     loop {
         let page = format!(
             r#"{{"jsonrpc":"2.0","id":9,"result":{{"tools":[{{"name":"t{fetched}"}}],"nextCursor":"c{fetched}"}}}}"#
         );
-        match agg.on_answer(&b, 1, json_answer(&page), &mut decide_for(&b, 1)) {
+        match agg.on_answer(
+            &b,
+            BackendId::at(1),
+            json_answer(&page),
+            &mut decide_for(&b, 1),
+        ) {
             Some(_) => fetched += 1,
             None => break,
         }
     }
     assert_eq!(fetched, MAX_PAGES);
     assert!(agg.is_complete());
-    assert!(agg.failures().contains(&(1, Failure::TooManyPages)));
+    assert!(agg
+        .failures()
+        .contains(&(BackendId::at(1), Failure::TooManyPages)));
     let v: Value = serde_json::from_slice(&agg.reply().body).unwrap();
     assert_eq!(v["result"]["tools"].as_array().unwrap().len(), MAX_PAGES);
 }
@@ -239,11 +253,26 @@ fn answers_for_unknown_or_finished_backends_are_ignored() {
     let (mut agg, _) = start(&b);
     let ok = r#"{"jsonrpc":"2.0","id":9,"result":{"tools":[{"name":"a"}]}}"#;
     assert!(agg
-        .on_answer(&b, 7, json_answer(ok), &mut decide_for(&b, 0))
+        .on_answer(
+            &b,
+            BackendId::at(7),
+            json_answer(ok),
+            &mut decide_for(&b, 0)
+        )
         .is_none());
-    agg.on_answer(&b, 0, json_answer(ok), &mut decide_for(&b, 0));
-    agg.on_answer(&b, 0, json_answer(ok), &mut decide_for(&b, 0));
-    agg.unreachable(1);
+    agg.on_answer(
+        &b,
+        BackendId::at(0),
+        json_answer(ok),
+        &mut decide_for(&b, 0),
+    );
+    agg.on_answer(
+        &b,
+        BackendId::at(0),
+        json_answer(ok),
+        &mut decide_for(&b, 0),
+    );
+    agg.unreachable(BackendId::at(1));
     let v: Value = serde_json::from_slice(&agg.reply().body).unwrap();
     assert_eq!(v["result"]["tools"], json!([{"name": "github__a"}]));
 }
@@ -294,7 +323,7 @@ fn the_gathered_answer_carries_what_its_protocol_version_requires() {
         for backend in 0..2 {
             agg.on_answer(
                 &b,
-                backend,
+                BackendId::at(backend),
                 json_answer(r#"{"jsonrpc":"2.0","id":9,"result":{"tools":[{"name":"a"}]}}"#),
                 &mut decide_for(&b, backend),
             );

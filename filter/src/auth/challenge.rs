@@ -97,10 +97,12 @@ pub fn insufficient_scope(
     )
 }
 
-/// 403: the policy denies the request. Names what was asked for, never why.
-pub fn forbidden(id: Option<&RequestId>, what: &str) -> LocalReply {
+/// The policy denies the request: the JSON-RPC error `-32043`, with HTTP
+/// `status` (403, or 200 where the error itself is the answer to a request).
+/// Names what was asked for, never why.
+pub fn forbidden(id: Option<&RequestId>, what: &str, status: u16) -> LocalReply {
     json_reply(
-        403,
+        status,
         None,
         error_body(id, code::FORBIDDEN, &format!("{what} is not allowed")),
     )

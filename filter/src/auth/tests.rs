@@ -4,8 +4,9 @@
 
 use super::token::{verify, AuthFailure};
 use super::*;
+use base64::Engine;
 use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{encode, EncodingKey, Header};
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::json;
 
 const RSA1_KEY: &str = include_str!("testdata/rsa1.key");

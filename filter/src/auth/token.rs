@@ -39,6 +39,23 @@ pub enum AuthFailure {
 }
 
 impl AuthFailure {
+    /// Every `reason` label of the authentication failure counter.
+    pub const LABELS: &'static [&'static str] = &[
+        "missing_token",
+        "malformed_token",
+        "token_too_large",
+        "algorithm_not_allowed",
+        "unknown_key",
+        "no_keys",
+        "no_clock",
+        "bad_signature",
+        "expired",
+        "not_yet_valid",
+        "wrong_issuer",
+        "wrong_audience",
+        "missing_claim",
+    ];
+
     pub fn label(&self) -> &'static str {
         match self {
             AuthFailure::MissingToken => "missing_token",

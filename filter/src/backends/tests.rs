@@ -1,4 +1,6 @@
 use super::*;
+use crate::backends::BackendId;
+use crate::config_error::{invalid, ConfigError};
 use serde_json::json;
 
 fn backends(value: serde_json::Value) -> Result<Backends, ConfigError> {
@@ -16,15 +18,20 @@ fn two() -> Backends {
 }
 
 fn route(b: &Backends, kind: Named, public: &str) -> Option<(String, String)> {
-    b.resolve(kind, public)
-        .map(|r| (b.servers[r.backend].name.clone(), r.upstream.into_owned()))
+    b.resolve(kind, public).map(|r| {
+        (
+            b.servers[r.backend.index()].name.clone(),
+            r.upstream.into_owned(),
+        )
+    })
 }
 
 #[test]
 fn prefixed_names_go_both_ways() {
     let b = two();
     assert_eq!(
-        b.publish(Named::Tool, 1, "create_issue").unwrap(),
+        b.publish(Named::Tool, BackendId::at(1), "create_issue")
+            .unwrap(),
         "jira__create_issue"
     );
     assert_eq!(
@@ -32,7 +39,7 @@ fn prefixed_names_go_both_ways() {
         Some(("jira".into(), "create_issue".into()))
     );
     assert_eq!(
-        b.publish(Named::Tool, 0, "search").unwrap(),
+        b.publish(Named::Tool, BackendId::at(0), "search").unwrap(),
         "github__search"
     );
     assert_eq!(
@@ -45,7 +52,8 @@ fn prefixed_names_go_both_ways() {
 fn an_alias_replaces_the_prefixed_name() {
     let b = two();
     assert_eq!(
-        b.publish(Named::Tool, 0, "create_issue").unwrap(),
+        b.publish(Named::Tool, BackendId::at(0), "create_issue")
+            .unwrap(),
         "open_issue"
     );
     assert_eq!(
@@ -59,7 +67,10 @@ fn an_alias_replaces_the_prefixed_name() {
 #[test]
 fn hidden_and_unknown_names_resolve_to_nothing() {
     let b = two();
-    assert_eq!(b.publish(Named::Tool, 0, "delete_repo"), None);
+    assert_eq!(
+        b.publish(Named::Tool, BackendId::at(0), "delete_repo"),
+        None
+    );
     assert_eq!(route(&b, Named::Tool, "github__delete_repo"), None);
     assert_eq!(
         route(&b, Named::Tool, "create_issue"),
@@ -76,17 +87,25 @@ fn prompts_are_renamed_only_where_configured() {
     let b = two();
     assert!(b.renames(Named::Prompt));
     assert_eq!(
-        b.publish(Named::Prompt, 1, "triage").unwrap(),
+        b.publish(Named::Prompt, BackendId::at(1), "triage")
+            .unwrap(),
         "jira__triage"
     );
     // github does not prefix prompts: it is the unprefixed prompt backend.
-    assert_eq!(b.publish(Named::Prompt, 0, "review").unwrap(), "review");
+    assert_eq!(
+        b.publish(Named::Prompt, BackendId::at(0), "review")
+            .unwrap(),
+        "review"
+    );
     assert_eq!(
         route(&b, Named::Prompt, "review"),
         Some(("github".into(), "review".into()))
     );
     // An unprefixed prompt that looks like jira's is not published by github.
-    assert_eq!(b.publish(Named::Prompt, 0, "jira__triage"), None);
+    assert_eq!(
+        b.publish(Named::Prompt, BackendId::at(0), "jira__triage"),
+        None
+    );
     assert_eq!(
         route(&b, Named::Prompt, "jira__triage"),
         Some(("jira".into(), "triage".into()))
@@ -100,32 +119,38 @@ fn an_unprefixed_default_backend_cannot_shadow_prefixed_names() {
         {"name": "jira"}
     ]}))
     .unwrap();
-    assert_eq!(b.default, 0);
-    assert_eq!(b.publish(Named::Tool, 0, "echo").unwrap(), "echo");
+    assert_eq!(b.default, BackendId::at(0));
+    assert_eq!(
+        b.publish(Named::Tool, BackendId::at(0), "echo").unwrap(),
+        "echo"
+    );
     assert_eq!(
         route(&b, Named::Tool, "echo"),
         Some(("main".into(), "echo".into()))
     );
-    assert_eq!(b.publish(Named::Tool, 0, "jira__x"), None);
+    assert_eq!(b.publish(Named::Tool, BackendId::at(0), "jira__x"), None);
     assert_eq!(
         route(&b, Named::Tool, "jira__x"),
         Some(("jira".into(), "x".into()))
     );
     // `add` is published as `calc` only; an upstream tool literally named `calc`
     // would collide with the alias and is hidden.
-    assert_eq!(b.publish(Named::Tool, 0, "add").unwrap(), "calc");
-    assert_eq!(b.publish(Named::Tool, 0, "calc"), None);
+    assert_eq!(
+        b.publish(Named::Tool, BackendId::at(0), "add").unwrap(),
+        "calc"
+    );
+    assert_eq!(b.publish(Named::Tool, BackendId::at(0), "calc"), None);
     assert_eq!(route(&b, Named::Tool, "add"), None);
 }
 
 #[test]
 fn invalid_public_tool_names_are_not_published() {
     let b = two();
-    assert_eq!(b.publish(Named::Tool, 1, "has space"), None);
+    assert_eq!(b.publish(Named::Tool, BackendId::at(1), "has space"), None);
     let long = "x".repeat(128 - "jira__".len());
-    assert!(b.publish(Named::Tool, 1, &long).is_some());
+    assert!(b.publish(Named::Tool, BackendId::at(1), &long).is_some());
     let longer = "x".repeat(129 - "jira__".len());
-    assert_eq!(b.publish(Named::Tool, 1, &longer), None);
+    assert_eq!(b.publish(Named::Tool, BackendId::at(1), &longer), None);
     assert_eq!(route(&b, Named::Tool, &format!("jira__{longer}")), None);
 }
 
@@ -135,10 +160,16 @@ fn glob_exposure_on_upstream_names() {
         {"name": "fs", "tools": {"include": ["read_*", "list"], "exclude": ["read_secret*"]}}
     ]}))
     .unwrap();
-    assert!(b.publish(Named::Tool, 0, "read_file").is_some());
-    assert!(b.publish(Named::Tool, 0, "list").is_some());
-    assert!(b.publish(Named::Tool, 0, "write_file").is_none());
-    assert!(b.publish(Named::Tool, 0, "read_secrets").is_none());
+    assert!(b
+        .publish(Named::Tool, BackendId::at(0), "read_file")
+        .is_some());
+    assert!(b.publish(Named::Tool, BackendId::at(0), "list").is_some());
+    assert!(b
+        .publish(Named::Tool, BackendId::at(0), "write_file")
+        .is_none());
+    assert!(b
+        .publish(Named::Tool, BackendId::at(0), "read_secrets")
+        .is_none());
     assert!(route(&b, Named::Tool, "fs__write_file").is_none());
     assert!(!b.routes());
     assert!(!b.aggregates(Named::Tool));
@@ -160,6 +191,7 @@ fn defaults() {
     let b = two();
     assert_eq!(b.header, "x-mcp-backend");
     assert_eq!(b.listing_timeout_ms, 5000);
+    assert_eq!(b.call_timeout_ms, 60_000);
     assert_eq!(b.servers[1].cluster, "jira");
     assert_eq!(b.servers[1].authority, "jira");
     assert_eq!(b.servers[1].path, "/mcp");
@@ -223,6 +255,10 @@ fn configurations_that_make_bad_or_colliding_names_are_refused() {
     assert_eq!(e.field, "backends.servers[0].path");
     let e = refused(json!({"listing_timeout_ms": 0, "servers": [{"name": "a"}]}));
     assert_eq!(e.field, "backends.listing_timeout_ms");
+    for ms in [0, 3_600_001] {
+        let e = refused(json!({"call_timeout_ms": ms, "servers": [{"name": "a"}]}));
+        assert_eq!(e.field, "backends.call_timeout_ms");
+    }
     let e = refused(json!({"header": "X Backend", "servers": [{"name": "a"}]}));
     assert_eq!(e.field, "backends.header");
 }
@@ -245,11 +281,14 @@ fn publish_then_resolve_is_the_identity() {
     for kind in [Named::Tool, Named::Prompt] {
         for backend in 0..b.servers.len() {
             for upstream in names {
-                if let Some(public) = b.publish(kind, backend, upstream) {
+                if let Some(public) = b.publish(kind, BackendId::at(backend), upstream) {
                     let back = b.resolve(kind, &public).unwrap_or_else(|| {
                         panic!("{public} (from {upstream} on {backend}) does not resolve")
                     });
-                    assert_eq!((back.backend, back.upstream.as_ref()), (backend, upstream));
+                    assert_eq!(
+                        (back.backend.index(), back.upstream.as_ref()),
+                        (backend, upstream)
+                    );
                     let previous =
                         published.insert((kind, public.to_string()), (backend, upstream));
                     assert!(previous.is_none(), "{public} published twice");
@@ -267,7 +306,7 @@ fn publish_then_resolve_is_the_identity() {
             if let Some(upstream) = names.iter().find(|n| **n == r.upstream) {
                 assert_eq!(
                     published.get(&(kind, candidate.clone())),
-                    Some(&(r.backend, *upstream)),
+                    Some(&(r.backend.index(), *upstream)),
                     "{candidate} resolves to what never published it"
                 );
             }

@@ -143,10 +143,125 @@ impl<'de> de::Deserializer<'de> for At<'de, '_> {
         }
     }
 
+    // A visitor is only offered the JSON type it asks for; anything else is
+    // the error its default would give. Forwarding these to
+    // `deserialize_any` would compile every arm (a struct's `visit_seq`,
+    // a number's `visit_map`...) for every configuration type: dead code,
+    // tens of KB of the .wasm.
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, PathError> {
+        self.deserialize_map(visitor)
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, PathError> {
+        let path = self.path;
+        match self.value {
+            Value::Object(map) => visitor
+                .visit_map(Entries {
+                    entries: map.iter(),
+                    pending: None,
+                    path,
+                })
+                .map_err(|e| e.at(path)),
+            other => Err(self.mismatch(other, &visitor)),
+        }
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, PathError> {
+        let path = self.path;
+        match self.value {
+            Value::Array(items) => visitor
+                .visit_seq(Items {
+                    items: items.iter(),
+                    index: 0,
+                    path,
+                })
+                .map_err(|e| e.at(path)),
+            other => Err(self.mismatch(other, &visitor)),
+        }
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, PathError> {
+        match self.value {
+            Value::String(s) => visitor
+                .visit_borrowed_str(s)
+                .map_err(|e: PathError| e.at(self.path)),
+            other => Err(self.mismatch(other, &visitor)),
+        }
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, PathError> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, PathError> {
+        match self.value {
+            Value::Bool(b) => visitor
+                .visit_bool(*b)
+                .map_err(|e: PathError| e.at(self.path)),
+            other => Err(self.mismatch(other, &visitor)),
+        }
+    }
+
+    fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, PathError> {
+        self.number(visitor)
+    }
+
+    fn deserialize_u32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, PathError> {
+        self.number(visitor)
+    }
+
+    fn deserialize_u16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, PathError> {
+        self.number(visitor)
+    }
+
+    fn deserialize_u8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, PathError> {
+        self.number(visitor)
+    }
+
+    fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, PathError> {
+        self.number(visitor)
+    }
+
     forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf unit unit_struct seq tuple tuple_struct map struct
+        i8 i16 i32 i128 u128 f32 f64 char
+        bytes byte_buf unit unit_struct tuple tuple_struct
         identifier ignored_any
+    }
+}
+
+impl<'de> At<'de, '_> {
+    fn number<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, PathError> {
+        let result = match self.value {
+            Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => visitor.visit_u64(u),
+                (None, Some(i)) => visitor.visit_i64(i),
+                (None, None) => visitor.visit_f64(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            other => return Err(self.mismatch(other, &visitor)),
+        };
+        result.map_err(|e: PathError| e.at(self.path))
+    }
+
+    /// The error a visitor gives for a JSON type it does not take.
+    fn mismatch(&self, value: &Value, expected: &dyn de::Expected) -> PathError {
+        let unexpected = match value {
+            Value::Null => de::Unexpected::Unit,
+            Value::Bool(b) => de::Unexpected::Bool(*b),
+            Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => de::Unexpected::Unsigned(u),
+                (None, Some(i)) => de::Unexpected::Signed(i),
+                (None, None) => de::Unexpected::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Value::String(s) => de::Unexpected::Str(s),
+            Value::Array(_) => de::Unexpected::Seq,
+            Value::Object(_) => de::Unexpected::Map,
+        };
+        <PathError as de::Error>::invalid_type(unexpected, expected).at(self.path)
     }
 }
 

@@ -2,7 +2,8 @@
 //! while paused, chunked responses) fed to the exchange, asserting each step.
 
 use super::*;
-use crate::telemetry::{MetricKind, ToolLabels};
+use crate::backends::BackendId;
+use crate::telemetry::{Labels, MetricKind, Sample, ToolLabels};
 
 fn config(json: &str) -> Rc<FilterConfig> {
     Rc::new(FilterConfig::from_json(json.as_bytes()).unwrap())
@@ -581,6 +582,74 @@ mod authorized {
         format!(r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"{tool}"}}}}"#)
     }
 
+    /// A README-style policy (rules about tools, prompts and resources only):
+    /// session housekeeping passes; completion and subscriptions follow
+    /// what they are about, and are refused (never passed) when that is denied.
+    #[test]
+    fn housekeeping_passes_and_follows_its_subject() {
+        let secret = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+        let cfg = config(
+            &serde_json::json!({
+                "auth": {
+                    "issuers": ["https://idp"], "audiences": ["https://mcp.example.com/mcp"],
+                    "shared_secret": {"base64": secret},
+                    "resource_metadata": {"resource": "https://mcp.example.com/mcp",
+                        "authorization_servers": ["https://idp"]},
+                },
+                "policy": {"rules": [
+                    {"name": "tools", "tools": ["add"], "effect": "allow"},
+                    {"name": "greet", "prompts": ["greet"], "effect": "allow"},
+                    {"name": "docs", "resources": ["file:///docs/*"], "effect": "allow"},
+                ]},
+            })
+            .to_string(),
+        );
+        let run = |body: &str| {
+            let outcome = alice();
+            let mut ex = Exchange::new(cfg.clone(), 0)
+                .with_authenticator(Box::new(move |_| outcome.clone()));
+            ex.on_request_headers(&post(&[]), false);
+            feed_body(&mut ex, body.as_bytes(), 4)
+        };
+        let passes = [
+            r#"{"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"info"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"t1"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"greet"},"argument":{"name":"n","value":"a"}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"file:///docs/a"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"_meta":{},"notifications":{"toolsListChanged":true,"resourceSubscriptions":["file:///docs/a"]}}}"#,
+        ];
+        for body in passes {
+            assert_eq!(run(body).action, Action::Continue, "{body}");
+        }
+        let refused = [
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"secret"},"argument":{"name":"n","value":"a"}}}"#,
+                "prompt `secret`",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"file:///etc/{f}"},"argument":{"name":"f","value":"p"}}}"#,
+                "resource `file:///etc/{f}`",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"file:///etc/passwd"}}"#,
+                "resource `file:///etc/passwd`",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"_meta":{},"notifications":{"resourceSubscriptions":["file:///docs/a","file:///etc/passwd"]}}}"#,
+                "resource `file:///etc/passwd`",
+            ),
+        ];
+        for (body, what) in refused {
+            let (status, reply) = reply_of(&run(body));
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(reply["error"]["code"], -32043, "{body}");
+            assert!(
+                reply["error"]["message"].as_str().unwrap().contains(what),
+                "{body}: {reply}"
+            );
+        }
+    }
+
     #[test]
     fn no_token_gets_401_with_the_resource_metadata_challenge() {
         let mut ex = exchange(Authenticated::Failed(AuthFailure::MissingToken));
@@ -638,15 +707,36 @@ mod authorized {
         ));
     }
 
+    /// By default a denied request is answered by its JSON-RPC error (HTTP
+    /// 200), which every SDK hands the application as a failed call on a live
+    /// session; `deny_with: http_403` answers 403. Either way: its id, what
+    /// was asked for, nothing of the policy.
     #[test]
-    fn a_denied_call_is_answered_403_with_its_id_and_no_policy_internals() {
-        let mut ex = exchange(alice());
+    fn a_denied_call_is_answered_with_its_id_and_no_policy_internals() {
+        let mut http_403 = (*secure_config()).clone();
+        http_403.policy.deny_with = crate::policy::DenyWith::Http403;
+        let http_403 = Rc::new(http_403);
+        for (cfg, want) in [(secure_config(), 200), (http_403, 403)] {
+            let outcome = alice();
+            let mut ex =
+                Exchange::new(cfg, 0).with_authenticator(Box::new(move |_| outcome.clone()));
+            ex.on_request_headers(&post(&[]), false);
+            let (status, body) = reply_of(&feed_body(&mut ex, call("secret").as_bytes(), 100));
+            assert_eq!(status, want);
+            assert_eq!(body["id"], 7);
+            assert_eq!(body["error"]["code"], -32043);
+            assert_eq!(body["error"]["message"], "tool `secret` is not allowed");
+            assert!(!body.to_string().contains("no-secret"));
+        }
+        // A denied element of a batch has no single request to answer: 403.
+        let mut batches = (*secure_config()).clone();
+        batches.allow_batches = true;
+        let outcome = alice();
+        let mut ex = Exchange::new(Rc::new(batches), 0)
+            .with_authenticator(Box::new(move |_| outcome.clone()));
         ex.on_request_headers(&post(&[]), false);
-        let (status, body) = reply_of(&feed_body(&mut ex, call("secret").as_bytes(), 100));
-        assert_eq!(status, 403);
-        assert_eq!(body["id"], 7);
-        assert_eq!(body["error"]["message"], "tool `secret` is not allowed");
-        assert!(!body.to_string().contains("no-secret"));
+        let batch = format!("[{}]", call("secret"));
+        assert_eq!(reply_of(&feed_body(&mut ex, batch.as_bytes(), 100)).0, 403);
     }
 
     #[test]
@@ -666,102 +756,6 @@ mod authorized {
             .1;
         assert!(challenge
             .starts_with(r#"Bearer error="insufficient_scope", scope="ops", resource_metadata=""#));
-    }
-
-    /// A policy like the README's: rules name only tools, prompts and
-    /// resources, so the default is deny.
-    fn readme_style_exchange() -> Exchange {
-        let secret = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
-        let config = config(
-            &serde_json::json!({
-                "auth": {
-                    "issuers": ["https://idp"], "audiences": ["https://mcp.example.com/mcp"],
-                    "shared_secret": {"base64": secret},
-                    "resource_metadata": {"resource": "https://mcp.example.com/mcp",
-                        "authorization_servers": ["https://idp"]},
-                },
-                "tenancy": {"tenant_claim": "tenant"},
-                "policy": {"rules": [
-                    {"name": "tools", "tenants": ["acme"], "tools": ["add"], "effect": "allow"},
-                    {"name": "greet", "tenants": ["acme"], "prompts": ["greet"], "effect": "allow"},
-                    {"name": "docs", "tenants": ["acme"], "resources": ["file:///docs/*"], "effect": "allow"},
-                ]},
-            })
-            .to_string(),
-        );
-        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
-        Exchange::new(config, 0).with_authenticator(Box::new(|_| alice()))
-    }
-
-    fn judged(body: &str) -> Step {
-        let mut ex = readme_style_exchange();
-        assert_eq!(
-            ex.on_request_headers(&post(&[]), false).action,
-            Action::Continue
-        );
-        feed_body(&mut ex, body.as_bytes(), 64)
-    }
-
-    #[test]
-    fn housekeeping_goes_upstream_under_a_policy_that_names_only_subjects() {
-        for body in [
-            r#"{"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"debug"}}"#,
-            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
-            r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"t1"}}"#,
-            r#"{"jsonrpc":"2.0","id":1,"method":"tasks/result","params":{"taskId":"t1"}}"#,
-            r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"greet"},"argument":{"name":"who","value":"A"}}}"#,
-            r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"file:///docs/{page}"},"argument":{"name":"page","value":"in"}}}"#,
-            r#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"file:///docs/a.md"}}"#,
-            r#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"toolsListChanged":true,"resourceSubscriptions":["file:///docs/a.md","file:///docs/b.md"]}}}"#,
-        ] {
-            let step = judged(body);
-            assert_eq!(step.action, Action::Continue, "{body}: {step:?}");
-            assert!(
-                step.properties.contains(&("mcp_decision", "allow".into())),
-                "{body}: {:?}",
-                step.properties
-            );
-        }
-    }
-
-    #[test]
-    fn housekeeping_about_a_denied_subject_is_refused_naming_it() {
-        for (body, what) in [
-            (
-                r#"{"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"admin"},"argument":{"name":"who","value":"A"}}}"#,
-                "prompt `admin`",
-            ),
-            (
-                r#"{"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"file:///etc/{f}"},"argument":{"name":"f","value":"p"}}}"#,
-                "resource `file:///etc/{f}`",
-            ),
-            (
-                r#"{"jsonrpc":"2.0","id":4,"method":"resources/subscribe","params":{"uri":"file:///etc/passwd"}}"#,
-                "resource `file:///etc/passwd`",
-            ),
-            // One denied resource refuses the whole stream: nothing is dropped silently.
-            (
-                r#"{"jsonrpc":"2.0","id":4,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":["file:///docs/a.md","file:///etc/passwd"]}}}"#,
-                "resource `file:///etc/passwd`",
-            ),
-        ] {
-            let step = judged(body);
-            let (_, reply) = reply_of(&step);
-            assert_eq!(reply["id"], 4, "{body}");
-            assert_eq!(reply["error"]["code"], -32043, "{body}: {reply}");
-            assert_eq!(
-                reply["error"]["message"],
-                format!("{what} is not allowed"),
-                "{body}"
-            );
-            assert!(step.properties.contains(&("mcp_decision", "deny".into())));
-        }
-        // A completion the filter cannot read is refused, not passed.
-        let step = judged(
-            r#"{"jsonrpc":"2.0","id":5,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"greet","uri":"file:///etc/passwd"},"argument":{"name":"a","value":""}}}"#,
-        );
-        let (status, reply) = reply_of(&step);
-        assert_eq!((status, &reply["error"]["code"]), (400, &(-32602).into()));
     }
 
     /// An authenticator that answers `NeedKeys` until `ready` is set.
@@ -1254,16 +1248,75 @@ mod backends {
         assert_eq!(step.action, Action::Continue);
         assert!(step.header_edits.is_empty(), "headers already left");
         assert_eq!(body_of(&step)["params"]["name"], "search");
+    }
 
-        // A tool of another backend cannot follow headers that already left.
+    /// Headers that left for the default backend cannot follow a call for
+    /// another: the filter relays it there and answers with its answer.
+    #[test]
+    fn unheld_calls_for_another_backend_are_relayed_by_the_filter() {
+        let mut ex = routed(false);
+        ex.on_request_headers(
+            &post(&[
+                ("mcp-protocol-version", "2025-06-18"),
+                ("mcp-session-id", "s-1"),
+            ]),
+            false,
+        );
+        let step = feed_body(&mut ex, call("jira__create_issue").as_bytes(), 100);
+        assert_eq!(step.action, Action::Pause, "the client waits for jira");
+        assert!(step.body.is_none() && step.header_edits.is_empty());
+        assert!(step.properties.contains(&("mcp_backend", "jira".into())));
+        let [fetch] = step.fetches.as_slice() else {
+            panic!("one request to jira: {:?}", step.fetches)
+        };
+        assert_eq!(fetch.cluster, "jira");
+        let body: Value = serde_json::from_slice(&fetch.body).unwrap();
+        assert_eq!(body["params"]["name"], "create_issue");
+        assert_eq!(body["params"]["arguments"]["name"], "jira__create_issue");
+        assert!(fetch
+            .headers
+            .contains(&("mcp-protocol-version".into(), "2025-06-18".into())));
+        assert!(
+            !fetch.headers.iter().any(|(k, _)| k == "mcp-session-id"),
+            "the session is the default backend's"
+        );
+
+        let answer =
+            r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"ok"}]}}"#;
+        let step = ex.on_backend_answer(
+            BackendId::at(1),
+            BackendAnswer {
+                status: Some(200),
+                content_type: Some("application/json"),
+                content_encoding: None,
+                body: answer.as_bytes(),
+            },
+        );
+        let Action::Respond(reply) = &step.action else {
+            panic!("{step:?}")
+        };
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body, answer.as_bytes());
+        assert!(ex.answered());
+        let samples = ex.finish(5, &mut Labels::default());
+        assert!(
+            samples.iter().any(|s| s.name.contains("outcome=result")),
+            "{samples:?}"
+        );
+
+        // A backend that cannot be reached: an error, the failure counted.
         let mut ex = routed(false);
         ex.on_request_headers(&post(&[]), false);
-        let (status, reply) = reply_of(&feed_body(&mut ex, call("jira__x").as_bytes(), 100));
-        assert_eq!(status, 400);
-        assert!(reply["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("Mcp-Name"));
+        let step = feed_body(&mut ex, call("jira__x").as_bytes(), 100);
+        assert_eq!(step.fetches.len(), 1);
+        let (status, reply) = reply_of(&ex.on_backend_unreachable(BackendId::at(1)));
+        assert_eq!(status, 502);
+        assert_eq!(reply["id"], 7);
+        assert_eq!(reply["error"]["code"], -32603);
+        assert_eq!(
+            ex.backend_failures(),
+            ["backend `jira` gave no answer to pass on for the relayed call: unreachable"]
+        );
     }
 
     #[test]
@@ -1324,6 +1377,7 @@ mod backends {
         BackendAnswer {
             status: Some(200),
             content_type: Some("application/json"),
+            content_encoding: None,
             body: body.as_bytes(),
         }
     }
@@ -1339,13 +1393,13 @@ mod backends {
             assert!(step.fetches[0]
                 .headers
                 .contains(&("mcp-protocol-version".into(), "2025-11-25".into())));
-            let step = ex.on_listing_answer(
-                1,
+            let step = ex.on_backend_answer(
+                BackendId::at(1),
                 answer(r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"create_issue"}]}}"#),
             );
             assert_eq!(step.action, Action::Pause);
-            let step = ex.on_listing_answer(
-                0,
+            let step = ex.on_backend_answer(
+                BackendId::at(0),
                 answer(r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"create_issue"},{"name":"secret"},{"name":"search"}]}}"#),
             );
             let (status, reply) = reply_of(&step);
@@ -1376,9 +1430,9 @@ mod backends {
         let mut ex = routed(true);
         ex.on_request_headers(&post(&[]), false);
         feed_body(&mut ex, LIST.as_bytes(), 100);
-        ex.on_listing_unreachable(1);
-        let (status, reply) = reply_of(&ex.on_listing_answer(
-            0,
+        ex.on_backend_unreachable(BackendId::at(1));
+        let (status, reply) = reply_of(&ex.on_backend_answer(
+            BackendId::at(0),
             answer(r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"search"}]}}"#),
         ));
         assert_eq!(status, 200);
@@ -1386,7 +1440,10 @@ mod backends {
             reply["result"]["tools"],
             json!([{"name": "github__search"}])
         );
-        assert_eq!(ex.backend_failures(), vec![("jira", "unreachable")]);
+        assert_eq!(
+            ex.backend_failures(),
+            ["backend `jira` left out of the listing: unreachable"]
+        );
         let mut labels = Labels::with_tools(ToolLabels::new(&[], 10));
         let samples = ex.finish(3, &mut labels);
         assert!(names_of(&samples)
@@ -1460,7 +1517,7 @@ mod backends {
                 100
             ))
             .0,
-            403
+            200
         );
         let mut ex = make();
         ex.on_request_headers(&post(&[]), false);
@@ -1471,12 +1528,12 @@ mod backends {
         let mut ex = make();
         ex.on_request_headers(&post(&[]), false);
         feed_body(&mut ex, LIST.as_bytes(), 100);
-        ex.on_listing_answer(
-            1,
+        ex.on_backend_answer(
+            BackendId::at(1),
             answer(r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"create_issue"}]}}"#),
         );
-        let (_, reply) = reply_of(&ex.on_listing_answer(
-            0,
+        let (_, reply) = reply_of(&ex.on_backend_answer(
+            BackendId::at(0),
             answer(r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"search"}]}}"#),
         ));
         assert_eq!(
@@ -1526,5 +1583,102 @@ mod backends {
         let mut ex = routed(true);
         let step = ex.on_request_headers(&request("DELETE", "/mcp"), true);
         assert_eq!(step.header_edits, vec![set("x-mcp-backend", "github")]);
+    }
+}
+
+/// The series defined when the configuration loads cover every label value
+/// the request path can produce for them, so none is left for later.
+mod series_at_load {
+    use super::*;
+    use crate::aggregate::Failure;
+    use crate::auth::token::AuthFailure;
+    use crate::reject::Reason;
+
+    /// Every variant, by an exhaustive match: a new variant fails to
+    /// compile here until it is listed.
+    fn every_reason() -> Vec<Reason> {
+        let all = Reason::ALL.to_vec();
+        for r in &all {
+            match r {
+                Reason::ParseError
+                | Reason::InvalidRequest
+                | Reason::InvalidParams
+                | Reason::BatchNotAllowed
+                | Reason::HeaderMismatch
+                | Reason::TooLarge
+                | Reason::UnsupportedMediaType
+                | Reason::UnsupportedEncoding
+                | Reason::MethodNotAllowed
+                | Reason::NotFound
+                | Reason::BodyNotAllowed
+                | Reason::AmbiguousPath
+                | Reason::UnknownName
+                | Reason::Unroutable
+                | Reason::AmbiguousKey => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn label_lists_are_complete() {
+        let reasons = every_reason();
+        let labels: std::collections::HashSet<_> = reasons.iter().map(|r| r.label()).collect();
+        assert_eq!(labels.len(), 15, "one label per reason");
+        for failure in [
+            AuthFailure::MissingToken,
+            AuthFailure::Malformed("x"),
+            AuthFailure::TooLarge,
+            AuthFailure::AlgorithmNotAllowed,
+            AuthFailure::UnknownKey,
+            AuthFailure::NoKeys,
+            AuthFailure::NoClock,
+            AuthFailure::BadSignature,
+            AuthFailure::Expired,
+            AuthFailure::NotYetValid,
+            AuthFailure::WrongIssuer,
+            AuthFailure::WrongAudience,
+            AuthFailure::MissingClaim("x".into()),
+        ] {
+            assert!(
+                AuthFailure::LABELS.contains(&failure.label()),
+                "{failure:?}"
+            );
+        }
+        for failure in [
+            Failure::Unreachable,
+            Failure::HttpStatus(503),
+            Failure::HttpStatus(404),
+            Failure::Unreadable,
+            Failure::RpcError,
+            Failure::TooManyPages,
+            Failure::TooLarge,
+        ] {
+            assert!(Failure::LABELS.contains(&failure.label()), "{failure:?}");
+        }
+    }
+
+    #[test]
+    fn what_the_configuration_knows_is_defined() {
+        let names = |json: &str| -> Vec<String> {
+            series_at_load(&config(json))
+                .into_iter()
+                .map(|(_, n)| n)
+                .collect()
+        };
+        let plain = names("{}");
+        assert!(plain.contains(&"mcp_rejections_total.reason=ambiguous_key".into()));
+        assert!(plain.contains(&"mcp_requests_total.mcp_method_name=tools/call".into()));
+        assert!(plain.contains(&"mcp_requests_total.mcp_method_name=_other".into()));
+        assert!(!plain
+            .iter()
+            .any(|n| n.starts_with("mcp_auth_failures_total")));
+        let with_backends =
+            names(r#"{"backends": {"servers": [{"name": "github"}, {"name": "jira"}]}}"#);
+        assert!(with_backends
+            .contains(&"mcp_backend_failures_total.backend=jira.reason=unreachable".into()));
+        // Unique: each is defined once.
+        let unique: std::collections::HashSet<_> = with_backends.iter().collect();
+        assert_eq!(unique.len(), with_backends.len());
     }
 }

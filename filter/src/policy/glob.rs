@@ -22,11 +22,6 @@ impl Glob {
         &self.pattern
     }
 
-    /// Whether the pattern has no wildcard.
-    pub fn is_literal(&self) -> bool {
-        self.literal
-    }
-
     pub fn matches(&self, text: &str) -> bool {
         if self.literal {
             return *self.pattern == *text;

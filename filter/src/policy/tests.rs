@@ -3,7 +3,7 @@ use serde_json::json;
 
 fn policy(tenancy: bool, config: Value) -> Policy {
     let raw: RawPolicy = serde_json::from_value(config).unwrap();
-    raw.compile(tenancy).unwrap()
+    raw.compile(tenancy, &mut Vec::new()).unwrap()
 }
 
 fn caller(sub: &str, tenant: Option<&str>, scopes: &[&str], claims: Value) -> Caller {
@@ -19,13 +19,6 @@ fn caller(sub: &str, tenant: Option<&str>, scopes: &[&str], claims: Value) -> Ca
 
 fn tool(name: &str) -> Target<'_> {
     Target::call(SubjectKind::Tool, name)
-}
-
-fn about<'a>(method: &'a str, kind: SubjectKind, name: &'a str) -> Target<'a> {
-    Target {
-        method,
-        subject: Some((kind, name)),
-    }
 }
 
 /// The decision table the product promises: subjects x targets x tenants.
@@ -91,94 +84,12 @@ fn decision_table_over_subjects_targets_and_tenants() {
             "allow",
         ),
         (&outsider, Target::method(RESPONSE_METHOD), "allow"),
-        // Session housekeeping is open to them too, though no rule names it.
-        (&outsider, Target::method("logging/setLevel"), "allow"),
-        (&outsider, Target::method("tasks/get"), "allow"),
-        (&outsider, Target::method("tasks/result"), "allow"),
-        (&outsider, Target::method("subscriptions/listen"), "allow"),
-        (&nobody, Target::method("logging/setLevel"), "deny"),
-        // Housekeeping about a subject follows the subject's decision.
-        (
-            &dev,
-            about("completion/complete", SubjectKind::Prompt, "greet"),
-            "allow",
-        ),
-        (
-            &dev,
-            about("completion/complete", SubjectKind::Prompt, "other"),
-            "deny",
-        ),
-        (
-            &globex,
-            about("completion/complete", SubjectKind::Prompt, "greet"),
-            "deny",
-        ),
-        (
-            &dev,
-            about(
-                "completion/complete",
-                SubjectKind::Resource,
-                "file:///docs/{name}",
-            ),
-            "allow",
-        ),
-        (
-            &dev,
-            about(
-                "completion/complete",
-                SubjectKind::Resource,
-                "file:///etc/{name}",
-            ),
-            "deny",
-        ),
-        (
-            &dev,
-            about(
-                "resources/subscribe",
-                SubjectKind::Resource,
-                "file:///docs/a.md",
-            ),
-            "allow",
-        ),
-        (
-            &dev,
-            about(
-                "resources/subscribe",
-                SubjectKind::Resource,
-                "file:///etc/passwd",
-            ),
-            "deny",
-        ),
-        (
-            &dev,
-            about(
-                "resources/unsubscribe",
-                SubjectKind::Resource,
-                "file:///docs/a.md",
-            ),
-            "allow",
-        ),
-        (
-            &dev,
-            about(
-                "subscriptions/listen",
-                SubjectKind::Resource,
-                "file:///docs/a.md",
-            ),
-            "allow",
-        ),
-        (
-            &dev,
-            about(
-                "subscriptions/listen",
-                SubjectKind::Resource,
-                "file:///etc/passwd",
-            ),
-            "deny",
-        ),
+        // Session housekeeping is allowed unless a rule names it.
+        (&dev, Target::method("logging/setLevel"), "allow"),
+        (&dev, Target::method("tasks/result"), "allow"),
+        (&dev, Target::method("tasks/update"), "allow"),
         // Other methods follow the default, which is deny once rules exist.
-        (&dev, Target::method("vendor/custom"), "deny"),
-        (&dev, Target::method("skills/list"), "deny"),
+        (&dev, Target::method("vendor/unknown"), "deny"),
     ];
     for (who, target, want) in table {
         let got = p.decide(who, target);
@@ -240,208 +151,7 @@ fn a_rule_naming_tools_does_not_answer_for_prompts_or_methods() {
         .decide(&c, &Target::call(SubjectKind::Prompt, "p"))
         .is_allowed());
     assert!(!p
-        .decide(&c, &about("completion/complete", SubjectKind::Prompt, "p"))
-        .is_allowed());
-}
-
-/// The README's example policies name only tools, prompts and resources: the
-/// protocol's housekeeping must keep working under them, with the default
-/// deny, and follow the subject it is about.
-#[test]
-fn housekeeping_is_not_denied_by_rules_that_name_only_subjects() {
-    let p = policy(
-        false,
-        json!({"rules": [
-            {"name": "greet", "prompts": ["greet"], "effect": "allow"},
-            {"name": "docs", "methods": ["resources/read"], "resources": ["file:///docs/*"], "effect": "allow"},
-            {"name": "tools", "tools": ["add"], "effect": "allow"},
-        ]}),
-    );
-    let c = caller("a", None, &[], json!({}));
-    for method in [
-        "initialize",
-        "ping",
-        "server/discover",
-        "notifications/initialized",
-        "notifications/cancelled",
-        "notifications/roots/list_changed",
-        "logging/setLevel",
-        "tasks/get",
-        "tasks/result",
-        "tasks/cancel",
-        "tasks/list",
-        "tasks/update",
-        "subscriptions/listen",
-        "tools/list",
-        "prompts/list",
-        "resources/list",
-        "resources/templates/list",
-        RESPONSE_METHOD,
-    ] {
-        let d = p.decide(&c, &Target::method(method));
-        assert_eq!(d.verdict, Verdict::Allow, "{method}: {d:?}");
-        assert_eq!(d.reason, DecisionReason::Builtin, "{method}");
-    }
-    // A completion is judged as getting its prompt, a subscription as
-    // reading its resource: the rule that decides is named.
-    let d = p.decide(
-        &c,
-        &about("completion/complete", SubjectKind::Prompt, "greet"),
-    );
-    assert_eq!(
-        (d.label(), d.reason.label()),
-        ("allow", "rule:greet".into())
-    );
-    let d = p.decide(
-        &c,
-        &about("completion/complete", SubjectKind::Prompt, "other"),
-    );
-    assert_eq!((d.label(), d.reason.label()), ("deny", "default".into()));
-    for method in [
-        "resources/subscribe",
-        "resources/unsubscribe",
-        "subscriptions/listen",
-        "completion/complete",
-    ] {
-        let d = p.decide(&c, &about(method, SubjectKind::Resource, "file:///docs/a"));
-        assert_eq!(
-            (d.label(), d.reason.label()),
-            ("allow", "rule:docs".into()),
-            "{method}"
-        );
-        let d = p.decide(&c, &about(method, SubjectKind::Resource, "file:///etc/a"));
-        assert_eq!(d.label(), "deny", "{method}");
-    }
-    // A tool rule says nothing about prompts, and a method-level question
-    // is not a subject's.
-    assert!(!p
-        .decide(
-            &c,
-            &about("completion/complete", SubjectKind::Prompt, "add")
-        )
-        .is_allowed());
-    assert!(!p
         .decide(&c, &Target::method("completion/complete"))
-        .is_allowed());
-}
-
-/// A rule that names a housekeeping method is honoured, before or instead
-/// of the subject's rule.
-#[test]
-fn a_rule_naming_a_housekeeping_method_decides_it() {
-    let p = policy(
-        false,
-        json!({"rules": [
-            {"name": "quiet", "methods": ["logging/setLevel"], "subjects": ["guest"], "effect": "deny"},
-            {"name": "no-completion", "methods": ["completion/complete"], "prompts": ["greet"], "effect": "deny"},
-            {"name": "no-subscribe", "methods": ["resources/subscribe"], "effect": "deny"},
-            {"name": "no-tasks", "methods": ["tasks/result"], "effect": "deny"},
-            {"name": "prompts", "prompts": ["*"], "effect": "allow"},
-            {"name": "docs", "resources": ["file:///docs/*"], "effect": "allow"},
-        ]}),
-    );
-    let guest = caller("guest", None, &[], json!({}));
-    let user = caller("user", None, &[], json!({}));
-    let label = |who: &Caller, t: Target<'_>| {
-        let d = p.decide(who, &t);
-        format!("{}/{}", d.label(), d.reason.label())
-    };
-    assert_eq!(
-        label(&guest, Target::method("logging/setLevel")),
-        "deny/rule:quiet"
-    );
-    assert_eq!(
-        label(&user, Target::method("logging/setLevel")),
-        "allow/builtin"
-    );
-    assert_eq!(
-        label(&user, Target::method("tasks/result")),
-        "deny/rule:no-tasks"
-    );
-    assert_eq!(label(&user, Target::method("tasks/get")), "allow/builtin");
-    assert_eq!(
-        label(
-            &user,
-            about("completion/complete", SubjectKind::Prompt, "greet")
-        ),
-        "deny/rule:no-completion"
-    );
-    assert_eq!(
-        label(&user, Target::call(SubjectKind::Prompt, "greet")),
-        "allow/rule:prompts"
-    );
-    assert_eq!(
-        label(
-            &user,
-            about("completion/complete", SubjectKind::Prompt, "other")
-        ),
-        "allow/rule:prompts"
-    );
-    // A 2026-07-28 resource subscription is a `resources/subscribe` of it.
-    for method in ["resources/subscribe", "subscriptions/listen"] {
-        assert_eq!(
-            label(
-                &user,
-                about(method, SubjectKind::Resource, "file:///docs/a")
-            ),
-            "deny/rule:no-subscribe",
-            "{method}"
-        );
-    }
-    assert_eq!(
-        label(
-            &user,
-            about(
-                "resources/unsubscribe",
-                SubjectKind::Resource,
-                "file:///docs/a"
-            )
-        ),
-        "allow/rule:docs"
-    );
-    assert_eq!(
-        label(&user, Target::call(SubjectKind::Resource, "file:///docs/a")),
-        "allow/rule:docs"
-    );
-}
-
-/// A rule about `prompts/get` or `resources/read` answers for the
-/// housekeeping that follows them, and only for it.
-#[test]
-fn a_rule_naming_the_followed_method_answers_for_its_housekeeping() {
-    let p = policy(
-        false,
-        json!({"rules": [
-            {"name": "get", "methods": ["prompts/get"], "prompts": ["greet"], "effect": "allow"},
-            {"name": "read", "methods": ["resources/read"], "effect": "allow"},
-        ]}),
-    );
-    let c = caller("a", None, &[], json!({}));
-    assert!(p
-        .decide(
-            &c,
-            &about("completion/complete", SubjectKind::Prompt, "greet")
-        )
-        .is_allowed());
-    assert!(!p
-        .decide(&c, &about("completion/complete", SubjectKind::Prompt, "x"))
-        .is_allowed());
-    assert!(p
-        .decide(
-            &c,
-            &about("completion/complete", SubjectKind::Resource, "u://{x}")
-        )
-        .is_allowed());
-    assert!(p
-        .decide(
-            &c,
-            &about("subscriptions/listen", SubjectKind::Resource, "u://x")
-        )
-        .is_allowed());
-    // `resources/read` does not stand for a tool call, nor a completion for a read.
-    assert!(!p.decide(&c, &tool("t")).is_allowed());
-    assert!(!p
-        .decide(&c, &about("completion/complete", SubjectKind::Tool, "t"))
         .is_allowed());
 }
 
@@ -491,7 +201,7 @@ fn bad_rules_are_refused_with_their_field() {
     let err = |tenancy: bool, v: Value| {
         serde_json::from_value::<RawPolicy>(v)
             .unwrap()
-            .compile(tenancy)
+            .compile(tenancy, &mut Vec::new())
             .unwrap_err()
             .field
     };
@@ -530,146 +240,112 @@ fn bad_rules_are_refused_with_their_field() {
     assert!(serde_json::from_value::<RawPolicy>(json!({"rules": [{"effect": "maybe"}]})).is_err());
 }
 
-fn warnings(tenancy: bool, config: Value) -> Vec<String> {
-    policy(tenancy, config).housekeeping_warnings()
+/// Completion and (un)subscription follow their subject's decision, a rule
+/// that names the method itself decides instead, and nothing without a
+/// subject is judged as "no subject".
+#[test]
+fn housekeeping_about_a_subject_follows_the_subjects_decision() {
+    let readme_style = json!({"rules": [
+        {"name": "greet", "prompts": ["greet"], "effect": "allow"},
+        {"name": "docs", "resources": ["file:///docs/*"], "effect": "allow"},
+        {"name": "tools", "tools": ["add"], "effect": "allow"},
+    ]});
+    let p = policy(false, readme_style);
+    let alice = caller("alice", None, &[], json!({}));
+    let on = |method, kind, name| Target {
+        method,
+        subject: Some((kind, name)),
+    };
+    let table = [
+        (
+            on("completion/complete", SubjectKind::Prompt, "greet"),
+            "allow",
+        ),
+        (
+            on("completion/complete", SubjectKind::Prompt, "secret"),
+            "deny",
+        ),
+        (
+            on(
+                "completion/complete",
+                SubjectKind::Resource,
+                "file:///docs/{p}",
+            ),
+            "allow",
+        ),
+        (
+            on(
+                "completion/complete",
+                SubjectKind::Resource,
+                "file:///etc/{p}",
+            ),
+            "deny",
+        ),
+        (
+            on(
+                "resources/subscribe",
+                SubjectKind::Resource,
+                "file:///docs/a",
+            ),
+            "allow",
+        ),
+        (
+            on(
+                "resources/unsubscribe",
+                SubjectKind::Resource,
+                "file:///etc/passwd",
+            ),
+            "deny",
+        ),
+    ];
+    for (target, want) in table {
+        assert_eq!(p.decide(&alice, &target).label(), want, "{target:?}");
+    }
+
+    // A rule naming the method decides it, before the subject's rules.
+    let p = policy(
+        false,
+        json!({"rules": [
+            {"name": "no-completion", "methods": ["completion/complete"], "effect": "deny"},
+            {"name": "greet", "prompts": ["greet"], "effect": "allow"},
+        ]}),
+    );
+    let complete_greet = on("completion/complete", SubjectKind::Prompt, "greet");
+    let decision = p.decide(&alice, &complete_greet);
+    assert_eq!(decision.label(), "deny");
+    assert_eq!(
+        decision.reason,
+        DecisionReason::Rule("no-completion".into())
+    );
 }
 
-/// The README's policies, and every policy that names the housekeeping it
-/// closes, load without a warning.
 #[test]
-fn policies_that_deny_no_housekeeping_by_accident_load_quietly() {
-    for (tenancy, config) in [
-        (
-            true,
-            json!({"rules": [
-                {"name": "secret-needs-admin", "tenants": ["*"], "tools": ["secret"],
-                 "effect": "allow", "require_scopes": ["mcp:admin"]},
-                {"name": "no-deletes", "tenants": ["*"], "tools": ["*delete*"], "effect": "deny"},
-                {"name": "acme-devs", "tenants": ["acme"], "claims": {"groups": ["dev"]},
-                 "tools": ["github__*", "add", "echo"], "effect": "allow"},
-                {"name": "acme-docs", "tenants": ["acme"], "resources": ["file:///docs/*"], "effect": "allow"},
-            ]}),
-        ),
-        // Method allow-lists leave housekeeping to the built-in rule.
-        (
-            false,
-            json!({"default": "deny", "rules": [
-                {"methods": ["tools/call", "tools/list"], "tools": ["add"], "effect": "allow"},
-                {"methods": ["prompts/get"], "effect": "allow"},
-            ]}),
-        ),
-        // Housekeeping denied by name is meant.
-        (
-            false,
-            json!({"rules": [
-                {"methods": ["logging/setLevel"], "subjects": ["guest"], "effect": "deny"},
-                {"methods": ["tasks/get", "tasks/result"], "effect": "deny"},
-                {"methods": ["completion/complete"], "prompts": ["*"], "effect": "deny"},
-                {"tools": ["*"], "effect": "allow"},
-            ]}),
-        ),
-        // A wildcard that reaches housekeeping only after an earlier rule
-        // decided it for every caller.
-        (
-            false,
-            json!({"rules": [
-                {"name": "open", "methods": ["logging/*", "tasks/*", "subscriptions/*", "*/list",
-                    "initialize", "ping", "server/discover", "notifications/*"], "effect": "allow"},
-                {"name": "rest", "methods": ["*"], "subjects": ["guest"], "effect": "deny"},
-            ]}),
-        ),
-        (false, json!({"rules": []})),
+fn a_rule_that_denies_housekeeping_by_accident_is_flagged_at_load() {
+    let warned = |rules: Value| {
+        let raw: RawPolicy = serde_json::from_value(json!({ "rules": rules })).unwrap();
+        let mut warnings = Vec::new();
+        raw.compile(false, &mut warnings).unwrap();
+        warnings
+    };
+    let w = warned(json!([
+        {"name": "tools", "tools": ["add"], "effect": "allow"},
+        {"name": "rest", "methods": ["*"], "effect": "deny"},
+    ]));
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].starts_with("policy.rules[1] (rest):"), "{w:?}");
+    assert!(
+        w[0].contains("initialize") && w[0].contains("logging/setLevel"),
+        "{w:?}"
+    );
+    // A catch-all deny with no methods is the same accident.
+    assert_eq!(warned(json!([{"effect": "deny"}])).len(), 1);
+    // Naming the methods is deliberate; subject rules and allows are fine.
+    for rules in [
+        json!([{"methods": ["logging/setLevel"], "effect": "deny"}]),
+        json!([{"tools": ["*"], "effect": "deny"}]),
+        json!([{"methods": ["*"], "effect": "allow"}]),
+        json!([{"methods": ["tools/call", "prompts/get"], "effect": "deny"}]),
     ] {
-        let w = warnings(tenancy, config.clone());
-        assert!(w.is_empty(), "{config}: {w:#?}");
+        assert!(warned(rules.clone()).is_empty(), "{rules}");
     }
-}
-
-#[test]
-fn a_rule_that_denies_housekeeping_without_naming_it_is_flagged_with_its_field() {
-    // A wildcard method: names the field, the pattern and the methods.
-    let w = warnings(
-        false,
-        json!({"rules": [
-            {"tools": ["add"], "effect": "allow"},
-            {"name": "lock", "methods": ["*"], "subjects": ["guest"], "effect": "deny"},
-        ]}),
-    );
-    assert_eq!(w.len(), 1, "{w:#?}");
-    for part in [
-        "policy.rules[1].methods",
-        "`*`",
-        "`logging/setLevel`",
-        "`initialize`",
-        "`tasks/get`",
-        "`notifications/initialized`",
-    ] {
-        assert!(w[0].contains(part), "{part}: {}", w[0]);
-    }
-    // A narrower wildcard names only what it reaches.
-    let w = warnings(
-        false,
-        json!({"rules": [{"methods": ["logging/*", "tools/call"], "effect": "deny"}]}),
-    );
-    assert_eq!(w.len(), 1, "{w:#?}");
-    assert!(w[0].contains("policy.rules[0].methods") && w[0].contains("`logging/*` denies"));
-    assert!(
-        w[0].contains("`logging/setLevel`") && !w[0].contains("initialize"),
-        "{}",
-        w[0]
-    );
-    // A rule about callers only reaches all of it.
-    let w = warnings(
-        true,
-        json!({"rules": [
-            {"tenants": ["acme"], "tools": ["*"], "effect": "allow"},
-            {"name": "interns", "tenants": ["*"], "claims": {"groups": "interns"}, "effect": "deny"},
-        ]}),
-    );
-    assert_eq!(w.len(), 1, "{w:#?}");
-    assert!(
-        w[0].starts_with("policy.rules[1] (`interns`): naming no methods"),
-        "{}",
-        w[0]
-    );
-    assert!(
-        w[0].contains("`logging/setLevel`") && w[0].contains("`ping`"),
-        "{}",
-        w[0]
-    );
-    // Requiring a scope for everything refuses housekeeping too.
-    let w = warnings(
-        false,
-        json!({"rules": [{"effect": "allow", "require_scopes": ["mcp:use"]}]}),
-    );
-    assert_eq!(w.len(), 1, "{w:#?}");
-    assert!(
-        w[0].contains("`mcp:use`") && w[0].contains("`initialize`"),
-        "{}",
-        w[0]
-    );
-    // Naming one method keeps the rest in the warning.
-    let w = warnings(
-        false,
-        json!({"rules": [
-            {"methods": ["logging/setLevel"], "effect": "allow"},
-            {"methods": ["*"], "effect": "deny"},
-        ]}),
-    );
-    assert!(
-        !w[0].contains("`logging/setLevel`") && w[0].contains("`ping`"),
-        "{}",
-        w[0]
-    );
-    // Housekeeping about a subject: a wildcard reaching the completion but
-    // not the prompt it is about.
-    let w = warnings(
-        false,
-        json!({"rules": [
-            {"methods": ["comp*"], "effect": "deny"},
-            {"prompts": ["*"], "effect": "allow"},
-        ]}),
-    );
-    assert_eq!(w.len(), 1, "{w:#?}");
-    assert!(w[0].contains("`completion/complete`"), "{}", w[0]);
 }

@@ -11,7 +11,7 @@ use super::host;
 use super::root::Shared;
 use super::steps::{self, Body, Ended, Headers, Host, HostError, Outcome, Refused};
 use super::ROOT_ID;
-use crate::aggregate::{BackendAnswer, Fetch};
+use crate::backends::BackendId;
 use crate::exchange::{Action as StepAction, Exchange, Step};
 use crate::reject::LocalReply;
 use crate::telemetry::{self, stat_name, Sample};
@@ -20,9 +20,10 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
-use std::time::Duration;
 
 /// The host, for [`steps`].
+mod calls;
+
 struct Envoy;
 
 fn map_type(map: Headers) -> MapType {
@@ -127,8 +128,8 @@ pub struct Stream {
     done: bool,
     /// A request body callback came (the held-headers watchdog stands down).
     body_started: bool,
-    /// Listing requests sent to backends: (call token, backend index).
-    listing_calls: Vec<(u32, usize)>,
+    /// Requests sent to backends (listings, relayed calls): (call token, backend index).
+    backend_calls: Vec<(u32, BackendId)>,
 }
 
 impl Stream {
@@ -161,7 +162,7 @@ impl Stream {
             failed: false,
             done: false,
             body_started: false,
-            listing_calls: Vec::new(),
+            backend_calls: Vec::new(),
         }
     }
 
@@ -329,95 +330,6 @@ impl Stream {
                 }
             }
         }
-    }
-
-    /// Sends a gathered listing's requests; one that cannot be sent counts
-    /// as that backend failing.
-    fn send_fetches(&mut self, fetches: Vec<Fetch>) {
-        for fetch in fetches {
-            let headers: Vec<(&str, &str)> = fetch
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            match host::http_call(
-                &fetch.cluster,
-                headers,
-                Some(&fetch.body),
-                Duration::from_millis(fetch.timeout_ms),
-            ) {
-                Ok(token) => {
-                    self.listing_calls.push((token, fetch.backend));
-                    if self.waking {
-                        // Sent from the root context's callback: the answer
-                        // comes there, and is handed back to this request.
-                        self.shared.adopt_call(token, self.id, self.me.clone());
-                    }
-                }
-                Err(status) => {
-                    warn!(
-                        "{ROOT_ID}: cannot send the listing to cluster `{}`: status {}",
-                        fetch.cluster, status.0
-                    );
-                    let step = self.exchange.on_listing_unreachable(fetch.backend);
-                    self.apply_listing_step(step);
-                }
-            }
-        }
-    }
-
-    /// Applies a step from a gathered listing: more requests, or the answer.
-    fn apply_listing_step(&mut self, step: Step) {
-        let answered = matches!(step.action, StepAction::Respond(_));
-        if answered {
-            for (backend, reason) in self.exchange.backend_failures() {
-                warn!("{ROOT_ID}: backend `{backend}` left out of the listing: {reason}");
-            }
-        }
-        self.apply_step(step, MapType::HttpRequestHeaders);
-    }
-
-    /// A call sent while woken was answered at the root context (this
-    /// request's context made effective).
-    pub fn adopted_call_answered(&mut self, token: u32, num_headers: usize, body_size: usize) {
-        self.waking = true;
-        self.call_answered(token, num_headers, body_size);
-        self.waking = false;
-    }
-
-    /// An HTTP call this request sent was answered.
-    fn call_answered(&mut self, token: u32, num_headers: usize, body_size: usize) {
-        if let Some(i) = self.listing_calls.iter().position(|(t, _)| *t == token) {
-            let (_, backend) = self.listing_calls.swap_remove(i);
-            self.listing_answered(backend, num_headers, body_size);
-        }
-    }
-
-    fn listing_answered(&mut self, backend: usize, num_headers: usize, body_size: usize) {
-        let headers = if num_headers == 0 {
-            Vec::new()
-        } else {
-            host::headers(MapType::HttpCallResponseHeaders)
-        };
-        let find = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-        };
-        let status = find(":status").and_then(|s| s.parse().ok());
-        let body = if body_size > 0 {
-            host::buffer(BufferType::HttpCallResponseBody, 0, body_size).unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        let answer = BackendAnswer {
-            status,
-            content_type: find("content-type"),
-            body: &body,
-        };
-        let step = self.exchange.on_listing_answer(backend, answer);
-        self.apply_listing_step(step);
     }
 
     fn request_body(&mut self, buffered: usize, end_of_stream: bool) -> Action {

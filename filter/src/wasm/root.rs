@@ -10,16 +10,18 @@
 //! as waiters and are woken when the fetch is over, either way; a request
 //! that cannot wait is judged with the keys there are, and refused.
 
+mod metrics;
+
 use super::host;
 use super::http::{McpHttp, Stream};
 use super::ROOT_ID;
 use crate::auth::token::AuthFailure;
 use crate::auth::{claims_from_metadata, Authenticated, Authenticator, ClaimsSource};
 use crate::config::FilterConfig;
-use crate::telemetry::{Labels, MetricKind, Sample, ToolLabels};
+use crate::telemetry::{Labels, ToolLabels};
 use log::{error, info, warn};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, MapType, MetricType};
+use proxy_wasm::types::{BufferType, ContextType, MapType};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
@@ -364,58 +366,6 @@ impl Shared {
             })
             .unwrap_or(false)
     }
-
-    /// Records samples, defining each stat the first time it is seen.
-    pub fn record(&self, samples: &[Sample]) {
-        let Ok(mut ids) = self.metric_ids.try_borrow_mut() else {
-            return;
-        };
-        let max = self.config.metrics.max_series;
-        for sample in samples {
-            // Past the bound, a new series folds into its metric's `_other` one.
-            let folded;
-            let name = if ids.len() < max || ids.contains_key(&sample.name) {
-                &sample.name
-            } else {
-                folded = crate::telemetry::folded_series(&sample.name);
-                &folded
-            };
-            let id = match ids.get(name) {
-                Some(id) => *id,
-                None => {
-                    let kind = match sample.kind {
-                        MetricKind::Counter => MetricType::Counter,
-                        MetricKind::Histogram => MetricType::Histogram,
-                    };
-                    match host::define_metric(kind, name) {
-                        Ok(id) => {
-                            ids.insert(name.clone(), id);
-                            id
-                        }
-                        Err(e) => {
-                            warn!(
-                                "{ROOT_ID}: cannot define metric {}: status {}",
-                                sample.name, e.0
-                            );
-                            continue;
-                        }
-                    }
-                }
-            };
-            let recorded = match sample.kind {
-                MetricKind::Counter => {
-                    host::increment_metric(id, i64::try_from(sample.value).unwrap_or(i64::MAX))
-                }
-                MetricKind::Histogram => host::record_metric(id, sample.value),
-            };
-            if let Err(e) = recorded {
-                warn!(
-                    "{ROOT_ID}: cannot record metric {}: status {}",
-                    sample.name, e.0
-                );
-            }
-        }
-    }
 }
 
 pub struct Root {
@@ -479,7 +429,9 @@ impl RootContext for Root {
                         return false;
                     }
                 }
-                self.shared = Some(Rc::new(Shared::new(config)));
+                let shared = Shared::new(config);
+                shared.define(&crate::exchange::series_at_load(&shared.config));
+                self.shared = Some(Rc::new(shared));
                 true
             }
             Err(e) => {

@@ -10,7 +10,7 @@
 
 use crate::common::config_denying;
 use anyhow::Result;
-use mcp_filter_integration::idp::{claims, Idp, SigningKey};
+use mcp_filter_integration::idp::Issuer;
 use mcp_filter_integration::{envoy_bin, post_raw, Envoy, EnvoySetup, Peer, PeerMode};
 use serde_json::{json, Value};
 
@@ -26,10 +26,9 @@ async fn the_clients_token_and_routing_headers_never_reach_the_upstream() -> Res
     let Some(bin) = envoy_bin() else {
         return Ok(());
     };
-    let key = SigningKey::generate("k1")?;
-    let idp = Idp::start(&[&key]).await?;
+    let issuer = Issuer::start().await?;
     let peer = Peer::start(PeerMode::StatelessJson)?;
-    let token = key.sign(&claims("alice", json!({})));
+    let token = issuer.token("alice", json!({}));
     let bearer = format!("Bearer {token}");
     let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}"#;
     let spoofed = [
@@ -41,7 +40,7 @@ async fn the_clients_token_and_routing_headers_never_reach_the_upstream() -> Res
     for (allow_headers_stop, routing_headers) in [(true, true), (true, false), (false, false)] {
         let flag = format!("flag {allow_headers_stop}, routing headers {routing_headers}");
         let mut setup = EnvoySetup::new(peer.port, config(routing_headers));
-        setup.named_clusters.push(("idp".into(), idp.port));
+        issuer.serve(&mut setup);
         setup.allow_headers_stop = allow_headers_stop;
         let envoy = Envoy::start(&bin, &setup)?;
         peer.forget().await?;

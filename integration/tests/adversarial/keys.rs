@@ -6,7 +6,7 @@
 
 use crate::common::config_denying;
 use anyhow::Result;
-use mcp_filter_integration::idp::{claims, Idp, SigningKey};
+use mcp_filter_integration::idp::Issuer;
 use mcp_filter_integration::{envoy_bin, post_raw, Envoy, EnvoySetup, Peer, PeerMode};
 use serde_json::{json, Value};
 
@@ -108,17 +108,16 @@ async fn keys_a_lenient_server_reads_differently_are_refused() -> Result<()> {
     let Some(bin) = envoy_bin() else {
         return Ok(());
     };
-    let key = SigningKey::generate("k1")?;
-    let idp = Idp::start(&[&key]).await?;
+    let issuer = Issuer::start().await?;
     let peer = Peer::start(PeerMode::StatelessJson)?;
-    let token = key.sign(&claims("mallory", json!({})));
+    let token = issuer.token("mallory", json!({}));
     let bearer = format!("Bearer {token}");
     let auth = ("authorization", bearer.as_str());
     let cases = cases();
 
     for allow_headers_stop in [true, false] {
         let mut setup = EnvoySetup::new(peer.port, config());
-        setup.named_clusters.push(("idp".into(), idp.port));
+        issuer.serve(&mut setup);
         setup.allow_headers_stop = allow_headers_stop;
         let envoy = Envoy::start(&bin, &setup)?;
         peer.forget().await?;

@@ -7,7 +7,7 @@
 use crate::common::config_denying;
 use anyhow::{Context, Result};
 use mcp_filter_integration::everything::Everything;
-use mcp_filter_integration::idp::{claims, Idp, SigningKey};
+use mcp_filter_integration::idp::Issuer;
 use mcp_filter_integration::{envoy_bin, post_raw, Envoy, EnvoySetup};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -37,12 +37,11 @@ async fn a_rounded_id_from_a_javascript_server_still_gets_its_listing_filtered()
     let Some(everything) = Everything::start()? else {
         return Ok(());
     };
-    let key = SigningKey::generate("k1")?;
-    let idp = Idp::start(&[&key]).await?;
-    let bearer = format!("Bearer {}", key.sign(&claims("alice", json!({}))));
+    let issuer = Issuer::start().await?;
+    let bearer = issuer.bearer("alice", json!({}));
     for allow_headers_stop in [true, false] {
         let mut setup = EnvoySetup::new(everything.port, config("echo"));
-        setup.named_clusters.push(("idp".into(), idp.port));
+        issuer.serve(&mut setup);
         setup.allow_headers_stop = allow_headers_stop;
         let envoy = Envoy::start(&bin, &setup)?;
         let auth = ("authorization", bearer.as_str());
@@ -214,12 +213,11 @@ async fn no_listing_answer_passes_unread() -> Result<()> {
         return Ok(());
     };
     let upstream = Canned::start()?;
-    let key = SigningKey::generate("k1")?;
-    let idp = Idp::start(&[&key]).await?;
-    let bearer = format!("Bearer {}", key.sign(&claims("alice", json!({}))));
+    let issuer = Issuer::start().await?;
+    let bearer = issuer.bearer("alice", json!({}));
     for allow_headers_stop in [true, false] {
         let mut setup = EnvoySetup::new(upstream.port, config("secret"));
-        setup.named_clusters.push(("idp".into(), idp.port));
+        issuer.serve(&mut setup);
         setup.allow_headers_stop = allow_headers_stop;
         setup.upstream_trailers = true;
         let envoy = Envoy::start(&bin, &setup)?;

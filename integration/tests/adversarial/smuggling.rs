@@ -3,7 +3,7 @@
 
 use crate::common::config_denying;
 use anyhow::Result;
-use mcp_filter_integration::idp::{claims, Idp, SigningKey};
+use mcp_filter_integration::idp::Issuer;
 use mcp_filter_integration::{envoy_bin, post_raw, Envoy, EnvoySetup, Peer, PeerMode};
 use serde_json::{json, Value};
 
@@ -24,10 +24,9 @@ async fn no_smuggled_call_reaches_the_upstream() -> Result<()> {
     let Some(bin) = envoy_bin() else {
         return Ok(());
     };
-    let key = SigningKey::generate("k1")?;
-    let idp = Idp::start(&[&key]).await?;
+    let issuer = Issuer::start().await?;
     let peer = Peer::start(PeerMode::StatelessJson)?;
-    let token = key.sign(&claims("mallory", json!({})));
+    let token = issuer.token("mallory", json!({}));
     let bearer = format!("Bearer {token}");
     let auth = ("authorization", bearer.as_str());
 
@@ -53,7 +52,7 @@ async fn no_smuggled_call_reaches_the_upstream() -> Result<()> {
             "plain denied call",
             vec![],
             body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"secret"}}"#),
-            403,
+            200,
         ),
         (
             "duplicate name",
@@ -85,7 +84,7 @@ async fn no_smuggled_call_reaches_the_upstream() -> Result<()> {
             body(
                 r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"s\u0065cret"}}"#,
             ),
-            403,
+            200,
         ),
         (
             "escaped method",
@@ -93,7 +92,7 @@ async fn no_smuggled_call_reaches_the_upstream() -> Result<()> {
             body(
                 r#"{"jsonrpc":"2.0","id":1,"method":"tools\u002fcall","params":{"name":"secret"}}"#,
             ),
-            403,
+            200,
         ),
         (
             "escaped duplicate key",
@@ -182,7 +181,7 @@ async fn no_smuggled_call_reaches_the_upstream() -> Result<()> {
 
     for allow_headers_stop in [true, false] {
         let mut setup = EnvoySetup::new(peer.port, config());
-        setup.named_clusters.push(("idp".into(), idp.port));
+        issuer.serve(&mut setup);
         setup.allow_headers_stop = allow_headers_stop;
         let envoy = Envoy::start(&bin, &setup)?;
         peer.forget().await?;
@@ -206,7 +205,13 @@ async fn no_smuggled_call_reaches_the_upstream() -> Result<()> {
             call.iter().map(|b| Ok(vec![*b])).collect();
         let stream = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
         let r = post_raw(&envoy.url(), &[auth], stream).await?;
-        assert_eq!(r.status, 403, "byte-chunked: {}", r.text());
+        assert_eq!(r.status, 200, "byte-chunked: {}", r.text());
+        assert_eq!(
+            r.json()["error"]["code"],
+            -32043,
+            "byte-chunked: {}",
+            r.text()
+        );
         // GET and PUT carrying a body.
         let client = reqwest::Client::new();
         for method in [reqwest::Method::GET, reqwest::Method::PUT] {
