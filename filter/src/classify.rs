@@ -58,6 +58,10 @@ pub struct Message {
     /// (`subscriptions/listen`'s `resourceSubscriptions`): each is judged as
     /// reading that resource.
     pub resources: Vec<String>,
+    /// `params.taskId` of `tasks/get`, `tasks/result`, `tasks/cancel` and
+    /// `tasks/update`: not a subject (the call that made the task was
+    /// judged), but what 2026-07-28 clients mirror in `Mcp-Name` (SEP-2663).
+    pub task_id: Option<String>,
     /// `params._meta["io.modelcontextprotocol/protocolVersion"]` (2026-07-28 requests).
     pub protocol_version: Option<String>,
 }
@@ -112,6 +116,11 @@ fn completed(reference: Option<&RawValue>) -> Result<Subject, Unread> {
     let r: envelope::Reference<'_> = serde_json::from_str(raw.get()).map_err(Unread::Malformed)?;
     if let Some(ambiguous) = r.ambiguous {
         return Err(Unread::Ambiguous(ambiguous));
+    }
+    // A server dispatching on the key present rather than on `type` could
+    // complete the other one.
+    if r.name.is_some() && r.uri.is_some() {
+        return Err(Unread::Missing("params.ref` with one of `name` and `uri"));
     }
     match r.kind.as_deref() {
         Some("ref/prompt") => r
@@ -230,6 +239,7 @@ fn classify_message(bytes: &[u8]) -> Result<Message, Rejection> {
             id,
             subject: None,
             resources: Vec::new(),
+            task_id: None,
             protocol_version: None,
         });
     };
@@ -293,6 +303,12 @@ fn classify_message(bytes: &[u8]) -> Result<Message, Rejection> {
     } else {
         Vec::new()
     };
+    let task_id = match (method.as_ref(), params.task_id) {
+        ("tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/update", Some(raw)) => {
+            Some(text_of(raw).ok_or_else(|| invalid_params("params.taskId"))?)
+        }
+        _ => None,
+    };
 
     Ok(Message {
         kind: if id.is_some() {
@@ -304,6 +320,7 @@ fn classify_message(bytes: &[u8]) -> Result<Message, Rejection> {
         id,
         subject,
         resources,
+        task_id,
         protocol_version: params.protocol_version.map(Cow::into_owned),
     })
 }
@@ -453,6 +470,51 @@ mod tests {
         assert_eq!(refused(missing).reason, Reason::InvalidParams);
         let lenient = r#"{"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{"Ref":{"type":"ref/prompt","name":"a"}}}"#;
         assert_eq!(refused(lenient).reason, Reason::AmbiguousKey);
+    }
+
+    #[test]
+    fn a_completion_naming_both_a_prompt_and_a_resource_is_refused() {
+        for r in [
+            r#"{"type":"ref/prompt","name":"ok","uri":"file:///secret"}"#,
+            r#"{"type":"ref/resource","uri":"file:///ok","name":"secret"}"#,
+        ] {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{{"ref":{r},"argument":{{"name":"a","value":"x"}}}}}}"#
+            );
+            let rejection = refused(&body);
+            assert_eq!(rejection.reason, Reason::InvalidParams, "{r}");
+            assert!(
+                rejection.detail.contains("one of `name` and `uri`"),
+                "{}",
+                rejection.detail
+            );
+        }
+    }
+
+    #[test]
+    fn a_task_request_carries_its_task_id_for_the_mirrored_header() {
+        for method in ["tasks/get", "tasks/result", "tasks/cancel", "tasks/update"] {
+            let m = ok(&format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{{"taskId":"t\u002d1"}}}}"#
+            ));
+            assert_eq!(m.task_id.as_deref(), Some("t-1"), "{method}");
+            assert_eq!(m.subject, None);
+            let r = refused(&format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{{"taskId":5}}}}"#
+            ));
+            assert_eq!(r.reason, Reason::InvalidParams, "{method}");
+        }
+        assert_eq!(
+            ok(r#"{"jsonrpc":"2.0","id":1,"method":"tasks/list","params":{"taskId":"t"}}"#).task_id,
+            None
+        );
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"a","taskId":"b"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"a","TaskID":"b"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"task_id":"b"}}"#,
+        ] {
+            assert!(classify(body.as_bytes(), false).is_err(), "{body}");
+        }
     }
 
     #[test]

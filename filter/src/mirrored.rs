@@ -104,7 +104,17 @@ impl MirroredHeaders {
             _ => {}
         }
 
-        let body_name = message.subject.as_ref().map(|s| s.name());
+        // What a 2026-07-28 client mirrors in `Mcp-Name`: the subject a call
+        // names (required), or a task's id (SEP-2663: optional, checked when
+        // sent). A completion's prompt is its subject for the policy, not a
+        // name the client mirrors.
+        let (body_name, required) = match body_method {
+            "completion/complete" => (None, false),
+            "tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/update" => {
+                (message.task_id.as_deref(), false)
+            }
+            _ => (message.subject.as_ref().map(|s| s.name()), required),
+        };
         match (decoded(name).map_err(with_id)?, body_name) {
             (Some(header), Some(body)) if header != body => Err(with_id(mismatch(format!(
                 "Mcp-Name header {} does not match body value {}",
@@ -287,6 +297,47 @@ mod tests {
             body,
         )
         .unwrap();
+    }
+
+    /// What rmcp 3.11 and the Python SDK 2.3 send on 2026-07-28: no
+    /// `Mcp-Name` on a completion or a notification stream, the task id on
+    /// `tasks/*` (rmcp, SEP-2663).
+    #[test]
+    fn housekeeping_names_only_what_clients_mirror() {
+        for (method, body) in [
+            (
+                "completion/complete",
+                r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"greet"},"argument":{"name":"a","value":""},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+            ),
+            (
+                "subscriptions/listen",
+                r#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":["file:///a"]},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+            ),
+        ] {
+            let headers = [
+                ("mcp-method", method),
+                ("mcp-protocol-version", "2026-07-28"),
+            ];
+            check(&headers, body).unwrap();
+            let mut named = headers.to_vec();
+            named.push(("mcp-name", "greet"));
+            assert!(check(&named, body).is_err(), "{method}");
+        }
+        let task = r#"{"jsonrpc":"2.0","id":2,"method":"tasks/get","params":{"taskId":"t-1","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+        check_owned(&modern("tasks/get", "t-1"), task).unwrap();
+        check(
+            &[
+                ("mcp-method", "tasks/get"),
+                ("mcp-protocol-version", "2026-07-28"),
+            ],
+            task,
+        )
+        .unwrap();
+        let r = check_owned(&modern("tasks/get", "t-2"), task).unwrap_err();
+        assert!(r.detail.contains("`t-2`"), "{}", r.detail);
+        // A task id is read only for tasks, so it cannot name another method.
+        let other = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{"taskId":"t-1"}}"#;
+        assert!(check_owned(&modern("tools/list", "t-1"), other).is_err());
     }
 
     #[test]

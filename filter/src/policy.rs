@@ -176,6 +176,9 @@ const HOUSEKEEPING: &[&str] = &[
     "tasks/result",
     "tasks/list",
     "tasks/cancel",
+    // SEP-2663 (the Tasks extension of 2026-07-28): answers to the task's
+    // input requests, as client responses are.
+    "tasks/update",
     "subscriptions/listen",
 ];
 

@@ -34,6 +34,7 @@ pub(super) const PARAMS_KEYS: &[ReadKey] = &[
     ReadKey::new("_meta", "meta"),
     ReadKey::new("ref", "ref"),
     ReadKey::new("notifications", "notifications"),
+    ReadKey::new("taskId", "taskid"),
 ];
 /// `params.ref` of `completion/complete`.
 pub(super) const REF_KEYS: &[ReadKey] = &[
@@ -138,6 +139,8 @@ pub(super) struct ParamFields<'a> {
     pub(super) reference: Option<&'a RawValue>,
     /// `subscriptions/listen`'s opt-ins, read when the method asks for it.
     pub(super) notifications: Option<&'a RawValue>,
+    /// `tasks/*`'s task id, which 2026-07-28 clients mirror in `Mcp-Name`.
+    pub(super) task_id: Option<&'a RawValue>,
     pub(super) protocol_version: Option<Cow<'a, str>>,
     /// In `params` or in `params._meta`.
     pub(super) ambiguous: Option<Ambiguous>,
@@ -269,6 +272,7 @@ impl<'de> Deserialize<'de> for Params<'de> {
                             "params.notifications",
                             map.next_value()?,
                         )?,
+                        "taskId" => once(&mut fields.task_id, "params.taskId", map.next_value()?)?,
                         // Read by the exchange (gathered listings take none).
                         "cursor" => {
                             flag_once(&mut seen_cursor, "params.cursor")?;

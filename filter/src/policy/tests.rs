@@ -87,6 +87,7 @@ fn decision_table_over_subjects_targets_and_tenants() {
         // Session housekeeping is allowed unless a rule names it.
         (&dev, Target::method("logging/setLevel"), "allow"),
         (&dev, Target::method("tasks/result"), "allow"),
+        (&dev, Target::method("tasks/update"), "allow"),
         // Other methods follow the default, which is deny once rules exist.
         (&dev, Target::method("vendor/unknown"), "deny"),
     ];

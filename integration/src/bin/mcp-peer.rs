@@ -13,6 +13,13 @@
 //! call is in flight), `sample_later` (asks after the call has answered, from
 //! a background task) and `announce` (sends a log message, a resource update
 //! and `tools/list_changed`).
+//!
+//! Beside its tools it offers what protocol housekeeping is about: two
+//! prompts (`greet`, `admin`) and two resources with their templates (under
+//! `file:///docs/` and `file:///secret/`), completions for both, resource
+//! subscriptions (`resources/subscribe` and 2026-07-28 `subscriptions/listen`),
+//! `logging/setLevel`, and tasks (SEP-2663): a client that declares the
+//! Tasks extension gets `add` as a task it polls with `tasks/get`.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -24,8 +31,15 @@ use axum::{Json, Router};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolResponse, CallToolResult, ContentBlock as Content, Implementation, ListToolsResult,
-    PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool,
+    CallToolResponse, CallToolResult, CancelTaskParams, CompleteRequestParams, CompleteResult,
+    CompletionInfo, ContentBlock as Content, CreateTaskResult, DetailedTask,
+    GetPromptRequestParams, GetPromptResponse, GetPromptResult, GetTaskParams, GetTaskResult,
+    Implementation, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, Prompt, PromptArgument,
+    PromptMessage, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Reference,
+    Resource, ResourceContents, ResourceTemplate, Role, ServerCapabilities, ServerConfig,
+    SubscribeRequestParams, SubscriptionFilter, Task, TaskPayload, TaskStatus, Tool,
+    UnsubscribeRequestParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -33,6 +47,8 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{schemars, tool, tool_router, ErrorData, RoleServer, ServerHandler, ServiceExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[derive(Clone)]
@@ -219,10 +235,153 @@ async fn sample_text(
         .unwrap_or_default())
 }
 
+/// The prompts, resources and resource templates the peer offers, one
+/// ordinary and one a policy should keep away from most callers of each.
+const PROMPTS: [&str; 2] = ["greet", "admin"];
+const RESOURCES: [&str; 2] = ["file:///docs/readme.md", "file:///secret/keys.txt"];
+const TEMPLATES: [&str; 2] = ["file:///docs/{page}", "file:///secret/{file}"];
+
+#[allow(deprecated)] // logging and resources/subscribe: what clients before 2026-07-28 use
 impl ServerHandler for Peer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        let capabilities = ServerCapabilities::builder()
+            .enable_logging()
+            .enable_completions()
+            .enable_prompts()
+            .enable_resources()
+            .enable_resources_subscribe()
+            .enable_tools()
+            .enable_tasks()
+            .build();
+        ServerConfig::new(capabilities)
             .with_server_info(Implementation::new("mcp-peer", env!("CARGO_PKG_VERSION")))
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let prompts = PROMPTS.map(|name| {
+            Prompt::new(
+                name,
+                Some(format!("The {name} prompt")),
+                Some(vec![PromptArgument::new("who").with_required(true)]),
+            )
+        });
+        Ok(ListPromptsResult::with_all_items(prompts.to_vec()))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        if !PROMPTS.contains(&request.name.as_str()) {
+            return Err(ErrorData::invalid_params("unknown prompt", None));
+        }
+        let who = request
+            .arguments
+            .as_ref()
+            .and_then(|a| a.get("who"))
+            .and_then(Value::as_str)
+            .unwrap_or("you")
+            .to_string();
+        Ok(GetPromptResult::new(vec![PromptMessage::new_text(
+            Role::User,
+            format!("{}, {who}", request.name),
+        )])
+        .into())
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        let known = match &request.r#ref {
+            Reference::Prompt(p) => PROMPTS.contains(&p.name.as_str()),
+            Reference::Resource(r) => TEMPLATES.contains(&r.uri.as_str()),
+            _ => false,
+        };
+        if !known {
+            return Err(ErrorData::invalid_params("nothing to complete", None));
+        }
+        let values: Vec<String> = ["Alice", "Bob", "readme.md"]
+            .iter()
+            .filter(|v| v.starts_with(&request.argument.value))
+            .map(|v| v.to_string())
+            .collect();
+        let info = CompletionInfo::with_all_values(values)
+            .map_err(|e| ErrorData::internal_error(e, None))?;
+        Ok(CompleteResult::new(info))
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let resources = RESOURCES.map(|uri| {
+            let name = uri.rsplit('/').next().unwrap_or(uri);
+            Resource::new(uri, name)
+        });
+        Ok(ListResourcesResult::with_all_items(resources.to_vec()))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let templates = TEMPLATES.map(|uri| ResourceTemplate::new(uri, uri));
+        Ok(ListResourceTemplatesResult::with_all_items(
+            templates.to_vec(),
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        Ok(ReadResourceResult::new(vec![ResourceContents::text(
+            format!("the content of {}", request.uri),
+            request.uri,
+        )])
+        .into())
+    }
+
+    async fn subscribe(
+        &self,
+        _request: SubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        _request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        Ok(())
+    }
+
+    /// Every resource subscription asked for is accepted (2026-07-28).
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        Some(requested.clone())
+    }
+
+    async fn set_level(
+        &self,
+        _request: rmcp::model::SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        Ok(())
     }
 
     async fn list_tools(
@@ -258,10 +417,72 @@ impl ServerHandler for Peer {
         if !self.stdio_tools && STDIO_TOOLS.contains(&request.name.as_ref()) {
             return Err(ErrorData::invalid_params("unknown tool", None));
         }
+        // A client that declared the Tasks extension gets `add` as a task
+        // (SEP-2663), completed at once and polled with `tasks/get`.
+        let as_task = request.name == "add"
+            && context
+                .client_capabilities()
+                .is_some_and(|c| c.supports_tasks());
         let tcc = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
-        self.tool_router.call(tcc).await
+        let response = self.tool_router.call(tcc).await?;
+        match response {
+            CallToolResponse::Complete(result) if as_task => {
+                let result = serde_json::to_value(result)
+                    .ok()
+                    .and_then(|v| v.as_object().cloned())
+                    .unwrap_or_default();
+                let id = format!("task-{}", TASK_IDS.fetch_add(1, Ordering::SeqCst));
+                if let Ok(mut tasks) = TASKS.lock() {
+                    tasks.insert(id.clone(), result);
+                }
+                Ok(CallToolResponse::Task(CreateTaskResult::new(Task::new(
+                    id,
+                    TaskStatus::Working,
+                    TASK_TIME,
+                    TASK_TIME,
+                ))))
+            }
+            other => Ok(other),
+        }
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        let result = TASKS
+            .lock()
+            .ok()
+            .and_then(|tasks| tasks.get(&request.task_id).cloned())
+            .ok_or_else(|| ErrorData::invalid_params("unknown task", None))?;
+        let task = Task::new(request.task_id, TaskStatus::Completed, TASK_TIME, TASK_TIME);
+        Ok(GetTaskResult::new(DetailedTask::new(
+            task,
+            TaskPayload::Completed { result },
+        )))
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        match TASKS
+            .lock()
+            .ok()
+            .and_then(|t| t.get(&request.task_id).map(|_| ()))
+        {
+            Some(()) => Ok(()),
+            None => Err(ErrorData::invalid_params("unknown task", None)),
+        }
     }
 }
+
+/// Tasks made so far, by id (shared: a stateless server makes a handler per request).
+static TASKS: Mutex<BTreeMap<String, serde_json::Map<String, Value>>> = Mutex::new(BTreeMap::new());
+static TASK_IDS: AtomicU64 = AtomicU64::new(1);
+const TASK_TIME: &str = "2026-01-01T00:00:00Z";
 
 /// One request as the peer received it.
 #[derive(Clone, serde::Serialize)]
