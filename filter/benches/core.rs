@@ -247,7 +247,7 @@ fn exchange(c: &mut Criterion) {
                  "resource_metadata": {"resource": "https://mcp", "authorization_servers": ["https://idp"]}},
         "tenancy": {"tenant_claim": "tenant"},
         "policy": {"rules": [
-            {"name": "no-secret", "tenants": ["*"], "tools": ["gh__secret"], "effect": "deny"},
+            {"name": "no-secret", "tenants": ["*"], "tools": ["gh__secret*"], "effect": "deny"},
             {"name": "tools", "tenants": ["*"], "tools": ["*"], "effect": "allow"}
         ]}
     });
@@ -270,12 +270,90 @@ fn exchange(c: &mut Criterion) {
             exchange.on_response_body(answer, true);
             black_box((step, exchange.finish(1, &mut labels)))
         };
+        // Where the allocations are, phase by phase.
+        {
+            let caller = caller.clone();
+            let (mut exchange, a0) = allocations(|| {
+                Exchange::new(config.clone(), 0)
+                    .with_authenticator(Box::new(move |_| Authenticated::Caller(caller.clone())))
+            });
+            let (_, a1) = allocations(|| exchange.on_request_headers(black_box(&head), false));
+            let (_, a2) =
+                allocations(|| exchange.on_request_body(call.len(), true, || Some(call.to_vec())));
+            let (_, a3) = allocations(|| exchange.on_response_headers(200, &response_head));
+            let (_, a4) = allocations(|| exchange.on_response_body(answer, true));
+            let mut fresh = Labels::default();
+            let (_, a5) = allocations(|| exchange.finish(1, &mut fresh));
+            println!(
+                "allocations per phase ({name}): new {a0}, request headers {a1}, request body {a2}, \
+                 response headers {a3}, response body {a4}, finish (metric samples) {a5}"
+            );
+        }
         run();
         let (_, allocs) = allocations(&mut run);
         println!("allocations per exchange ({name}): {allocs}");
         c.bench_function(&format!("exchange: small tools/call, {name}"), |b| {
             b.iter(&mut run)
         });
+        if name != "full" {
+            continue;
+        }
+        // A 1,000-tool `tools/list` through the whole exchange with the full
+        // setup: every item renamed by its backend and judged by the policy
+        // (half are `secret_*`, denied), in 16 KiB chunks as Envoy hands
+        // them over, as JSON and as one SSE event.
+        let list = br#"{"jsonrpc":"2.0","id":8,"method":"tools/list","params":{}}"#;
+        let tools: Vec<_> = (0..1000)
+            .map(|i| {
+                let name = if i % 2 == 0 {
+                    format!("tool_{i:04}")
+                } else {
+                    format!("secret_{i:04}")
+                };
+                json!({"name": name, "description": "A generated tool",
+                       "inputSchema": {"type": "object", "properties": {"q": {"type": "string"}}}})
+            })
+            .collect();
+        let json_body = json!({"jsonrpc": "2.0", "id": 8, "result": {"tools": tools}}).to_string();
+        let sse_body = format!("event: message\ndata: {json_body}\n\n");
+        let mut group = c.benchmark_group("exchange: 1,000-tool listing, full, per tool");
+        group.throughput(Throughput::Elements(1000));
+        for (framing, content_type, body) in [
+            ("JSON", "application/json", json_body.as_bytes()),
+            ("SSE", "text/event-stream", sse_body.as_bytes()),
+        ] {
+            let head_of_answer: Vec<(String, String)> =
+                [(":status", "200"), ("content-type", content_type)]
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+            let mut listing = || {
+                let caller = caller.clone();
+                let mut exchange = Exchange::new(config.clone(), 0)
+                    .with_authenticator(Box::new(move |_| Authenticated::Caller(caller.clone())));
+                exchange.on_request_headers(black_box(&head), false);
+                exchange.on_request_body(list.len(), true, || Some(list.to_vec()));
+                exchange.on_response_headers(200, &head_of_answer);
+                let mut out = 0;
+                let chunks: Vec<&[u8]> = body.chunks(16 * 1024).collect();
+                for (i, chunk) in chunks.iter().enumerate() {
+                    let step = exchange.on_response_body(chunk, i + 1 == chunks.len());
+                    out += step.body.map_or(0, |b| b.len());
+                }
+                black_box((out, exchange.finish(1, &mut labels)))
+            };
+            let ((out, _), allocs) = allocations(&mut listing);
+            // Half the items, each renamed: about half the bytes.
+            assert!(
+                out > body.len() * 4 / 10 && out < body.len() * 6 / 10,
+                "{framing}: {out} bytes out"
+            );
+            println!(
+                "allocations per 1,000-tool listing through the exchange ({framing}): {allocs}"
+            );
+            group.bench_function(framing, |b| b.iter(&mut listing));
+        }
+        group.finish();
     }
 }
 

@@ -160,7 +160,10 @@ impl Backends {
         let public = if let Some(alias) = naming.aliases.iter().find(|a| a.upstream == upstream) {
             Cow::Borrowed(alias.public.as_str())
         } else if let Some(prefix) = &naming.prefix {
-            Cow::Owned(format!("{prefix}{upstream}"))
+            let mut public = String::with_capacity(prefix.len() + upstream.len());
+            public.push_str(prefix);
+            public.push_str(upstream);
+            Cow::Owned(public)
         } else if self.owned_elsewhere(kind, upstream) {
             return None;
         } else {

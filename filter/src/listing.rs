@@ -10,14 +10,13 @@
 
 use crate::classify::Text;
 use crate::jsonrpc::{code, error_body, RequestId};
-use crate::keyfold::{lenient_reading, ReadKey};
+use crate::keyfold::ReadKey;
 use crate::policy::SubjectKind;
-use crate::raw_json::{replace_with_string, RawObject};
+use crate::raw_json::json_string;
 use crate::sse::{SseError, SseEvent, SseFramer};
-use serde::de::{self, Deserializer, MapAccess, Visitor};
+use answer::{item_name, read_answer, Answer, Fields, Slot};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListKind {
@@ -129,64 +128,6 @@ pub enum Filtered {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Unfilterable(pub String);
 
-/// A message read against the listing request it may answer.
-enum Answer<'a> {
-    /// Another id, a notification: not the answer.
-    Other,
-    /// The answer, an error: it lists nothing.
-    Error,
-    /// The answer's message and result objects, and its items.
-    Result {
-        message: RawObject<'a>,
-        result: RawObject<'a>,
-        items: Vec<&'a RawValue>,
-    },
-}
-
-fn read_answer<'a>(
-    message: &'a [u8],
-    kind: ListKind,
-    request_id: &RequestId,
-) -> Result<Answer<'a>, Unfilterable> {
-    let bad = |why: &str| Unfilterable(why.to_string());
-    let object: RawObject<'a> = serde_json::from_slice(message)
-        .map_err(|e| Unfilterable(format!("the listing response is not a JSON object: {e}")))?;
-    // A lenient client (Go's `encoding/json`) reads `Result` as `result`:
-    // a key the filter would not read but the client would is refused.
-    unambiguous(&object, MESSAGE_KEYS)?;
-    // Fail closed on ids: a listing POST carries one request, so any
-    // response in its answer (no `method`, a `result` or an `error`) is that
-    // request's answer, whatever its id says. A JavaScript server echoes an
-    // integer id above 2^53 rounded, `1` may come back as `1.0`: matching by
-    // id would let such an answer pass unfiltered.
-    let is_response = object.get("method").is_none()
-        && (object.get("result").is_some() || object.get("error").is_some());
-    let answers = is_response
-        || object
-            .get("id")
-            .is_some_and(|id| same_id(id.get(), request_id.as_json()));
-    if !answers {
-        return Ok(Answer::Other);
-    }
-    let Some(result) = object.get("result") else {
-        return Ok(Answer::Error);
-    };
-    let result: RawObject<'a> = serde_json::from_str(result.get())
-        .map_err(|e| Unfilterable(format!("the listing result is not an object: {e}")))?;
-    unambiguous(&result, &[kind.array_read_key()])?;
-    let array_key = kind.array_key();
-    let items = result
-        .get(array_key)
-        .ok_or_else(|| bad(&format!("the listing result has no `{array_key}`")))?;
-    let items: Vec<&RawValue> = serde_json::from_str(items.get())
-        .map_err(|_| bad(&format!("`{array_key}` is not an array")))?;
-    Ok(Answer::Result {
-        message: object,
-        result,
-        items,
-    })
-}
-
 /// The items to list, each decided by its name (renamed ones rewritten),
 /// and how many were hidden.
 fn decide_items<'a>(
@@ -203,8 +144,7 @@ fn decide_items<'a>(
             Listed::Hide => hidden += 1,
             Listed::Keep => kept.push(Cow::Borrowed(text)),
             Listed::Rename(public) => {
-                let renamed = replace_with_string(text.as_bytes(), raw_name, &public)
-                    .and_then(|bytes| String::from_utf8(bytes).ok())
+                let renamed = replace_in(text, raw_name, &public)
                     .ok_or_else(|| Unfilterable("a listed item could not be renamed".into()))?;
                 kept.push(Cow::Owned(renamed));
             }
@@ -229,20 +169,67 @@ pub fn filter_message(
         return Ok(Filtered::Untouched);
     };
     let (kept, hidden) = decide_items(&items, kind, decide)?;
-    let array_key = kind.array_key();
-    let array = format!("[{}]", kept.join(","));
-    let mut result_text = String::with_capacity(message.len());
-    result.write_with(&mut result_text, |key| match key {
-        key if key == array_key => Some(array.as_str()),
-        "cacheScope" => Some(r#""private""#),
-        _ => None,
-    });
+    // One copy: the message's keys in order, its result's keys in order,
+    // the kept items; every other value as its exact text.
     let mut text = String::with_capacity(message.len());
-    object.write_with(&mut text, |key| {
-        (key == "result").then_some(result_text.as_str())
+    write_object(&mut text, &object, false, |text| {
+        write_object(text, &result.fields, true, |text| {
+            text.push('[');
+            for (i, item) in kept.iter().enumerate() {
+                if i > 0 {
+                    text.push(',');
+                }
+                text.push_str(item);
+            }
+            text.push(']');
+        })
     });
-    let bytes = text.into_bytes();
-    Ok(Filtered::Rewritten { bytes, hidden })
+    Ok(Filtered::Rewritten {
+        bytes: text.into_bytes(),
+        hidden,
+    })
+}
+
+/// Writes an object back in its key order: each raw value as its exact text
+/// (the result's `cacheScope` as `"private"`), the one read further by `read`.
+fn write_object(
+    text: &mut String,
+    fields: &Fields<'_>,
+    is_result: bool,
+    read: impl FnOnce(&mut String),
+) {
+    let mut read = Some(read);
+    text.push('{');
+    for (i, (key, value)) in fields.0.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(&json_string(key));
+        text.push(':');
+        match value {
+            Slot::Raw(_) if is_result && key == "cacheScope" => text.push_str(r#""private""#),
+            Slot::Raw(raw) => text.push_str(raw.get()),
+            Slot::Read => {
+                if let Some(read) = read.take() {
+                    read(text)
+                }
+            }
+        }
+    }
+    text.push('}');
+}
+
+/// `item` with its name (`raw_name`, a slice of it) replaced by the JSON string `with`.
+fn replace_in(item: &str, raw_name: &str, with: &str) -> Option<String> {
+    let start = (raw_name.as_ptr() as usize).checked_sub(item.as_ptr() as usize)?;
+    let end = start.checked_add(raw_name.len())?;
+    let (head, tail) = (item.get(..start)?, item.get(end..)?);
+    let with = json_string(with);
+    let mut out = String::with_capacity(head.len() + with.len() + tail.len());
+    out.push_str(head);
+    out.push_str(&with);
+    out.push_str(tail);
+    Some(out)
 }
 
 /// One page of a listing the filter asked a backend for itself.
@@ -272,7 +259,7 @@ pub fn read_page(
         Answer::Error => return Ok(Page::Error),
         Answer::Result { result, items, .. } => (result, items),
     };
-    let next_cursor = match result.get("nextCursor") {
+    let next_cursor = match result.fields.raw("nextCursor") {
         None => None,
         Some(raw) if raw.get() == "null" => None,
         Some(raw) => Some(
@@ -288,77 +275,6 @@ pub fn read_page(
         next_cursor,
         hidden,
     })
-}
-
-/// The name (or URI) of a listed item, decoded and as its raw JSON text:
-/// read once, a repeat refused, every other field skipped without building
-/// anything (the hot loop of a 1,000-tool listing).
-fn item_name<'a>(item: &'a str, read: ReadKey) -> Result<(Cow<'a, str>, &'a str), Unfilterable> {
-    let key = read.key;
-    struct Named<'a>(Option<&'a RawValue>);
-    struct V(ReadKey);
-    impl<'de> Visitor<'de> for V {
-        type Value = Named<'de>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a listed item (object)")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut name = None;
-            while let Some(Text(k)) = map.next_key::<Text<'de>>()? {
-                if k == self.0.key {
-                    if name.is_some() {
-                        return Err(de::Error::custom(format_args!("duplicate key `{k}`")));
-                    }
-                    name = Some(map.next_value::<&'de RawValue>()?);
-                } else if lenient_reading(&k, &[self.0]).is_some() {
-                    // `Name` beside `name`: the client may list the other.
-                    return Err(de::Error::custom(format_args!("ambiguous key `{k}`")));
-                } else {
-                    map.next_value::<de::IgnoredAny>()?;
-                }
-            }
-            Ok(Named(name))
-        }
-    }
-    let mut de = serde_json::Deserializer::from_str(item);
-    let named = de
-        .deserialize_map(V(read))
-        .map_err(|e| Unfilterable(format!("a listed item is unreadable: {e}")))?;
-    let no_name = || Unfilterable(format!("a listed item has no string `{key}`"));
-    let raw = named.0.ok_or_else(no_name)?.get();
-    let Text(name) = serde_json::from_str::<Text<'a>>(raw).map_err(|_| no_name())?;
-    Ok((name, raw))
-}
-
-/// The keys of a response message the filter reads.
-const MESSAGE_KEYS: &[ReadKey] = &[
-    ReadKey::new("jsonrpc", "jsonrpc"),
-    ReadKey::new("id", "id"),
-    ReadKey::new("method", "method"),
-    ReadKey::new("result", "result"),
-    ReadKey::new("error", "error"),
-];
-
-/// Refuses an object holding a key a lenient decoder could read as one of
-/// `read` without being it.
-fn unambiguous(object: &RawObject<'_>, read: &[ReadKey]) -> Result<(), Unfilterable> {
-    for (key, _) in &object.0 {
-        if read.iter().any(|r| r.key == key.as_ref()) {
-            continue;
-        }
-        if let Some(read) = lenient_reading(key, read) {
-            return Err(Unfilterable(format!(
-                "a key a lenient client reads as `{read}`"
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn same_id(raw: &str, want: &str) -> bool {
-    raw == want
-        || serde_json::from_str::<serde_json::Value>(raw).ok()
-            == serde_json::from_str::<serde_json::Value>(want).ok()
 }
 
 /// The error that replaces an answer that could not be filtered.
@@ -512,5 +428,6 @@ fn rewrite_event(
     hidden
 }
 
+mod answer;
 #[cfg(test)]
 mod tests;

@@ -92,6 +92,21 @@ fn other_messages_and_errors_pass_untouched() {
         filter_message(error, ListKind::Tools, &id("2"), &mut no_secret),
         Ok(Filtered::Untouched)
     );
+    // A request that is not the answer is not the filter's to read further,
+    // whatever shape its `result` has.
+    for other in [
+        br#"{"jsonrpc":"2.0","id":3,"method":"x","result":{"tools":[],"tools":5}}"#.as_slice(),
+        br#"{"jsonrpc":"2.0","id":3,"method":"x","result":[1,{"a":[]}]}"#,
+        br#"{"jsonrpc":"2.0","id":3,"method":"x","result":{"tools":{"name":"secret"}}}"#,
+        br#"{"jsonrpc":"2.0","id":3,"method":"x","result":null}"#,
+    ] {
+        assert_eq!(
+            filter_message(other, ListKind::Tools, &id("2"), &mut no_secret),
+            Ok(Filtered::Untouched),
+            "{}",
+            String::from_utf8_lossy(other)
+        );
+    }
 }
 
 #[test]
@@ -103,6 +118,11 @@ fn what_cannot_be_read_fails_closed() {
         br#"{"jsonrpc":"2.0","id":2,"result":{"tools":{"name":"secret"}}}"#,
         br#"{"jsonrpc":"2.0","id":2,"result":{"nope":[]}}"#,
         br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[]},"result":{"tools":[{"name":"secret"}]}}"#,
+        br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[],"tools":[{"name":"secret"}]}}"#,
+        br#"{"jsonrpc":"2.0","id":2,"result":{"nextCursor":"a","tools":[{"name":"secret"}],"nextCursor":"b"}}"#,
+        br#"{"jsonrpc":"2.0","id":2,"result":[{"name":"secret"}]}"#,
+        br#"{"jsonrpc":"2.0","id":2,"result":"secret"}"#,
+        br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"secret"}]}} "secret""#,
     ] {
         let (out, _) = filter_json_body(body, ListKind::Tools, &id("2"), &mut no_secret);
         let v: Value = serde_json::from_slice(&out).unwrap();
