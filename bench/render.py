@@ -73,17 +73,21 @@ def open_loop(cells):
     rate = next(iter(cells.values()))["offered_rps"]
     plain = cells.get("plain", {})
     out = [f"### Latency at a fixed offered load ({rate} req/s, small JSON call)", "",
-           "h2load `--rps` (one client at a fixed rate, so every setup gets the same load), "
-           "medians of the runs.", "",
-           "| setup | p50 ms | p99 ms | p99 added over plain ms | requests | errors |",
-           "|---|---:|---:|---:|---:|---:|"]
+           "h2load `--rps` (one client at a fixed rate, so every setup gets the same load and "
+           "Envoy's CPU per request is compared at the same request rate), after a 2 s warm-up; "
+           "setups in interleaved rounds, medians of the rounds.", "",
+           "| setup | p50 ms | p99 ms | p99 added over plain ms | Envoy CPU µs / req | × plain (median, min–max of rounds) | requests | errors |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for s in SETUPS:
         c = cells.get(s)
         if not c:
             continue
         added = None if s == "plain" or plain.get("p99_ms") is None else c["p99_ms"] - plain["p99_ms"]
+        r = c.get("cpu_ratio_to_plain")
+        spread = "–" if not r else f"{fmt(r['median'])}× ({fmt(r['min'])}–{fmt(r['max'])})"
         out.append(f"| {LABELS[s]} | {fmt(c.get('p50_ms'), 3)} | {fmt(c.get('p99_ms'), 3)} | "
-                   f"{'–' if added is None else fmt(added, 3)} | {c.get('requests', 0)} | {c.get('errors', 0)} |")
+                   f"{'–' if added is None else fmt(added, 3)} | {fmt(c.get('cpu_us_per_request'), 1)} | "
+                   f"{spread} | {c.get('requests', 0)} | {c.get('errors', 0)} |")
     return out + [""]
 
 

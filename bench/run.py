@@ -374,19 +374,29 @@ def run_open_loop(setup, args, tmp, token):
         log_path = os.path.join(tmp, f"h2load-{setup}.tsv")
         if os.path.exists(log_path):  # h2load appends; each run reads its own
             os.remove(log_path)
-        cmd = on_load_core(["h2load", "--h1", "-t1", f"-c{OPEN_LOOP_CLIENTS}", f"--rps={OPEN_LOOP_RPS_PER_CLIENT}",
-               "-D", str(args.open_loop_seconds), "--warm-up-time", "2", "-d", body_path,
-               "--log-file", log_path])
-        for k, v in running.headers.items():
-            cmd += ["-H", f"{k}: {v}"]
-        result = subprocess.run(cmd + [running.url], capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"h2load against {setup} failed: {result.stderr or result.stdout}")
+        def h2load(seconds, log):
+            cmd = on_load_core(["h2load", "--h1", "-t1", f"-c{OPEN_LOOP_CLIENTS}",
+                                f"--rps={OPEN_LOOP_RPS_PER_CLIENT}", "-D", str(seconds), "-d", body_path]
+                               + (["--log-file", log] if log else []))
+            for k, v in running.headers.items():
+                cmd += ["-H", f"{k}: {v}"]
+            result = subprocess.run(cmd + [running.url], capture_output=True, text=True)
+            if result.returncode != 0:
+                raise RuntimeError(f"h2load against {setup} failed: {result.stderr or result.stdout}")
+        # Warm-up (JIT, caches, connections), then the measured run: every
+        # setup serves the same request rate, so Envoy's CPU per request is
+        # compared at the same load (closed-loop cells are not: a faster
+        # setup gets more requests per wake-up).
+        h2load(2, None)
+        before = cpu_seconds(running.pid)
+        h2load(args.open_loop_seconds, log_path)
+        cpu = cpu_seconds(running.pid) - before
         rows = [line.split("\t") for line in open(log_path) if line.strip()]
         ok = [int(r[2]) / 1000 for r in rows if len(r) >= 3 and r[1] == "200"]
         return {"offered_rps": OPEN_LOOP_CLIENTS * OPEN_LOOP_RPS_PER_CLIENT, "requests": len(rows),
                 "errors": len(rows) - len(ok), "p50_ms": percentile(ok, 0.50),
-                "p99_ms": percentile(ok, 0.99)}
+                "p99_ms": percentile(ok, 0.99),
+                "cpu_us_per_request": cpu * 1e6 / len(rows) if rows else None}
     finally:
         running.stop()
 
@@ -465,16 +475,31 @@ def main():
                       f"p99 {med.get('p99_ms', 0):6.2f} ms  cpu/10k {med.get('cpu_s_per_10k', 0):6.3f} s  "
                       f"rss {med.get('rss_mib', 0):5.1f} MiB  errors {med['errors']}{spread}", flush=True)
         if args.open_loop_seconds > 0:
-            for setup in ("plain", "native", "observe", "full"):
-                # Medians of the runs, as for the closed-loop cells.
-                runs = [run_open_loop(setup, args, tmp, token) for _ in range(args.runs)]
+            open_setups = ("plain", "native", "observe", "full")
+            # Interleaved rounds, medians of the runs, as for the closed-loop cells.
+            rounds = [{setup: run_open_loop(setup, args, tmp, token) for setup in open_setups}
+                      for _ in range(args.runs)]
+            for setup in open_setups:
+                runs = [r[setup] for r in rounds]
                 med = {k: statistics.median([r[k] for r in runs if r[k] is not None])
-                       for k in ("p50_ms", "p99_ms")}
+                       for k in ("p50_ms", "p99_ms", "cpu_us_per_request")}
                 med.update(offered_rps=runs[0]["offered_rps"], requests=sum(r["requests"] for r in runs),
                            errors=sum(r["errors"] for r in runs))
+                if setup != "plain":
+                    ratios = [r[setup]["cpu_us_per_request"] / r["plain"]["cpu_us_per_request"]
+                              for r in rounds
+                              if r[setup]["cpu_us_per_request"] and r["plain"]["cpu_us_per_request"]]
+                    if ratios:
+                        med["cpu_ratio_to_plain"] = {"median": statistics.median(ratios),
+                                                     "min": min(ratios), "max": max(ratios),
+                                                     "rounds": len(ratios)}
                 results.setdefault("open_loop", {})[setup] = med
+                spread = med.get("cpu_ratio_to_plain")
+                spread = (f"  x plain {spread['median']:.2f} ({spread['min']:.2f}-{spread['max']:.2f})"
+                          if spread else "")
                 print(f"open-loop {med['offered_rps']} req/s {setup:8} p50 {med['p50_ms']:6.3f} ms  "
-                      f"p99 {med['p99_ms']:6.3f} ms  requests {med['requests']}  errors {med['errors']}",
+                      f"p99 {med['p99_ms']:6.3f} ms  cpu {med['cpu_us_per_request']:6.1f} us/req  "
+                      f"requests {med['requests']}  errors {med['errors']}{spread}",
                       flush=True)
         for workers in filter(None, args.memory.split(",")):
             for setup in ("plain", "full"):
