@@ -413,6 +413,20 @@ def run_memory(setup, concurrency, tmp, token):
         running.stop()
 
 
+def ratio_to_plain(rounds, setup, key):
+    """The setup's figure over the same round's plain Envoy, per round:
+    median and spread (None without a plain figure to divide by)."""
+    ratios = [r[setup][key] / r["plain"][key] for r in rounds if r[setup][key] and r["plain"][key]]
+    if not ratios:
+        return None
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
+            "rounds": len(ratios)}
+
+
+def spread_text(ratio):
+    return f"  x plain {ratio['median']:.2f} ({ratio['min']:.2f}-{ratio['max']:.2f})" if ratio else ""
+
+
 def mint_token(tmp):
     log = open(os.path.join(tmp, "idp.log"), "w")
     idp = Process(on_load_core([IDP, "--port", str(IDP_PORT), "--issuer", ISSUER, "--audience", AUDIENCE,
@@ -460,17 +474,9 @@ def main():
                 med["listed_generated_tools"] = runs[0]["listed_generated_tools"]
                 med["cpu_s_per_10k_runs"] = [r["cpu_s_per_10k"] for r in runs]
                 if "plain" in setups and setup not in ("plain", "direct"):
-                    ratios = [r[setup]["cpu_s_per_10k"] / r["plain"]["cpu_s_per_10k"]
-                              for r in rounds
-                              if r[setup]["cpu_s_per_10k"] and r["plain"]["cpu_s_per_10k"]]
-                    if ratios:
-                        med["cpu_ratio_to_plain"] = {"median": statistics.median(ratios),
-                                                     "min": min(ratios), "max": max(ratios),
-                                                     "rounds": len(ratios)}
+                    med["cpu_ratio_to_plain"] = ratio_to_plain(rounds, setup, "cpu_s_per_10k")
                 results["cells"].setdefault(workload, {})[setup] = med
-                spread = med.get("cpu_ratio_to_plain")
-                spread = (f"  x plain {spread['median']:.2f} ({spread['min']:.2f}-{spread['max']:.2f})"
-                          if spread else "")
+                spread = spread_text(med.get("cpu_ratio_to_plain"))
                 print(f"{workload:16} {setup:8} {med.get('rps', 0):9.0f} rps  p50 {med.get('p50_ms', 0):6.2f} ms  "
                       f"p99 {med.get('p99_ms', 0):6.2f} ms  cpu/10k {med.get('cpu_s_per_10k', 0):6.3f} s  "
                       f"rss {med.get('rss_mib', 0):5.1f} MiB  errors {med['errors']}{spread}", flush=True)
@@ -486,17 +492,9 @@ def main():
                 med.update(offered_rps=runs[0]["offered_rps"], requests=sum(r["requests"] for r in runs),
                            errors=sum(r["errors"] for r in runs))
                 if setup != "plain":
-                    ratios = [r[setup]["cpu_us_per_request"] / r["plain"]["cpu_us_per_request"]
-                              for r in rounds
-                              if r[setup]["cpu_us_per_request"] and r["plain"]["cpu_us_per_request"]]
-                    if ratios:
-                        med["cpu_ratio_to_plain"] = {"median": statistics.median(ratios),
-                                                     "min": min(ratios), "max": max(ratios),
-                                                     "rounds": len(ratios)}
+                    med["cpu_ratio_to_plain"] = ratio_to_plain(rounds, setup, "cpu_us_per_request")
                 results.setdefault("open_loop", {})[setup] = med
-                spread = med.get("cpu_ratio_to_plain")
-                spread = (f"  x plain {spread['median']:.2f} ({spread['min']:.2f}-{spread['max']:.2f})"
-                          if spread else "")
+                spread = spread_text(med.get("cpu_ratio_to_plain"))
                 print(f"open-loop {med['offered_rps']} req/s {setup:8} p50 {med['p50_ms']:6.3f} ms  "
                       f"p99 {med['p99_ms']:6.3f} ms  cpu {med['cpu_us_per_request']:6.1f} us/req  "
                       f"requests {med['requests']}  errors {med['errors']}{spread}",
