@@ -8,6 +8,10 @@
 //! histogram is in milliseconds because Envoy histograms hold integers.
 
 use std::collections::HashSet;
+use std::rc::Rc;
+
+mod stat_names;
+pub use stat_names::StatNames;
 
 pub const REQUESTS: &str = "mcp_requests_total";
 pub const TOOL_CALLS: &str = "mcp_tool_calls_total";
@@ -31,23 +35,24 @@ pub enum MetricKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sample {
     pub kind: MetricKind,
-    pub name: String,
+    /// Shared: the same series' name is made once per worker ([`StatNames`]).
+    pub name: Rc<str>,
     pub value: u64,
 }
 
 impl Sample {
-    pub fn count(name: String) -> Self {
+    pub fn count(name: impl Into<Rc<str>>) -> Self {
         Self {
             kind: MetricKind::Counter,
-            name,
+            name: name.into(),
             value: 1,
         }
     }
 
-    pub fn record(name: String, value: u64) -> Self {
+    pub fn record(name: impl Into<Rc<str>>, value: u64) -> Self {
         Self {
             kind: MetricKind::Histogram,
-            name,
+            name: name.into(),
             value,
         }
     }
@@ -163,14 +168,21 @@ pub fn is_label_safe_tool_name(name: &str) -> bool {
 pub struct Labels {
     pub tools: ToolLabels,
     pub tenants: ToolLabels,
+    /// The names of the series seen so far.
+    pub names: StatNames,
 }
 
 impl Labels {
-    pub fn with_tools(tools: ToolLabels) -> Self {
+    pub fn new(tools: ToolLabels, tenants: ToolLabels) -> Self {
         Self {
             tools,
-            tenants: ToolLabels::default(),
+            tenants,
+            names: StatNames::default(),
         }
+    }
+
+    pub fn with_tools(tools: ToolLabels) -> Self {
+        Self::new(tools, ToolLabels::default())
     }
 
     /// The tenant's label, learning it while there is room.

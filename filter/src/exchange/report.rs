@@ -21,16 +21,18 @@ impl Exchange {
     pub fn finish(&mut self, now_ms: u64, labels: &mut Labels) -> Vec<Sample> {
         let mut samples = Vec::new();
         if let Some(reason) = self.rejected {
-            samples.push(Sample::count(stat_name(
-                telemetry::REJECTIONS,
-                &[("reason", reason.label())],
-            )));
+            samples.push(Sample::count(
+                labels
+                    .names
+                    .get(telemetry::REJECTIONS, &[("reason", reason.label())]),
+            ));
         }
         if let Some(reason) = self.auth_failure {
-            samples.push(Sample::count(stat_name(
-                telemetry::AUTH_FAILURES,
-                &[("reason", reason)],
-            )));
+            samples.push(Sample::count(
+                labels
+                    .names
+                    .get(telemetry::AUTH_FAILURES, &[("reason", reason)]),
+            ));
         }
         if let Some((decision, method, tool)) = &self.decision {
             let tenant = self
@@ -40,7 +42,7 @@ impl Exchange {
                 .map_or("", |t| labels.tenant(t));
             let tool = tool.as_deref().map_or("", |t| labels.tools.label(t));
             let method = method.as_str();
-            samples.push(Sample::count(stat_name(
+            samples.push(Sample::count(labels.names.get(
                 telemetry::AUTHZ_DECISIONS,
                 &[
                     ("mcp_method_name", method),
@@ -53,7 +55,7 @@ impl Exchange {
         }
         for (backend, failure) in &self.backend_failures {
             if let Some(name) = self.backend_name(*backend) {
-                samples.push(Sample::count(stat_name(
+                samples.push(Sample::count(labels.names.get(
                     telemetry::BACKEND_FAILURES,
                     &[("backend", name), ("reason", failure.label())],
                 )));
@@ -65,12 +67,13 @@ impl Exchange {
         };
         for message in &judged.body.messages {
             let method = message_label(message.kind, message.method.as_deref());
-            samples.push(Sample::count(stat_name(
-                telemetry::REQUESTS,
-                &[("mcp_method_name", method)],
-            )));
+            samples.push(Sample::count(
+                labels
+                    .names
+                    .get(telemetry::REQUESTS, &[("mcp_method_name", method)]),
+            ));
             if let Some(Subject::Tool(tool)) = &message.subject {
-                samples.push(Sample::count(stat_name(
+                samples.push(Sample::count(labels.names.get(
                     telemetry::TOOL_CALLS,
                     &[("gen_ai_tool_name", tool_labels.label(tool))],
                 )));
@@ -96,12 +99,12 @@ impl Exchange {
             Some(Subject::Tool(tool)) => tool_labels.label(tool),
             _ => "",
         };
-        samples.push(Sample::count(stat_name(
+        samples.push(Sample::count(labels.names.get(
             telemetry::RESPONSES,
             &[("mcp_method_name", method), ("outcome", outcome.label())],
         )));
         samples.push(Sample::record(
-            stat_name(
+            labels.names.get(
                 telemetry::DURATION,
                 &[
                     ("mcp_method_name", method),

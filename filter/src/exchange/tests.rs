@@ -65,7 +65,7 @@ fn respond(ex: &mut Exchange, status: u16, content_type: &str, body: &[u8], chun
 }
 
 fn names(samples: &[Sample]) -> Vec<String> {
-    samples.iter().map(|s| s.name.clone()).collect()
+    samples.iter().map(|s| s.name.to_string()).collect()
 }
 
 fn reply_of(step: &Step) -> (u16, serde_json::Value) {
@@ -700,6 +700,7 @@ mod authorized {
         let mut labels = Labels {
             tools: ToolLabels::default(),
             tenants: ToolLabels::new(&[], 10),
+            names: Default::default(),
         };
         let samples = ex.finish(0, &mut labels);
         assert!(names(&samples).contains(
@@ -1422,7 +1423,7 @@ mod backends {
     }
 
     fn names_of(samples: &[Sample]) -> Vec<String> {
-        samples.iter().map(|s| s.name.clone()).collect()
+        samples.iter().map(|s| s.name.to_string()).collect()
     }
 
     #[test]

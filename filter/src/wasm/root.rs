@@ -64,10 +64,10 @@ pub struct Shared {
 
 impl Shared {
     fn new(config: FilterConfig) -> Self {
-        let labels = Labels {
-            tools: ToolLabels::new(&config.metrics.tool_labels, config.metrics.max_tool_labels),
-            tenants: ToolLabels::new(&[], config.metrics.max_tenant_labels),
-        };
+        let labels = Labels::new(
+            ToolLabels::new(&config.metrics.tool_labels, config.metrics.max_tool_labels),
+            ToolLabels::new(&[], config.metrics.max_tenant_labels),
+        );
         let auth = config
             .auth
             .clone()

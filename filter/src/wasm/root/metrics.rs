@@ -47,7 +47,7 @@ impl Shared {
         for sample in samples {
             // Past the bound, a new series folds into its metric's `_other` one.
             let folded;
-            let name = if ids.len() < max || ids.contains_key(&sample.name) {
+            let name: &str = if ids.len() < max || ids.contains_key(&*sample.name) {
                 &sample.name
             } else {
                 folded = crate::telemetry::folded_series(&sample.name);
@@ -62,7 +62,7 @@ impl Shared {
                     };
                     match host::define_metric(kind, name) {
                         Ok(id) => {
-                            ids.insert(name.clone(), id);
+                            ids.insert(name.to_string(), id);
                             id
                         }
                         Err(e) => {
