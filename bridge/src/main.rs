@@ -67,13 +67,7 @@ async fn limit_sessions(
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let options = match Options::parse(std::env::args().skip(1)) {
-        Ok(o) => Arc::new(o),
-        Err(e) => {
-            eprintln!("mcp-bridge: {e}\n\n{}", options::USAGE);
-            std::process::exit(2);
-        }
-    };
+    let options = Arc::new(Options::from_env());
     let sessions = Arc::new(Sessions::new(options.max_sessions));
     let shared = options
         .shared

@@ -1,17 +1,73 @@
 //! Command-line options.
 
+use clap::Parser;
 use std::net::IpAddr;
 use std::time::Duration;
-
-pub const USAGE: &str = "usage: mcp-bridge [--bind ADDR] [--port N] [--shared] [--max-sessions N]
-                  [--max-message-bytes N] [--request-timeout-secs N]
-                  [--idle-timeout-secs N] [--allowed-host NAME[:PORT]]...
-                  [--allowed-origin ORIGIN]... [--allow-any-host]
-                  [--allow-any-origin] -- <command> [args...]";
 
 /// The `Host` names every bridge accepts (any port): loopback names, which no
 /// one else's DNS can point at this machine.
 pub const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
+
+/// What the command line says, as clap reads it (`--help`, `--version`).
+#[derive(Debug, Parser)]
+#[command(
+    name = "mcp-bridge",
+    version,
+    about = "Serves MCP Streamable HTTP for a stdio MCP server it spawns (put stdio servers behind Envoy and mcp-filter)",
+    after_help = "Example: mcp-bridge --port 8081 -- npx -y @modelcontextprotocol/server-everything"
+)]
+struct Cli {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
+    bind: IpAddr,
+    /// Port to listen on.
+    #[arg(long, default_value_t = 8081, value_name = "N")]
+    port: u16,
+    /// Every session on one child (ids remapped); default: a child per session.
+    #[arg(long)]
+    shared: bool,
+    /// Sessions (children) at once; more get 503.
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_sessions: u64,
+    /// Largest message accepted, either way.
+    #[arg(long, default_value_t = 4 * 1024 * 1024, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_message_bytes: u64,
+    /// How long a request waits for the child's answer.
+    #[arg(long, default_value_t = 300, value_name = "N")]
+    request_timeout_secs: u64,
+    /// How long an idle session (and its child) lives.
+    #[arg(long, default_value_t = 300, value_name = "N")]
+    idle_timeout_secs: u64,
+    /// Another `Host` to accept, `name` (any port) or `name:port` (repeatable; loopback names always).
+    #[arg(long = "allowed-host", value_name = "NAME[:PORT]", value_parser = allowed_host)]
+    allowed_hosts: Vec<String>,
+    /// Another `Origin` to accept, `scheme://host[:port]` or `null` (repeatable).
+    #[arg(long = "allowed-origin", value_name = "ORIGIN", value_parser = allowed_origin)]
+    allowed_origins: Vec<String>,
+    /// No `Host` check (a proxy in front checks it).
+    #[arg(long)]
+    allow_any_host: bool,
+    /// No `Origin` check.
+    #[arg(long)]
+    allow_any_origin: bool,
+    /// The stdio MCP server to run, after `--`: program and arguments.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+fn allowed_host(host: &str) -> Result<String, String> {
+    crate::guard::parse_allowed_host(host)
+        .map(|_| host.to_string())
+        .ok_or(format!("`{host}` is not a host name or host:port"))
+}
+
+fn allowed_origin(origin: &str) -> Result<String, String> {
+    crate::guard::parse_allowed_origin(origin)
+        .map(|_| origin.to_string())
+        .ok_or(format!(
+            "`{origin}` is not an origin (scheme://host[:port], or null)"
+        ))
+}
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -38,87 +94,44 @@ pub struct Options {
 }
 
 impl Options {
+    /// The process's own arguments; `--help` and `--version` print and exit
+    /// 0, a bad option prints why and exits 2.
+    pub fn from_env() -> Self {
+        Self::from(Cli::parse())
+    }
+
+    /// Arguments after the program name; the error is clap's message.
+    #[cfg(test)]
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
-        let mut options = Options {
-            bind: IpAddr::from([127, 0, 0, 1]),
-            port: 8081,
-            shared: false,
-            max_sessions: 64,
-            max_message_bytes: 4 * 1024 * 1024,
-            request_timeout: Duration::from_secs(300),
-            idle_timeout: Duration::from_secs(300),
-            allowed_hosts: LOOPBACK_HOSTS.iter().map(|h| h.to_string()).collect(),
-            any_host: false,
-            allowed_origins: Vec::new(),
-            any_origin: false,
-            command: Vec::new(),
-        };
-        let mut args = args.into_iter();
-        while let Some(arg) = args.next() {
-            let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
-            match arg.as_str() {
-                "--" => {
-                    options.command = args.by_ref().collect();
-                    break;
-                }
-                "--shared" => options.shared = true,
-                "--allow-any-host" => options.any_host = true,
-                "--allow-any-origin" => options.any_origin = true,
-                "--allowed-host" => {
-                    let host = value("--allowed-host")?;
-                    crate::guard::parse_allowed_host(&host).ok_or(format!(
-                        "--allowed-host: `{host}` is not a host name or host:port"
-                    ))?;
-                    options.allowed_hosts.push(host);
-                }
-                "--allowed-origin" => {
-                    let origin = value("--allowed-origin")?;
-                    crate::guard::parse_allowed_origin(&origin).ok_or(format!(
-                        "--allowed-origin: `{origin}` is not an origin (scheme://host[:port], or null)"
-                    ))?;
-                    options.allowed_origins.push(origin);
-                }
-                "--bind" => {
-                    options.bind = value("--bind")?
-                        .parse()
-                        .map_err(|e| format!("--bind: {e}"))?
-                }
-                "--port" => options.port = number("--port", &value("--port")?)?,
-                "--max-sessions" => {
-                    options.max_sessions = number("--max-sessions", &value("--max-sessions")?)?
-                }
-                "--max-message-bytes" => {
-                    options.max_message_bytes =
-                        number("--max-message-bytes", &value("--max-message-bytes")?)?
-                }
-                "--request-timeout-secs" => {
-                    options.request_timeout = Duration::from_secs(number(
-                        "--request-timeout-secs",
-                        &value("--request-timeout-secs")?,
-                    )?)
-                }
-                "--idle-timeout-secs" => {
-                    options.idle_timeout = Duration::from_secs(number(
-                        "--idle-timeout-secs",
-                        &value("--idle-timeout-secs")?,
-                    )?)
-                }
-                other => return Err(format!("unknown option `{other}`")),
-            }
-        }
-        if options.command.is_empty() {
-            return Err("name the stdio server to run after `--`".into());
-        }
-        if options.max_sessions == 0 || options.max_message_bytes == 0 {
-            return Err("limits must be greater than 0".into());
-        }
-        Ok(options)
+        let argv = std::iter::once("mcp-bridge".to_string()).chain(args);
+        Cli::try_parse_from(argv)
+            .map(Self::from)
+            .map_err(|e| e.to_string())
     }
 }
 
-fn number<T: std::str::FromStr>(name: &str, text: &str) -> Result<T, String> {
-    text.parse()
-        .map_err(|_| format!("{name}: `{text}` is not a number"))
+impl From<Cli> for Options {
+    fn from(cli: Cli) -> Self {
+        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        Options {
+            bind: cli.bind,
+            port: cli.port,
+            shared: cli.shared,
+            max_sessions: size(cli.max_sessions),
+            max_message_bytes: size(cli.max_message_bytes),
+            request_timeout: Duration::from_secs(cli.request_timeout_secs),
+            idle_timeout: Duration::from_secs(cli.idle_timeout_secs),
+            allowed_hosts: LOOPBACK_HOSTS
+                .iter()
+                .map(|h| h.to_string())
+                .chain(cli.allowed_hosts)
+                .collect(),
+            any_host: cli.allow_any_host,
+            allowed_origins: cli.allowed_origins,
+            any_origin: cli.allow_any_origin,
+            command: cli.command,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -148,7 +161,7 @@ mod tests {
         assert!(parse(&["--bogus", "--", "a"])
             .unwrap_err()
             .contains("--bogus"));
-        assert!(parse(&["--port", "1"]).unwrap_err().contains("after `--`"));
+        assert!(parse(&["--port", "1"]).unwrap_err().contains("COMMAND"));
         assert!(parse(&["--max-sessions", "0", "--", "a"]).is_err());
         assert!(parse(&["--bind", "not-an-ip", "--", "a"])
             .unwrap_err()

@@ -3,9 +3,9 @@
 //! cluster) and mints tokens at `/token?sub=..&tenant=..&scope=..`. A real
 //! deployment points the filter's `remote_jwks` at its own IdP instead.
 //!
-//!   demo-idp --port 8082 --issuer http://127.0.0.1:8082 --audience http://127.0.0.1:10000/mcp [--alg RS256]
+//!   demo-idp --port 8082 --issuer http://127.0.0.1:8082 --audience http://127.0.0.1:10000/mcp [--alg RS256]  (`--help`)
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -20,27 +20,43 @@ struct Demo {
     audience: String,
 }
 
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
+/// The signing algorithm of the key made at start.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Alg {
+    #[value(name = "ES256")]
+    Es256,
+    #[value(name = "RS256")]
+    Rs256,
+}
+
+/// A stand-in identity provider on loopback: a JWKS and tokens for the demo.
+#[derive(Debug, clap::Parser)]
+#[command(name = "demo-idp", version)]
+struct Cli {
+    /// Port on 127.0.0.1.
+    #[arg(long, default_value_t = 8082)]
+    port: u16,
+    /// The tokens' `iss`.
+    #[arg(long)]
+    issuer: String,
+    /// The tokens' `aud`.
+    #[arg(long)]
+    audience: String,
+    #[arg(long, value_enum, default_value = "ES256")]
+    alg: Alg,
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let port: u16 = arg(&args, "--port")
-        .unwrap_or_else(|| "8082".into())
-        .parse()?;
+    let cli = <Cli as clap::Parser>::parse();
+    let port = cli.port;
     let demo = Arc::new(Demo {
-        key: match arg(&args, "--alg").as_deref() {
-            Some("RS256") => SigningKey::generate_rs256("demo-rs-1")?,
-            None | Some("ES256") => SigningKey::generate("demo-1")?,
-            Some(other) => anyhow::bail!("--alg {other}: ES256 or RS256"),
+        key: match cli.alg {
+            Alg::Rs256 => SigningKey::generate_rs256("demo-rs-1")?,
+            Alg::Es256 => SigningKey::generate("demo-1")?,
         },
-        issuer: arg(&args, "--issuer").context("--issuer")?,
-        audience: arg(&args, "--audience").context("--audience")?,
+        issuer: cli.issuer,
+        audience: cli.audience,
     });
     let app = Router::new()
         .route("/jwks", get(jwks))

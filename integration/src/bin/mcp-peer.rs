@@ -5,7 +5,7 @@
 //! headers, exact body bytes) so tests can assert what actually reached the
 //! upstream: `GET /_peer/requests` lists them, `DELETE /_peer/requests` clears.
 //!
-//! `mcp-peer [--port N] [--mode stateful|stateless-json|stdio] [--tools N]`
+//! `mcp-peer [--port N] [--mode stateful|stateless-json|stdio] [--tools N] [--bench]` (`--help`)
 //! prints `listening on 127.0.0.1:PORT` once it accepts connections. In
 //! `stdio` mode it is a stdio MCP server (for `mcp-bridge`) and also offers
 //! `progress` (sends progress notifications), `crash` (the process exits
@@ -525,38 +525,52 @@ async fn record(State(log): State<Log>, request: Request, next: Next) -> Respons
         .await
 }
 
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
+/// How the peer serves MCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    /// Streamable HTTP with sessions, answers over SSE.
+    Stateful,
+    /// Streamable HTTP without sessions, answers as JSON.
+    StatelessJson,
+    /// A stdio MCP server (for `mcp-bridge`).
+    Stdio,
+}
+
+/// A real MCP server (rmcp) that records what reaches it, for the demo,
+/// the tests and the benchmarks.
+#[derive(Debug, clap::Parser)]
+#[command(name = "mcp-peer", version)]
+struct Cli {
+    /// Port on 127.0.0.1 (0: any free port, printed once listening).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    #[arg(long, value_enum, default_value = "stateful")]
+    mode: Mode,
+    /// Generated tools to list beside the fixed ones.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    tools: usize,
+    /// Record nothing (the log would grow with every request).
+    #[arg(long)]
+    bench: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let port: u16 = arg(&args, "--port")
-        .map(|p| p.parse())
-        .transpose()?
-        .unwrap_or(0);
-    let mode = arg(&args, "--mode").unwrap_or_else(|| "stateful".into());
-    let extra_tools: usize = arg(&args, "--tools")
-        .map(|n| n.parse())
-        .transpose()?
-        .unwrap_or(0);
+    let cli = <Cli as clap::Parser>::parse();
+    let (port, extra_tools) = (cli.port, cli.tools);
 
-    if mode == "stdio" {
+    if cli.mode == Mode::Stdio {
         let server = Peer::new(extra_tools, true)
             .serve(rmcp::transport::stdio())
             .await?;
         server.waiting().await?;
         return Ok(());
     }
-    let config = match mode.as_str() {
-        "stateful" => StreamableHttpServerConfig::default(),
-        "stateless-json" => StreamableHttpServerConfig::default()
+    let config = match cli.mode {
+        Mode::Stateful | Mode::Stdio => StreamableHttpServerConfig::default(),
+        Mode::StatelessJson => StreamableHttpServerConfig::default()
             .with_legacy_session_mode(false)
             .with_json_response(true),
-        other => anyhow::bail!("unknown --mode {other} (stateful | stateless-json | stdio)"),
     }
     // Envoy forwards the client's Host; this peer only ever binds loopback.
     .disable_allowed_hosts()
@@ -585,7 +599,7 @@ async fn main() -> anyhow::Result<()> {
         }),
     );
     // `--bench`: nothing is recorded (the log would grow with every request).
-    let bench = args.iter().any(|a| a == "--bench");
+    let bench = cli.bench;
     let mut app = Router::new().nest_service("/mcp", service);
     if !bench {
         app = app.layer(middleware::from_fn_with_state(log.clone(), record));
