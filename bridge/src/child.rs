@@ -32,8 +32,8 @@ pub fn spawn(command: &[String]) -> std::io::Result<Spawned> {
     if let (Some(pid), Ok(mut live)) = (pid, LIVE.lock()) {
         live.push(pid);
     }
-    eprintln!(
-        "mcp-bridge: [{label}] started `{}` (pid {})",
+    tracing::info!(
+        "[{label}] started `{}` (pid {})",
         command.join(" "),
         pid.map_or("?".into(), |p| p.to_string())
     );
@@ -42,9 +42,9 @@ pub fn spawn(command: &[String]) -> std::io::Result<Spawned> {
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                eprintln!("mcp-bridge: [{prefix}] {line}");
+                tracing::info!("[{prefix}] {line}");
             }
-            eprintln!("mcp-bridge: [{prefix}] exited");
+            tracing::info!("[{prefix}] exited");
             if let (Some(pid), Ok(mut live)) = (pid, LIVE.lock()) {
                 live.retain(|p| *p != pid);
             }

@@ -222,7 +222,7 @@ pub async fn check_host_and_origin(
         Ok(()) => next.run(request).await,
         Err(refusal) => {
             // The offending value goes to the log, not back to the caller.
-            eprintln!("mcp-bridge: refused a request: {refusal:?}");
+            tracing::warn!("refused a request: {refusal:?}");
             match refusal {
                 Refusal::BadHost(_) => refuse(
                     StatusCode::BAD_REQUEST,

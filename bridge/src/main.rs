@@ -34,7 +34,21 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use std::sync::Arc;
 
 fn log(line: &str) {
-    eprintln!("mcp-bridge: {line}");
+    tracing::info!("{line}");
+}
+
+/// Logs to stderr through `tracing`, rmcp's included: `RUST_LOG` when set
+/// (e.g. `RUST_LOG=rmcp=debug`), else `--log-level` for the bridge and
+/// warnings from everything else.
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(format!("warn,mcp_bridge={level}")))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,mcp_bridge=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
 }
 
 /// Refuses a new session past `--max-sessions` (503, a JSON-RPC error) before
@@ -68,6 +82,7 @@ async fn limit_sessions(
 #[tokio::main]
 async fn main() -> Result<()> {
     let options = Arc::new(Options::from_env());
+    init_logging(options.log_level.as_str());
     let sessions = Arc::new(Sessions::new(options.max_sessions));
     let shared = options
         .shared

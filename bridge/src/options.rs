@@ -50,6 +50,9 @@ struct Cli {
     /// No `Origin` check.
     #[arg(long)]
     allow_any_origin: bool,
+    /// The bridge's log level (`RUST_LOG`, when set, decides instead, rmcp's logs included).
+    #[arg(long, value_enum, default_value = "info")]
+    log_level: LogLevel,
     /// The stdio MCP server to run, after `--`: program and arguments.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -67,6 +70,28 @@ fn allowed_origin(origin: &str) -> Result<String, String> {
         .ok_or(format!(
             "`{origin}` is not an origin (scheme://host[:port], or null)"
         ))
+}
+
+/// How much the bridge logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +116,7 @@ pub struct Options {
     pub any_origin: bool,
     /// The stdio server to run: program and arguments.
     pub command: Vec<String>,
+    pub log_level: LogLevel,
 }
 
 impl Options {
@@ -130,6 +156,7 @@ impl From<Cli> for Options {
             allowed_origins: cli.allowed_origins,
             any_origin: cli.allow_any_origin,
             command: cli.command,
+            log_level: cli.log_level,
         }
     }
 }

@@ -284,7 +284,7 @@ impl Service<RoleClient> for ChildFacing {
             Cause::Session(server, origin) => (server, origin),
             Cause::Unknown(why) => {
                 let method = method_of(serde_json::to_value(&request));
-                eprintln!("mcp-bridge: refused the shared server's {method} request: {why}");
+                tracing::warn!("refused the shared server's {method} request: {why}");
                 return Err(ErrorData::invalid_request(
                     format!("mcp-bridge --shared: {method} not delivered: {why}"),
                     None,
@@ -360,8 +360,8 @@ impl Service<RoleClient> for ChildFacing {
             _ => match self.routes.cause() {
                 Cause::Session(server, _) => vec![server],
                 Cause::Unknown(why) => {
-                    eprintln!(
-                        "mcp-bridge: dropped the shared server's {} notification: {why}",
+                    tracing::warn!(
+                        "dropped the shared server's {} notification: {why}",
                         method_of(serde_json::to_value(&notification))
                     );
                     Vec::new()
@@ -404,7 +404,7 @@ async fn start_child(
         routes: routes.clone(),
     };
     let running = facing.serve(spawned.transport).await.map_err(|e| {
-        eprintln!("mcp-bridge: [{}] initialize failed: {e}", spawned.label);
+        tracing::warn!("[{}] initialize failed: {e}", spawned.label);
         ErrorData::internal_error(
             format!("the stdio MCP server did not initialize: {e}"),
             None,
@@ -601,10 +601,7 @@ impl Drop for Bridge {
         if let Some(link) = self.link.get() {
             link.routes.detach(self.session);
             if link.own.is_some() {
-                eprintln!(
-                    "mcp-bridge: session {} ended; its child is stopped",
-                    self.session
-                );
+                tracing::info!("session {} ended; its child is stopped", self.session);
             }
         }
         self.sessions.live.fetch_sub(1, Ordering::SeqCst);

@@ -16,3 +16,58 @@ fn mcp_bridge_has_a_command_line() {
     assert_eq!(zero.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&zero.stderr).contains("--max-sessions"));
 }
+
+/// rmcp logs through `tracing`: with `RUST_LOG` its lines reach the bridge's
+/// log beside the bridge's own (they used to be lost), and `--log-level`
+/// takes only the levels it names.
+#[test]
+fn rust_log_brings_rmcp_logs_to_the_bridge_log() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let log = std::env::temp_dir().join(format!("mcp-bridge-rust-log-{}.log", std::process::id()));
+    let peer = mcp_filter_integration::peer_bin();
+    let mut bridge = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-bridge"))
+        .args(["--port", "0", "--"])
+        .arg(&peer)
+        .args(["--mode", "stdio"])
+        .env("RUST_LOG", "rmcp=debug,mcp_bridge=info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("mcp-bridge starts");
+    let mut line = String::new();
+    BufReader::new(bridge.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listening line");
+    let port = line.trim().rsplit(':').next().expect("port").to_string();
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("timeout");
+    write!(
+        stream,
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("request");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    let _ = bridge.kill();
+    let _ = bridge.wait();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert!(answer.contains("\"serverInfo\""), "{answer}");
+    assert!(text.contains(" rmcp"), "no rmcp line in the log:\n{text}");
+    assert!(text.contains("] started `"), "{text}");
+}
+
+#[test]
+fn a_log_level_is_checked() {
+    let bad = run(
+        env!("CARGO_BIN_EXE_mcp-bridge"),
+        &["--log-level", "loud", "--", "true"],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--log-level"));
+}
