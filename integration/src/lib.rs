@@ -588,6 +588,23 @@ admin:
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// Whether Envoy's log comes to contain `needle` within 10 s. Envoy
+    /// writes its log file in batches (every 100 ms, later under load), so
+    /// a line logged before a request may not be in the file yet when the
+    /// answer arrives: read it through this, never once.
+    pub fn logged(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.log().contains(needle) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn access_log(&self) -> String {
         std::fs::read_to_string(&self.access_log_path).unwrap_or_default()
     }

@@ -137,9 +137,7 @@ async fn metric_series_are_bounded_and_a_pass_through_is_warned_about() -> Resul
     issuer.serve(&mut setup);
     let envoy = Envoy::start(&bin, &setup)?;
     assert!(
-        envoy
-            .log()
-            .contains("configuration warning: non_mcp_traffic: pass"),
+        envoy.logged("configuration warning: non_mcp_traffic: pass"),
         "{}",
         envoy.log()
     );
