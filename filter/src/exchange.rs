@@ -226,6 +226,11 @@ impl Exchange {
         matches!(self.phase, Phase::Answered)
     }
 
+    /// Whether request headers are held for the body (to set routing headers).
+    pub fn routing_headers_enabled(&self) -> bool {
+        self.config.routing_headers.enabled
+    }
+
     /// Whether the request headers are held for a JWKS fetch.
     pub fn headers_await_keys(&self) -> bool {
         matches!(self.phase, Phase::AwaitingKeys { .. })

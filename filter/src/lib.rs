@@ -1,8 +1,10 @@
 //! mcp-filter: an MCP (Model Context Protocol) gateway inside Envoy.
 //!
-//! Everything at this level is the pure core: plain Rust, no proxy-wasm types,
-//! tested natively and under WASI. `wasm/` is the thin shell that moves
-//! headers and bytes between Envoy and [`exchange::Exchange`].
+//! Everything at this level is the pure core: plain Rust, no Envoy types,
+//! tested natively and under WASI. [`shell`] is what every shell does
+//! between Envoy and [`exchange::Exchange`], behind a host trait; `wasm/`
+//! (proxy-wasm) and `module/` (Envoy's dynamic-module ABI) only translate
+//! their ABI to it.
 
 #![deny(unsafe_code)]
 
@@ -25,6 +27,7 @@ pub mod reject;
 pub mod relay;
 pub mod response;
 pub mod session;
+pub mod shell;
 pub mod sse;
 mod struct_pb;
 pub mod telemetry;
@@ -34,8 +37,3 @@ mod test_vectors;
 
 #[cfg(all(target_arch = "wasm32", not(test)))]
 mod wasm;
-
-/// The shell's handling of refused host calls, tested natively.
-#[cfg(test)]
-#[path = "wasm/steps.rs"]
-mod wasm_steps;

@@ -10,7 +10,7 @@
 //! is `None`, never a made-up time.
 #![allow(unsafe_code, clashing_extern_declarations)]
 
-pub use super::steps::HostError;
+pub use crate::shell::HostError;
 use proxy_wasm::types::{BufferType, MapType, MetricType};
 use std::ptr::{null, null_mut};
 use std::time::Duration;

@@ -1,30 +1,29 @@
-//! Per-request context: Envoy's callbacks in, [`Exchange`] steps out.
+//! Per-request context: proxy-wasm's callbacks translated to
+//! [`crate::shell::Stream`], and [`StreamHost`] over the proxy-wasm ABI.
 //!
-//! Fail closed: a step is carried out whole or the request ends
-//! ([`steps::carry_out`]): a header edit, property or body rewrite the host
-//! refuses ends the request with a local 500 (or a reset if that is refused
-//! too), and the request never goes on. A request that waits for keys waits
-//! on the root context's fetch, so it cannot take the fetch with it when it
-//! dies; it waits once, then is judged with the keys there are.
+//! Must not: decide anything about a request, or hold request state beyond
+//! what proxy-wasm needs to find a request again (its context id, the calls
+//! it sent while woken from the root context).
 
 use super::host;
 use super::root::Shared;
-use super::steps::{self, Body, Ended, Headers, Host, HostError, Outcome, Refused};
 use super::ROOT_ID;
-use crate::backends::BackendId;
-use crate::exchange::{Action as StepAction, Exchange, Step};
+use crate::exchange::Exchange;
+use crate::fetch::Fetch;
 use crate::reject::LocalReply;
-use crate::telemetry::{self, stat_name, Sample};
+use crate::shell::steps::{self, Refused};
+use crate::shell::{Body, CallId, Flow, Headers, Host, HostError, Stream, StreamHost};
+use crate::telemetry::Sample;
 use log::warn;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
+use std::time::Duration;
 
-/// The host, for [`steps`].
-mod calls;
-
-struct Envoy;
+/// A request's stream as proxy-wasm holds it (shared with the root
+/// context, which wakes it).
+pub type WasmStream = Stream<Envoy>;
 
 fn map_type(map: Headers) -> MapType {
     match map {
@@ -33,7 +32,28 @@ fn map_type(map: Headers) -> MapType {
     }
 }
 
-impl Host for Envoy {
+fn buffer_type(body: Body) -> BufferType {
+    match body {
+        Body::Request => BufferType::HttpRequestBody,
+        Body::Response => BufferType::HttpResponseBody,
+    }
+}
+
+/// The proxy-wasm host, as one request sees it.
+pub struct Envoy {
+    shared: Rc<Shared>,
+    /// This request's context id (to be woken from the root context).
+    id: u32,
+    me: Weak<RefCell<WasmStream>>,
+    /// Being woken from the root context: calls sent now answer there.
+    pub waking: bool,
+}
+
+/// The host calls that need no request state (also used when the request's
+/// state cannot be reached).
+struct Bare;
+
+impl Host for Bare {
     fn set_header(&mut self, map: Headers, name: &str, value: &str) -> Result<(), HostError> {
         host::set_header(map_type(map), name, value)
     }
@@ -50,11 +70,7 @@ impl Host for Envoy {
         size: usize,
         data: &[u8],
     ) -> Result<(), HostError> {
-        let kind = match body {
-            Body::Request => BufferType::HttpRequestBody,
-            Body::Response => BufferType::HttpResponseBody,
-        };
-        host::set_buffer(kind, start, size, data)
+        host::set_buffer(buffer_type(body), start, size, data)
     }
     fn send_local_response(&mut self, reply: &LocalReply) -> Result<(), HostError> {
         let details = "mcp_filter_local_reply";
@@ -68,380 +84,160 @@ impl Host for Envoy {
     }
 }
 
-/// What the SDK holds for one request; the state is shared with the root
-/// context, which wakes the request when the keys it waits for arrive.
+impl Host for Envoy {
+    fn set_header(&mut self, map: Headers, name: &str, value: &str) -> Result<(), HostError> {
+        Bare.set_header(map, name, value)
+    }
+    fn remove_header(&mut self, map: Headers, name: &str) -> Result<(), HostError> {
+        Bare.remove_header(map, name)
+    }
+    fn set_property(&mut self, name: &str, value: &[u8]) -> Result<(), HostError> {
+        Bare.set_property(name, value)
+    }
+    fn set_body(
+        &mut self,
+        body: Body,
+        start: usize,
+        size: usize,
+        data: &[u8],
+    ) -> Result<(), HostError> {
+        Bare.set_body(body, start, size, data)
+    }
+    fn send_local_response(&mut self, reply: &LocalReply) -> Result<(), HostError> {
+        Bare.send_local_response(reply)
+    }
+    fn reset(&mut self) -> Result<(), HostError> {
+        Bare.reset()
+    }
+    fn warn(&mut self, message: &str) {
+        Bare.warn(message);
+    }
+}
+
+impl StreamHost for Envoy {
+    fn headers(&mut self, map: Headers) -> Vec<(String, String)> {
+        host::headers(map_type(map))
+    }
+    fn body(&mut self, body: Body, start: usize, len: usize) -> Option<Vec<u8>> {
+        host::buffer(buffer_type(body), start, len)
+    }
+    fn resume_request(&mut self) -> Result<(), HostError> {
+        host::resume_request()
+    }
+    fn now_ms(&mut self) -> Option<u64> {
+        host::now_ms()
+    }
+    fn send(&mut self, fetch: &Fetch) -> Result<CallId, HostError> {
+        let headers: Vec<(&str, &str)> = fetch
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let token = host::http_call(
+            &fetch.cluster,
+            headers,
+            Some(&fetch.body),
+            Duration::from_millis(fetch.timeout_ms),
+        )?;
+        if self.waking {
+            // Sent from the root context's callback: the answer comes there,
+            // and is handed back to this request.
+            self.shared.adopt_call(token, self.id, self.me.clone());
+        }
+        Ok(CallId::from(token))
+    }
+    fn wait_for_keys(&mut self) -> bool {
+        self.shared.wait_for_keys(self.id, self.me.clone())
+    }
+    fn watch_held(&mut self) {
+        self.shared.watch_held(self.id, self.me.clone());
+    }
+    fn record(&mut self, samples: &[Sample]) {
+        self.shared.record(samples);
+    }
+    fn finish(&mut self, exchange: &mut Exchange, now_ms: u64) -> Vec<Sample> {
+        match self.shared.labels.try_borrow_mut() {
+            Ok(mut labels) => exchange.finish(now_ms, &mut labels),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+/// Builds a request's stream: its exchange authenticates with the VM's
+/// keys, read at the host's clock.
+pub fn new_stream(shared: Rc<Shared>, id: u32) -> Rc<RefCell<WasmStream>> {
+    let for_auth = shared.clone();
+    let may_wait = Rc::new(Cell::new(true));
+    let waits = may_wait.clone();
+    let learn = shared
+        .labels
+        .try_borrow()
+        .is_ok_and(|labels| !labels.tools.is_full());
+    let exchange = Exchange::new(shared.config.clone(), host::now_ms().unwrap_or_default())
+        .with_authenticator(Box::new(move |headers| {
+            for_auth.authenticate(headers, host::now_ms(), waits.get())
+        }))
+        .with_label_learning(learn);
+    Rc::new_cyclic(|me| {
+        let envoy = Envoy {
+            shared,
+            id,
+            me: me.clone(),
+            waking: false,
+        };
+        RefCell::new(Stream::new(envoy, exchange, may_wait))
+    })
+}
+
+/// What the SDK holds for one request.
 pub struct McpHttp {
-    stream: Rc<RefCell<Stream>>,
+    stream: Rc<RefCell<WasmStream>>,
 }
 
 impl McpHttp {
     pub fn new(shared: Rc<Shared>, context_id: u32) -> Self {
         Self {
-            stream: Rc::new_cyclic(|me| RefCell::new(Stream::new(shared, context_id, me.clone()))),
+            stream: new_stream(shared, context_id),
         }
     }
 
     /// Runs a callback on the request's state. It is never busy (callbacks
     /// do not nest); if it were, the request ends rather than go on unjudged.
-    fn with(&self, f: impl FnOnce(&mut Stream) -> Action) -> Action {
+    fn with(&self, f: impl FnOnce(&mut WasmStream) -> Flow) -> Action {
         match self.stream.try_borrow_mut() {
-            Ok(mut stream) => f(&mut stream),
+            Ok(mut stream) => match f(&mut stream) {
+                Flow::Continue => Action::Continue,
+                Flow::Pause => Action::Pause,
+            },
             Err(_) => {
                 let refused = Refused {
                     what: "re-entering the request's state".into(),
                     status: 0,
                 };
-                steps::fail(&mut Envoy, &refused, None);
+                steps::fail(&mut Bare, &refused, None);
                 Action::Pause
             }
         }
     }
 }
 
-pub struct Stream {
-    shared: Rc<Shared>,
-    /// This request's context id (to be woken from the root context).
-    id: u32,
-    me: Weak<RefCell<Stream>>,
-    exchange: Exchange,
-    /// The request may still wait for a JWKS fetch (once).
-    may_wait: Rc<Cell<bool>>,
-    /// Request headers are still in the filter's hands (their own callback,
-    /// or held by a Pause): only then may they be edited.
-    request_headers_held: bool,
-    /// Cumulative request body size last reported (trailers end the body).
-    request_body_len: usize,
-    request_body_done: bool,
-    /// Response body bytes already handed to the exchange while paused
-    /// (Envoy then reports the cumulative buffer, not the new chunk).
-    response_body_seen: usize,
-    /// Response body bytes Envoy holds in the current callback.
-    response_body_len: usize,
-    /// Waiting for the root context's JWKS fetch.
-    awaiting_keys: bool,
-    /// Being woken from the root context (calls sent now answer there).
-    waking: bool,
-    /// The filter ended the request because the host refused a step; later
-    /// callbacks leave the local reply alone.
-    failed: bool,
-    /// The stream is over (logged or done): never woken again.
-    done: bool,
-    /// A request body callback came (the held-headers watchdog stands down).
-    body_started: bool,
-    /// Requests sent to backends (listings, relayed calls): (call token, backend index).
-    backend_calls: Vec<(u32, BackendId)>,
-}
-
-impl Stream {
-    fn new(shared: Rc<Shared>, id: u32, me: Weak<RefCell<Stream>>) -> Self {
-        let for_auth = shared.clone();
-        let may_wait = Rc::new(Cell::new(true));
-        let waits = may_wait.clone();
-        let learn = shared
-            .labels
-            .try_borrow()
-            .is_ok_and(|labels| !labels.tools.is_full());
-        let exchange = Exchange::new(shared.config.clone(), host::now_ms().unwrap_or_default())
-            .with_authenticator(Box::new(move |headers| {
-                for_auth.authenticate(headers, host::now_ms(), waits.get())
-            }))
-            .with_label_learning(learn);
-        Self {
-            shared,
-            id,
-            me,
-            exchange,
-            may_wait,
-            request_headers_held: false,
-            request_body_len: 0,
-            request_body_done: false,
-            response_body_seen: 0,
-            response_body_len: 0,
-            awaiting_keys: false,
-            waking: false,
-            failed: false,
-            done: false,
-            body_started: false,
-            backend_calls: Vec::new(),
-        }
+/// Reads a proxy-wasm call's answer and hands it to the stream.
+pub fn call_answered(stream: &mut WasmStream, token: u32, num_headers: usize, body_size: usize) {
+    let call = CallId::from(token);
+    if !stream.sent(call) {
+        return;
     }
-
-    /// Over, failed or past its body: no longer watched.
-    pub fn settled(&self) -> bool {
-        self.done || self.failed || self.body_started
-    }
-
-    /// The root context's watchdog: this request's headers were held for its
-    /// body, and no body came. Without `allow_on_headers_stop_iteration`
-    /// Envoy never delivers it (the request would hang until a timeout, or
-    /// forever): answer now, naming the missing flag.
-    pub fn held_too_long(&mut self) {
-        if self.done || self.failed || self.body_started || self.exchange.answered() {
-            return;
-        }
-        let reply = crate::reject::LocalReply {
-            status: 500,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: crate::jsonrpc::error_body(
-                None,
-                crate::jsonrpc::code::INTERNAL_ERROR,
-                "the gateway is misconfigured: routing_headers.enabled needs \
-                 allow_on_headers_stop_iteration: true in the wasm PluginConfig \
-                 (Envoy >= 1.35); the request body never reached the filter",
-            ),
-        };
-        self.apply(
-            crate::exchange::Step::from(crate::exchange::Action::Respond(reply)),
-            MapType::HttpRequestHeaders,
-        );
-        self.failed = true;
-    }
-
-    /// Applies a step's edits, properties and action, and waits for the
-    /// keys it may ask for.
-    fn apply(&mut self, step: Step, headers: MapType) -> Action {
-        let fetch_keys = step.fetch_keys;
-        let action = self.apply_step(step, headers);
-        if !fetch_keys || self.failed {
-            return action;
-        }
-        if self.wait_for_keys() {
-            return action;
-        }
-        // No fetch to wait for: finish authentication now (it fails closed).
-        let step = self.exchange_keys_ready();
-        let next = self.apply_step(step, headers);
-        if self.exchange.answered() || self.failed {
-            Action::Pause
-        } else if self.request_body_done {
-            next
-        } else {
-            action
-        }
-    }
-
-    /// Asks the root context for keys; false if there is no fetch to wait for.
-    fn wait_for_keys(&mut self) -> bool {
-        // Once: after this wait the request is judged with the keys there are.
-        self.may_wait.set(false);
-        if self.shared.wait_for_keys(self.id, self.me.clone()) {
-            self.awaiting_keys = true;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// The root context's JWKS fetch is over (called from the root context,
-    /// this request's context made effective).
-    pub fn woken(&mut self) {
-        if self.done || !self.awaiting_keys {
-            return;
-        }
-        self.waking = true;
-        self.keys_ready();
-        self.waking = false;
-    }
-
-    /// The JWKS fetch is over: let the exchange finish what waited for it,
-    /// and release the request if it is now allowed to go on.
-    fn keys_ready(&mut self) {
-        self.awaiting_keys = false;
-        if self.failed {
-            return;
-        }
-        let headers_held = self.exchange.headers_await_keys();
-        let done = self.request_body_done;
-        let step = self.exchange_keys_ready();
-        let action = self.apply(step, MapType::HttpRequestHeaders);
-        // Held headers, or a complete body held at its end: Envoy waits for us.
-        // Otherwise the body is still arriving and its callbacks decide.
-        if action == Action::Continue && (headers_held || done) && !self.failed {
-            self.request_headers_held = false;
-            if let Err(e) = host::resume_request() {
-                self.fail(&Refused {
-                    what: "resuming the request".into(),
-                    status: e.0,
-                });
-            }
-        }
-    }
-
-    /// [`Exchange::keys_ready`] with what Envoy has buffered of the body.
-    fn exchange_keys_ready(&mut self) -> Step {
-        let (done, len) = (self.request_body_done, self.request_body_len);
-        self.exchange.keys_ready(done, len, || {
-            host::buffer(BufferType::HttpRequestBody, 0, len)
-        })
-    }
-
-    /// Ends the request: the host refused what its judgement needs.
-    fn fail(&mut self, refused: &Refused) -> Ended {
-        self.failed = true;
-        self.count_refusal();
-        steps::fail(&mut Envoy, refused, self.exchange.request_id())
-    }
-
-    fn count_refusal(&self) {
-        self.shared.record(&[Sample::count(stat_name(
-            telemetry::REJECTIONS,
-            &[("reason", steps::HOST_REFUSED)],
-        ))]);
-    }
-
-    fn apply_step(&mut self, mut step: Step, headers: MapType) -> Action {
-        if self.failed {
-            return Action::Pause;
-        }
-        let fetches = std::mem::take(&mut step.fetches);
-        if !fetches.is_empty() {
-            self.send_fetches(fetches);
-            if self.exchange.answered() || self.failed {
-                // Every send failed and the exchange already answered.
-                return Action::Pause;
-            }
-        }
-        let (map, body_len, editable) = if headers == MapType::HttpRequestHeaders {
-            let editable = self.request_headers_held;
-            (Headers::Request, self.request_body_len, editable)
-        } else {
-            (Headers::Response, self.response_body_len, true)
-        };
-        let id = self.exchange.request_id().cloned();
-        match steps::carry_out(&mut Envoy, &step, map, body_len, editable, id.as_ref()) {
-            Outcome::Applied => {}
-            Outcome::Answered(_) => return Action::Pause,
-            Outcome::Failed(_) => {
-                self.failed = true;
-                self.count_refusal();
-                return Action::Pause;
-            }
-        }
-        match step.action {
-            StepAction::Continue => Action::Continue,
-            StepAction::Pause | StepAction::Respond(_) => Action::Pause,
-            StepAction::FetchKeys => {
-                if self.wait_for_keys() {
-                    Action::Pause
-                } else {
-                    // No fetch to wait for: judge again, now without one.
-                    let step = self.exchange_keys_ready();
-                    self.apply(step, headers)
-                }
-            }
-        }
-    }
-
-    fn request_body(&mut self, buffered: usize, end_of_stream: bool) -> Action {
-        self.body_started = true;
-        self.request_body_len = buffered;
-        self.request_body_done |= end_of_stream;
-        if self.failed {
-            return Action::Pause;
-        }
-        let step = self.exchange.on_request_body(buffered, end_of_stream, || {
-            host::buffer(BufferType::HttpRequestBody, 0, buffered)
-        });
-        let action = self.apply(step, MapType::HttpRequestHeaders);
-        if action == Action::Continue {
-            self.request_headers_held = false;
-        }
-        action
-    }
-
-    fn request_headers(&mut self, end_of_stream: bool) -> Action {
-        let headers = host::headers(MapType::HttpRequestHeaders);
-        #[cfg(feature = "fault-injection")]
-        if headers
-            .iter()
-            .any(|(k, v)| k == "x-mcp-filter-fault" && v == "trap")
-        {
-            core::arch::wasm32::unreachable();
-        }
-        self.request_headers_held = true;
-        let step = self.exchange.on_request_headers(&headers, end_of_stream);
-        let action = self.apply(step, MapType::HttpRequestHeaders);
-        self.request_headers_held = action == Action::Pause;
-        // Headers held for a body Envoy may never deliver: watched.
-        if action == Action::Pause
-            && !end_of_stream
-            && self.shared.config.routing_headers.enabled
-            && !self.awaiting_keys
-        {
-            self.shared.watch_held(self.id, self.me.clone());
-        }
-        action
-    }
-
-    fn request_trailers(&mut self) -> Action {
-        // HTTP/2 with trailers never flags the body's end: the trailers do.
-        if self.request_body_done {
-            return Action::Continue;
-        }
-        self.request_body(self.request_body_len, true)
-    }
-
-    fn response_headers(&mut self) -> Action {
-        if self.failed {
-            // Our own error reply passes untouched.
-            return Action::Continue;
-        }
-        let headers = host::headers(MapType::HttpResponseHeaders);
-        let status = headers
-            .iter()
-            .find(|(k, _)| k == ":status")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
-        let step = self.exchange.on_response_headers(status, &headers);
-        self.apply(step, MapType::HttpResponseHeaders)
-    }
-
-    fn response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.failed || (body_size == 0 && !end_of_stream) {
-            return Action::Continue;
-        }
-        let start = self.response_body_seen.min(body_size);
-        let chunk = if body_size > start {
-            host::buffer(BufferType::HttpResponseBody, start, body_size - start).unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        let step = self.exchange.on_response_body(&chunk, end_of_stream);
-        // A rewrite replaces every byte Envoy holds for this callback (the
-        // cumulative buffer after pauses, else just this chunk).
-        self.response_body_len = body_size;
-        let action = self.apply(step, MapType::HttpResponseHeaders);
-        self.response_body_seen = if action == Action::Pause {
-            body_size
-        } else {
-            0
-        };
-        action
-    }
-
-    /// Trailers end the response: a listing Envoy holds is rewritten now,
-    /// never released unread by the trailers callback.
-    fn response_trailers(&mut self) -> Action {
-        if self.failed {
-            return Action::Continue;
-        }
-        let step = self.exchange.on_response_trailers();
-        // What Envoy holds: everything buffered while the body was paused.
-        self.response_body_len = self.response_body_seen;
-        self.apply(step, MapType::HttpResponseHeaders)
-    }
-
-    fn log(&mut self) {
-        self.done = true;
-        let Ok(mut labels) = self.shared.labels.try_borrow_mut() else {
-            return;
-        };
-        let samples = self
-            .exchange
-            .finish(host::now_ms().unwrap_or_default(), &mut labels);
-        drop(labels);
-        self.shared.record(&samples);
-    }
+    let headers = if num_headers == 0 {
+        Vec::new()
+    } else {
+        host::headers(MapType::HttpCallResponseHeaders)
+    };
+    let body = if body_size > 0 {
+        host::buffer(BufferType::HttpCallResponseBody, 0, body_size).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    stream.call_answered(call, &headers, &body);
 }
 
 impl Context for McpHttp {
@@ -453,14 +249,14 @@ impl Context for McpHttp {
         _num_trailers: usize,
     ) {
         self.with(|s| {
-            s.call_answered(token, num_headers, body_size);
-            Action::Continue
+            call_answered(s, token, num_headers, body_size);
+            Flow::Continue
         });
     }
 
     fn on_done(&mut self) -> bool {
         if let Ok(mut s) = self.stream.try_borrow_mut() {
-            s.done = true;
+            s.end();
         }
         true
     }
@@ -468,6 +264,13 @@ impl Context for McpHttp {
 
 impl HttpContext for McpHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        #[cfg(feature = "fault-injection")]
+        if host::headers(MapType::HttpRequestHeaders)
+            .iter()
+            .any(|(k, v)| k == "x-mcp-filter-fault" && v == "trap")
+        {
+            core::arch::wasm32::unreachable();
+        }
         self.with(|s| s.request_headers(end_of_stream))
     }
 
@@ -476,11 +279,11 @@ impl HttpContext for McpHttp {
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        self.with(Stream::request_trailers)
+        self.with(WasmStream::request_trailers)
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        self.with(Stream::response_headers)
+        self.with(WasmStream::response_headers)
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -488,7 +291,7 @@ impl HttpContext for McpHttp {
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
-        self.with(Stream::response_trailers)
+        self.with(WasmStream::response_trailers)
     }
 
     fn on_log(&mut self) {

@@ -1,7 +1,7 @@
 //! The proxy-wasm shell: the only code that knows Envoy. It reads headers and
 //! bytes from the host, hands them to [`crate::exchange::Exchange`], and applies
 //! the returned step. No decisions about requests are made here; what the
-//! shell decides is what a refused host call means ([`steps`]: the request
+//! shell decides is what a refused host call means ([`crate::shell::steps`]: the request
 //! ends, it never goes on unjudged).
 //!
 //! No SDK call that can panic is made: host calls go through [`host`], and
@@ -11,7 +11,6 @@
 mod host;
 mod http;
 mod root;
-mod steps;
 
 /// The root context id a `PluginConfig` names to load this filter.
 pub const ROOT_ID: &str = "mcp_filter";

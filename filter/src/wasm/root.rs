@@ -13,7 +13,7 @@
 mod metrics;
 
 use super::host;
-use super::http::{McpHttp, Stream};
+use super::http::{self, McpHttp, WasmStream};
 use super::ROOT_ID;
 use crate::auth::token::AuthFailure;
 use crate::auth::{claims_from_metadata, Authenticated, Authenticator, ClaimsSource};
@@ -38,7 +38,7 @@ const NUDGE: Duration = Duration::from_millis(1);
 const HELD_HEADERS_LIMIT_MS: u64 = 5_000;
 
 /// A request context waiting for something the root context receives.
-type Waiter = (u32, Weak<RefCell<Stream>>);
+type Waiter = (u32, Weak<RefCell<WasmStream>>);
 
 /// State one VM (one Envoy worker) shares across its requests. It only
 /// accelerates and labels: no decision depends on it.
@@ -120,7 +120,7 @@ impl Shared {
     /// flight, or for one the next tick starts (brought forward to now).
     /// False if there is nothing to wait for (no remote JWKS, or the tick
     /// cannot be brought forward): the request is judged now.
-    pub fn wait_for_keys(&self, id: u32, stream: Weak<RefCell<Stream>>) -> bool {
+    pub fn wait_for_keys(&self, id: u32, stream: Weak<RefCell<WasmStream>>) -> bool {
         let remote = self
             .auth
             .as_ref()
@@ -147,7 +147,7 @@ impl Shared {
     }
 
     /// Watches a request whose headers are held until its body arrives.
-    pub fn watch_held(&self, id: u32, stream: Weak<RefCell<Stream>>) {
+    pub fn watch_held(&self, id: u32, stream: Weak<RefCell<WasmStream>>) {
         let Some(now) = host::now_ms() else {
             return;
         };
@@ -291,14 +291,16 @@ impl Shared {
                 continue;
             }
             if let Ok(mut woken) = stream.try_borrow_mut() {
+                woken.host.waking = true;
                 woken.woken();
+                woken.host.waking = false;
             };
         }
         let _ = host::set_effective_context(root_id);
     }
 
     /// Remembers a call a woken request sent from the root context's callback.
-    pub fn adopt_call(&self, token: u32, id: u32, stream: Weak<RefCell<Stream>>) {
+    pub fn adopt_call(&self, token: u32, id: u32, stream: Weak<RefCell<WasmStream>>) {
         if let Ok(mut adopted) = self.adopted.try_borrow_mut() {
             adopted.push((token, (id, stream)));
         }
@@ -324,7 +326,9 @@ impl Shared {
         };
         if host::set_effective_context(id).is_ok() {
             if let Ok(mut answered) = stream.try_borrow_mut() {
-                answered.adopted_call_answered(token, num_headers, body_size);
+                answered.host.waking = true;
+                http::call_answered(&mut answered, token, num_headers, body_size);
+                answered.host.waking = false;
             };
         }
         let _ = host::set_effective_context(root_id);

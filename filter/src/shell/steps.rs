@@ -1,5 +1,5 @@
-//! How the shell carries out a step through the host, and what it does when
-//! the host refuses. Kept free of proxy-wasm types behind [`Host`], so the
+//! How a shell carries out a step through its host, and what it does when
+//! the host refuses. Kept free of Envoy types behind [`Host`], so the
 //! decisions are tested natively against a host that refuses on demand.
 //!
 //! Fail closed: every edit a step asks for (a header removed or set, a
@@ -13,8 +13,6 @@
 //!
 //! A step that already answers the request (a refusal) applies its edits as
 //! well as it can: the request ends either way, with the reply it chose.
-#![cfg_attr(test, allow(dead_code))]
-
 use crate::exchange::{Action, HeaderEdit, Step};
 use crate::jsonrpc::{code, error_body, RequestId};
 use crate::reject::LocalReply;
@@ -22,7 +20,8 @@ use crate::reject::LocalReply;
 /// The `reason` label a refused host call is counted under (rejections).
 pub const HOST_REFUSED: &str = "host_refused";
 
-/// A host call that did not succeed, with the proxy-wasm status it returned.
+/// A host call that did not succeed, with the status the ABI returned
+/// (proxy-wasm's status, or 0 where the ABI only says no).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostError(pub u32);
 
