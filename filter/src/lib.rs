@@ -37,3 +37,7 @@ mod test_vectors;
 
 #[cfg(all(target_arch = "wasm32", not(test)))]
 mod wasm;
+
+/// The Envoy dynamic-module shell (`libmcp_filter.so`, feature `module`).
+#[cfg(all(feature = "module", not(target_arch = "wasm32")))]
+mod module;

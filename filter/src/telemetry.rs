@@ -84,12 +84,10 @@ const LABEL_KEYS: &[&str] = &[
     "gen_ai_tool_name",
 ];
 
-/// The series a sample folds into once a VM has defined `max_series`
-/// series: every label value becomes `_other`, so the series left to define
-/// are at most one per metric and label set, whatever the traffic.
-pub fn folded_series(name: &str) -> String {
+/// Where each `.key=` segment of a stat name starts, in order.
+fn label_starts(name: &str) -> Vec<(usize, &'static str)> {
     // Label values may hold dots (tool names), so find the `.key=` segments.
-    let mut at: Vec<(usize, &str)> = LABEL_KEYS
+    let mut at: Vec<(usize, &'static str)> = LABEL_KEYS
         .iter()
         .filter_map(|key| {
             let needle = format!(".{key}=");
@@ -97,9 +95,59 @@ pub fn folded_series(name: &str) -> String {
         })
         .collect();
     at.sort_unstable();
+    at
+}
+
+/// A stat name read back: its base and its labels in order.
+pub fn split_stat_name(name: &str) -> (&str, Vec<(&'static str, &str)>) {
+    let at = label_starts(name);
     let base_end = at.first().map_or(name.len(), |(i, _)| *i);
-    let mut folded = String::from(name.get(..base_end).unwrap_or(name));
-    for (_, key) in at {
+    let mut labels = Vec::with_capacity(at.len());
+    for (n, (start, key)) in at.iter().enumerate() {
+        let value_start = start + key.len() + 2;
+        let value_end = at.get(n + 1).map_or(name.len(), |(next, _)| *next);
+        labels.push((*key, name.get(value_start..value_end).unwrap_or("")));
+    }
+    (name.get(..base_end).unwrap_or(name), labels)
+}
+
+/// Each metric with the label keys its samples may carry, in the order a
+/// shell that defines labelled metrics up front (the dynamic module) passes
+/// them. Every sample's labels are a subset of its metric's, in this order.
+pub const METRICS: &[(&str, MetricKind, &[&str])] = &[
+    (REQUESTS, MetricKind::Counter, &["mcp_method_name"]),
+    (TOOL_CALLS, MetricKind::Counter, &["gen_ai_tool_name"]),
+    (
+        RESPONSES,
+        MetricKind::Counter,
+        &["mcp_method_name", "outcome"],
+    ),
+    (REJECTIONS, MetricKind::Counter, &["reason"]),
+    (
+        DURATION,
+        MetricKind::Histogram,
+        &["mcp_method_name", "error_type", "gen_ai_tool_name"],
+    ),
+    (
+        AUTHZ_DECISIONS,
+        MetricKind::Counter,
+        &["mcp_method_name", "tenant", "decision", "gen_ai_tool_name"],
+    ),
+    (AUTH_FAILURES, MetricKind::Counter, &["reason"]),
+    (
+        BACKEND_FAILURES,
+        MetricKind::Counter,
+        &["backend", "reason"],
+    ),
+];
+
+/// The series a sample folds into once a VM has defined `max_series`
+/// series: every label value becomes `_other`, so the series left to define
+/// are at most one per metric and label set, whatever the traffic.
+pub fn folded_series(name: &str) -> String {
+    let (base, labels) = split_stat_name(name);
+    let mut folded = String::from(base);
+    for (key, _) in labels {
         folded.push('.');
         folded.push_str(key);
         folded.push('=');
@@ -243,6 +291,44 @@ impl ToolLabels {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stat_name_reads_back_into_its_metric_and_labels_even_with_dotted_values() {
+        let labels = [
+            ("mcp_method_name", "tools/call"),
+            ("tenant", "acme"),
+            ("decision", "allow"),
+            ("gen_ai_tool_name", "gh.create.issue"),
+        ];
+        let name = stat_name(AUTHZ_DECISIONS, &labels);
+        assert_eq!(split_stat_name(&name), (AUTHZ_DECISIONS, labels.to_vec()));
+        assert_eq!(split_stat_name(REQUESTS), (REQUESTS, vec![]));
+    }
+
+    #[test]
+    fn every_series_known_at_load_fits_its_metrics_declared_labels() {
+        let config = crate::config::FilterConfig::from_json(
+            br#"{"backends": {"servers": [{"name": "a", "cluster": "a"}, {"name": "b", "cluster": "b"}]}}"#,
+        )
+        .unwrap();
+        let series = crate::exchange::series_at_load(&config);
+        assert!(!series.is_empty());
+        for (kind, name) in series {
+            let (base, labels) = split_stat_name(&name);
+            let (_, declared_kind, keys) = METRICS
+                .iter()
+                .find(|(m, _, _)| *m == base)
+                .unwrap_or_else(|| panic!("{base} is not in METRICS"));
+            assert_eq!(*declared_kind, kind, "{name}");
+            let mut declared = keys.iter();
+            for (key, _) in labels {
+                assert!(
+                    declared.any(|k| *k == key),
+                    "{name}: `{key}` out of order or undeclared"
+                );
+            }
+        }
+    }
 
     #[test]
     fn a_folded_series_keeps_the_metric_and_its_label_keys_only() {

@@ -58,6 +58,44 @@ pub fn wasm_path() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("target/wasm32-wasip1/release/mcp_filter.wasm"))
 }
 
+/// Which artifact a test runs: the proxy-wasm filter or the dynamic module.
+/// `MCP_FILTER_SHELL=module` runs the whole suite against the module
+/// (scripts/test does both); default: the wasm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shell {
+    Wasm,
+    Module,
+}
+
+impl Shell {
+    pub fn from_env() -> Self {
+        match std::env::var("MCP_FILTER_SHELL").as_deref() {
+            Ok("module") => Shell::Module,
+            _ => Shell::Wasm,
+        }
+    }
+}
+
+/// The built dynamic module: `MCP_FILTER_MODULE`, else the workspace's
+/// `module` profile build.
+pub fn module_path() -> PathBuf {
+    std::env::var_os("MCP_FILTER_MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/module/libmcp_filter.so"))
+}
+
+/// Skips a test that is about the wasm shell only (its VM, its failure
+/// policy, Envoy Gateway's delivery), saying why, when the suite runs
+/// against the dynamic module. True: skip.
+pub fn wasm_only(why: &str) -> bool {
+    if Shell::from_env() == Shell::Module {
+        eprintln!("skipping under the dynamic module: {why}");
+        true
+    } else {
+        false
+    }
+}
+
 /// The filter built with the test-only `fault-injection` feature (a request
 /// with `x-mcp-filter-fault: trap` traps the VM), in its own target dir so
 /// the shipped artifact is never that build. Built once per test process.
@@ -235,6 +273,8 @@ pub struct EnvoySetup {
     pub failure_policy: &'static str,
     /// The `.wasm` Envoy loads (default: [`wasm_path`]).
     pub wasm: PathBuf,
+    /// Which artifact Envoy loads (default: [`Shell::from_env`]).
+    pub shell: Shell,
     /// Deliver the listener over file-based LDS (`lds.yaml`, watched), so a
     /// test can push a new filter config with [`Envoy::push`].
     pub listener_from_file: bool,
@@ -256,6 +296,7 @@ impl EnvoySetup {
             route_timeout: "0s",
             failure_policy: "FAIL_RELOAD",
             wasm: wasm_path(),
+            shell: Shell::from_env(),
             listener_from_file: false,
             upstream_trailers: false,
         }
@@ -378,6 +419,43 @@ impl Envoy {
             ));
         }
         let access_log = dir.join("access.log");
+        let filter = match setup.shell {
+            Shell::Wasm => format!(
+                r#"              - name: mcp_filter
+                typed_config:
+                  "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+                  config:
+                    name: mcp_filter
+                    root_id: mcp_filter
+                    allow_on_headers_stop_iteration: {allow}
+                    failure_policy: {failure_policy}
+                    vm_config:
+                      runtime: envoy.wasm.runtime.v8
+                      code: {{ local: {{ filename: {wasm} }} }}
+                    configuration:
+                      {configuration}
+"#,
+                allow = setup.allow_headers_stop,
+                failure_policy = setup.failure_policy,
+                wasm = yaml_string(&setup.wasm.to_string_lossy()),
+            ),
+            // Found as lib<name>.so in ENVOY_DYNAMIC_MODULES_SEARCH_PATH
+            // (set when Envoy starts).
+            Shell::Module => format!(
+                r#"              - name: mcp_filter
+                typed_config:
+                  "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+                  dynamic_module_config: {{ name: mcp_filter }}
+                  filter_name: mcp_filter
+                  filter_config:
+                    {configuration}
+"#,
+                configuration = configuration.replace(
+                    "\n                      value",
+                    "\n                    value"
+                ),
+            ),
+        };
         let filters_before: String = setup.filters_before.iter().map(|f| indent(f, 14)).collect();
         Ok(format!(
             r#"- name: mcp
@@ -405,28 +483,12 @@ impl Envoy {
 {routes}                - match: {{ prefix: "/" }}
                   route: {{ cluster: upstream_0, timeout: {route_timeout} }}
             http_filters:
-{filters_before}              - name: mcp_filter
-                typed_config:
-                  "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-                  config:
-                    name: mcp_filter
-                    root_id: mcp_filter
-                    allow_on_headers_stop_iteration: {allow}
-                    failure_policy: {failure_policy}
-                    vm_config:
-                      runtime: envoy.wasm.runtime.v8
-                      code: {{ local: {{ filename: {wasm} }} }}
-                    configuration:
-                      {configuration}
-              - name: envoy.filters.http.router
+{filters_before}{filter}              - name: envoy.filters.http.router
                 typed_config:
                   "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
 "#,
             access_log = yaml_string(&access_log.to_string_lossy()),
-            allow = setup.allow_headers_stop,
-            failure_policy = setup.failure_policy,
             route_timeout = setup.route_timeout,
-            wasm = yaml_string(&setup.wasm.to_string_lossy()),
         ))
     }
 
@@ -521,7 +583,12 @@ admin:
         std::fs::write(&config_path, yaml)?;
         let admin_path = dir.join("admin.txt");
         let log_path = dir.join("envoy.log");
+        let module_dir = module_path()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let child = Command::new(bin)
+            .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", module_dir)
             .arg("-c")
             .arg(&config_path)
             .args([

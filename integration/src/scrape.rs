@@ -15,12 +15,54 @@ pub struct Scrape {
     pub text: String,
 }
 
+/// The `metric_relabel_configs` renames of the shipped Prometheus job
+/// (`examples/observability/prometheus-scrape.yaml`): (anchored regex,
+/// replacement) for `__name__`.
+fn shipped_renames() -> &'static [(regex::Regex, String)] {
+    static RULES: std::sync::OnceLock<Vec<(regex::Regex, String)>> = std::sync::OnceLock::new();
+    RULES.get_or_init(|| {
+        let path = crate::repo_root().join("examples/observability/prometheus-scrape.yaml");
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap_or_default();
+        let mut rules = Vec::new();
+        for job in doc["scrape_configs"].as_sequence().into_iter().flatten() {
+            for rule in job["metric_relabel_configs"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+            {
+                let renames_name = rule["target_label"].as_str() == Some("__name__")
+                    && rule["source_labels"][0].as_str() == Some("__name__");
+                let (Some(re), Some(to)) = (rule["regex"].as_str(), rule["replacement"].as_str())
+                else {
+                    continue;
+                };
+                if let (true, Ok(re)) = (renames_name, regex::Regex::new(&format!("^(?:{re})$"))) {
+                    rules.push((re, to.to_string()));
+                }
+            }
+        }
+        rules
+    })
+}
+
 impl Scrape {
+    /// A scrape as the shipped Prometheus job stores it (its metric
+    /// renames applied); `text` stays what Envoy served.
     pub fn parse(text: &str) -> Self {
         let series = text
             .lines()
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
             .filter_map(parse_line)
+            .map(|mut s| {
+                for (re, to) in shipped_renames() {
+                    if re.is_match(&s.name) {
+                        s.name = re.replace(&s.name, to.as_str()).into_owned();
+                        break;
+                    }
+                }
+                s
+            })
             .collect();
         Self {
             series,

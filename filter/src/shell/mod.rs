@@ -9,6 +9,7 @@
 //! request (the exchange decides; this carries the decision out).
 
 mod calls;
+pub mod keys;
 pub mod steps;
 mod stream;
 

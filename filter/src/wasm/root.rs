@@ -15,9 +15,9 @@ mod metrics;
 use super::host;
 use super::http::{self, McpHttp, WasmStream};
 use super::ROOT_ID;
-use crate::auth::token::AuthFailure;
-use crate::auth::{claims_from_metadata, Authenticated, Authenticator, ClaimsSource};
+use crate::auth::{claims_from_metadata, Authenticated, ClaimsSource};
 use crate::config::FilterConfig;
+use crate::shell::keys::Keys;
 use crate::telemetry::{Labels, ToolLabels};
 use log::{error, info, warn};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -46,7 +46,7 @@ pub struct Shared {
     pub config: Rc<FilterConfig>,
     pub labels: RefCell<Labels>,
     metric_ids: RefCell<HashMap<String, u32>>,
-    auth: Option<RefCell<Authenticator>>,
+    keys: Keys,
     /// Requests waiting for the JWKS fetch to be over.
     waiters: RefCell<Vec<Waiter>>,
     /// Requests whose headers are held for a body, with their deadline.
@@ -68,15 +68,12 @@ impl Shared {
             ToolLabels::new(&config.metrics.tool_labels, config.metrics.max_tool_labels),
             ToolLabels::new(&[], config.metrics.max_tenant_labels),
         );
-        let auth = config
-            .auth
-            .clone()
-            .map(|a| RefCell::new(Authenticator::new(a)));
+        let keys = Keys::new(&config);
         Self {
             config: Rc::new(config),
             labels: RefCell::new(labels),
             metric_ids: RefCell::new(HashMap::new()),
-            auth,
+            keys,
             waiters: RefCell::new(Vec::new()),
             held: RefCell::new(Vec::new()),
             held_logged: Cell::new(false),
@@ -95,24 +92,15 @@ impl Shared {
         now_ms: Option<u64>,
         may_wait: bool,
     ) -> Authenticated {
-        let Some(Ok(mut auth)) = self.auth.as_ref().map(RefCell::try_borrow_mut) else {
-            return Authenticated::Failed(AuthFailure::NoKeys);
-        };
-        match auth.config.source.clone() {
-            ClaimsSource::Bearer => {
-                let authorization = headers
-                    .iter()
-                    .find(|(k, _)| k == "authorization")
-                    .map(|(_, v)| v.as_str());
-                auth.authenticate_bearer_with(authorization, headers, now_ms, may_wait)
-            }
-            ClaimsSource::JwtAuthn { namespace, key } => {
+        match self.keys.source() {
+            Some(ClaimsSource::JwtAuthn { namespace, key }) => {
                 // The whole `Metadata` message: a sub-path comes back in the
                 // map encoding, which loses the claims' types.
                 let claims = host::property(&["metadata"])
                     .and_then(|bytes| claims_from_metadata(&bytes, &namespace, &key));
-                auth.authenticate_claims(claims.as_deref(), headers)
+                self.keys.authenticate_claims(claims.as_deref(), headers)
             }
+            _ => self.keys.authenticate_bearer(headers, now_ms, may_wait),
         }
     }
 
@@ -121,12 +109,7 @@ impl Shared {
     /// False if there is nothing to wait for (no remote JWKS, or the tick
     /// cannot be brought forward): the request is judged now.
     pub fn wait_for_keys(&self, id: u32, stream: Weak<RefCell<WasmStream>>) -> bool {
-        let remote = self
-            .auth
-            .as_ref()
-            .and_then(|a| a.try_borrow().ok())
-            .is_some_and(|a| a.config.remote_jwks.is_some());
-        if !remote {
+        if !self.keys.remote() {
             return false;
         }
         if self.jwks_call.get().is_none() && !self.nudged.get() {
@@ -221,8 +204,8 @@ impl Shared {
             }
             return;
         };
-        let in_flight = self.jwks_call.get().is_some() && self.fetch_pending(now);
-        if in_flight || !(waiting || self.jwks_due(now)) {
+        let in_flight = self.jwks_call.get().is_some() && self.keys.fetch_pending(now);
+        if in_flight || !(waiting || self.keys.fetch_due(now)) {
             return;
         }
         if !self.start_fetch(now) {
@@ -230,36 +213,21 @@ impl Shared {
         }
     }
 
-    fn fetch_pending(&self, now_ms: u64) -> bool {
-        self.auth
-            .as_ref()
-            .and_then(|a| a.try_borrow().ok())
-            .and_then(|a| a.schedule.as_ref().map(|s| s.in_flight(now_ms)))
-            .unwrap_or(false)
-    }
-
     /// Sends the JWKS request. False if it could not be sent.
     fn start_fetch(&self, now_ms: u64) -> bool {
-        let Some(Ok(mut auth)) = self.auth.as_ref().map(RefCell::try_borrow_mut) else {
+        let Some(request) = self.keys.start_fetch(now_ms) else {
             return false;
         };
-        let Some(remote) = auth.config.remote_jwks.clone() else {
-            return false;
-        };
-        if let Some(schedule) = auth.schedule.as_mut() {
-            schedule.started(now_ms);
-        }
-        let headers = vec![
-            (":method", "GET"),
-            (":path", remote.path.as_str()),
-            (":authority", remote.authority.as_str()),
-            ("accept", "application/json"),
-        ];
+        let headers = request
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         match host::http_call(
-            &remote.cluster,
+            &request.cluster,
             headers,
             None,
-            Duration::from_millis(remote.timeout_ms),
+            Duration::from_millis(request.timeout_ms),
         ) {
             Ok(token) => {
                 self.jwks_call.set(Some(token));
@@ -268,9 +236,9 @@ impl Shared {
             Err(status) => {
                 warn!(
                     "{ROOT_ID}: cannot fetch the JWKS from cluster `{}`: status {}",
-                    remote.cluster, status.0
+                    request.cluster, status.0
                 );
-                auth.fetch_failed();
+                self.keys.fetch_failed();
                 false
             }
         }
@@ -336,39 +304,19 @@ impl Shared {
 
     /// The answer to a JWKS fetch arrived (read from the call's buffers).
     pub fn jwks_fetched(&self, body_size: usize, now_ms: u64) {
-        let Some(Ok(mut auth)) = self.auth.as_ref().map(RefCell::try_borrow_mut) else {
-            return;
-        };
         let status = host::headers(MapType::HttpCallResponseHeaders)
             .into_iter()
             .find(|(k, _)| k == ":status")
             .map(|(_, v)| v);
-        if status.as_deref() != Some("200") {
-            warn!(
-                "{ROOT_ID}: JWKS fetch answered {}; keeping the keys already loaded",
-                status.as_deref().unwrap_or("nothing")
-            );
-            auth.fetch_failed();
-            return;
+        let body = if status.as_deref() == Some("200") {
+            host::buffer(BufferType::HttpCallResponseBody, 0, body_size).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        match self.keys.fetched(status.as_deref(), &body, now_ms) {
+            Ok(line) => info!("{ROOT_ID}: {line}"),
+            Err(line) => warn!("{ROOT_ID}: {line}"),
         }
-        let body = host::buffer(BufferType::HttpCallResponseBody, 0, body_size).unwrap_or_default();
-        match auth.install_remote_jwks(&body, now_ms) {
-            Ok(n) => info!("{ROOT_ID}: loaded {n} verification keys from the remote JWKS"),
-            Err(e) => {
-                warn!("{ROOT_ID}: remote JWKS refused ({e}); keeping the keys already loaded")
-            }
-        }
-    }
-
-    fn jwks_due(&self, now_ms: u64) -> bool {
-        self.auth
-            .as_ref()
-            .and_then(|a| a.try_borrow().ok())
-            .and_then(|a| {
-                let have = a.has_keys();
-                a.schedule.as_ref().map(|s| s.due(now_ms, have))
-            })
-            .unwrap_or(false)
     }
 }
 

@@ -1,0 +1,216 @@
+//! What one Envoy worker thread keeps for one filter configuration: the
+//! parsed configuration, its verification keys and JWKS fetch, metric
+//! labels and series. Envoy builds a configuration once on the main thread
+//! and runs its filters on every worker; the core's state is per thread
+//! (`Rc`, `RefCell`), as the wasm shell's is per VM, so each worker parses
+//! its own copy the first time it serves the configuration.
+//!
+//! Must not: be shared across threads, or keep a filter pointer past the
+//! hook it was handed in (waiters are kept as their schedulers).
+
+use super::host::{self, Filter, Scheduler};
+use super::ModuleConfig;
+use crate::config::FilterConfig;
+use crate::exchange::series_at_load;
+use crate::shell::keys::Keys;
+use crate::telemetry::{self, Labels, MetricKind, Sample, ToolLabels};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::{Arc, Weak};
+
+/// The event a waiting filter's scheduler is woken with.
+pub const KEYS_READY: u64 = 1;
+
+pub struct Worker {
+    pub config: Rc<FilterConfig>,
+    pub labels: RefCell<Labels>,
+    pub keys: Keys,
+    /// Each metric of [`telemetry::METRICS`], as Envoy numbered it.
+    metric_ids: Vec<Option<usize>>,
+    /// Series recorded so far, with their metric and label values.
+    series: RefCell<HashMap<Rc<str>, Option<(usize, Vec<String>)>>>,
+    /// The series known at load were given their zero.
+    defined: Cell<bool>,
+    /// The JWKS fetch in flight: (callout id, the filter that sent it).
+    jwks: Cell<Option<(u64, u64)>>,
+    /// Filters waiting for the JWKS fetch, as the schedulers that wake them.
+    waiters: RefCell<Vec<Scheduler>>,
+}
+
+thread_local! {
+    /// This thread's workers, by configuration id (with the configuration's
+    /// liveness, to forget those Envoy destroyed).
+    static WORKERS: RefCell<Vec<(u64, Weak<ModuleConfig>, Rc<Worker>)>> =
+        const { RefCell::new(Vec::new()) };
+}
+
+impl Worker {
+    /// This thread's worker for `module`, made on first use.
+    pub fn for_config(module: &Arc<ModuleConfig>) -> Option<Rc<Worker>> {
+        WORKERS.with(|workers| {
+            let mut workers = workers.try_borrow_mut().ok()?;
+            workers.retain(|(_, alive, _)| alive.strong_count() > 0);
+            if let Some((_, _, w)) = workers.iter().find(|(id, _, _)| *id == module.id) {
+                return Some(w.clone());
+            }
+            let config = FilterConfig::from_json(&module.json).ok()?;
+            let worker = Rc::new(Worker::new(config, module.metric_ids.clone()));
+            workers.push((module.id, Arc::downgrade(module), worker.clone()));
+            Some(worker)
+        })
+    }
+
+    fn new(config: FilterConfig, metric_ids: Vec<Option<usize>>) -> Self {
+        let labels = Labels::new(
+            ToolLabels::new(&config.metrics.tool_labels, config.metrics.max_tool_labels),
+            ToolLabels::new(&[], config.metrics.max_tenant_labels),
+        );
+        Self {
+            keys: Keys::new(&config),
+            config: Rc::new(config),
+            labels: RefCell::new(labels),
+            metric_ids,
+            series: RefCell::new(HashMap::new()),
+            defined: Cell::new(false),
+            jwks: Cell::new(None),
+            waiters: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Gives the series known at load their zero (once per worker), so a
+    /// scrape shows them before traffic does, as the wasm shell's do.
+    pub fn define_at_load(&self, filter: Filter) {
+        if self.defined.replace(true) {
+            return;
+        }
+        let zeros: Vec<Sample> = series_at_load(&self.config)
+            .into_iter()
+            .map(|(kind, name)| Sample {
+                kind,
+                name: name.into(),
+                value: 0,
+            })
+            .filter(|s| s.kind == MetricKind::Counter)
+            .collect();
+        self.record(filter, &zeros);
+    }
+
+    /// Records samples through a filter, within `metrics.max_series` (past
+    /// it a new series folds into its metric's `_other` one).
+    pub fn record(&self, filter: Filter, samples: &[Sample]) {
+        let Ok(mut series) = self.series.try_borrow_mut() else {
+            return;
+        };
+        let max = self.config.metrics.max_series;
+        for sample in samples {
+            let name: Rc<str> = if series.len() < max || series.contains_key(&sample.name) {
+                sample.name.clone()
+            } else {
+                telemetry::folded_series(&sample.name).into()
+            };
+            let target = series
+                .entry(name.clone())
+                .or_insert_with(|| super::resolve(&name))
+                .clone();
+            let Some((metric, values)) = target else {
+                continue;
+            };
+            let Some(id) = self.metric_ids.get(metric).copied().flatten() else {
+                continue;
+            };
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            let recorded = match sample.kind {
+                MetricKind::Counter => filter.increment_counter(id, &values, sample.value),
+                MetricKind::Histogram => filter.record_histogram(id, &values, sample.value),
+            };
+            if let Err(e) = recorded {
+                host::log(
+                    super::abi::LOG_WARN,
+                    &format!("mcp_filter: cannot record metric {name}: status {}", e.0),
+                );
+            }
+        }
+    }
+
+    /// Whether a JWKS fetch is in flight.
+    pub fn fetching(&self) -> bool {
+        self.jwks.get().is_some()
+    }
+
+    /// Whether `filter_id` sent the JWKS fetch in flight.
+    pub fn fetched_by(&self, filter_id: u64) -> bool {
+        self.jwks.get().is_some_and(|(_, by)| by == filter_id)
+    }
+
+    /// Whether `callout` is the JWKS fetch.
+    pub fn is_jwks_call(&self, callout: u64) -> bool {
+        self.jwks.get().is_some_and(|(id, _)| id == callout)
+    }
+
+    /// Sends the JWKS request through `filter` (its answer comes to that
+    /// filter's callout hook). False if there is none to send or it could
+    /// not be sent.
+    pub fn start_fetch(&self, filter: Filter, filter_id: u64, now_ms: u64) -> bool {
+        let Some(request) = self.keys.start_fetch(now_ms) else {
+            return false;
+        };
+        match filter.callout(&request.cluster, &request.headers, &[], request.timeout_ms) {
+            Ok(id) => {
+                self.jwks.set(Some((id, filter_id)));
+                true
+            }
+            Err(e) => {
+                host::log(
+                    super::abi::LOG_WARN,
+                    &format!(
+                        "mcp_filter: cannot fetch the JWKS from cluster `{}`: status {}",
+                        request.cluster, e.0
+                    ),
+                );
+                self.keys.fetch_failed();
+                false
+            }
+        }
+    }
+
+    /// Adds a filter to those woken when the fetch is over.
+    pub fn wait(&self, scheduler: Scheduler) -> bool {
+        match self.waiters.try_borrow_mut() {
+            Ok(mut waiters) => {
+                waiters.push(scheduler);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The JWKS answer arrived (`status` `None`: the call failed).
+    pub fn jwks_answered(&self, status: Option<&str>, body: &[u8], now_ms: u64) {
+        self.jwks.set(None);
+        let (level, line) = match self.keys.fetched(status, body, now_ms) {
+            Ok(line) => (super::abi::LOG_INFO, line),
+            Err(line) => (super::abi::LOG_WARN, line),
+        };
+        host::log(level, &format!("mcp_filter: {line}"));
+        self.wake_waiters();
+    }
+
+    /// The filter that sent the fetch is gone (Envoy cancels its calls):
+    /// the fetch failed; its waiters are judged with the keys there are.
+    pub fn fetch_abandoned(&self) {
+        self.jwks.set(None);
+        self.keys.fetch_failed();
+        self.wake_waiters();
+    }
+
+    fn wake_waiters(&self) {
+        let waiters = match self.waiters.try_borrow_mut() {
+            Ok(mut w) => std::mem::take(&mut *w),
+            Err(_) => return,
+        };
+        for scheduler in waiters {
+            scheduler.wake(KEYS_READY);
+        }
+    }
+}
