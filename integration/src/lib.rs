@@ -162,6 +162,42 @@ pub fn fault_injection_wasm() -> Result<PathBuf> {
         .map_err(anyhow::Error::msg)
 }
 
+/// The dynamic module built with the test-only `fault-injection` feature (a
+/// request with `x-mcp-filter-fault: panic` panics in a hook), in its own
+/// target dir. Built once per test process.
+pub fn fault_injection_module() -> Result<PathBuf> {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let target_dir = repo_root().join("target/fault-injection");
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let out = Command::new(cargo)
+                .current_dir(repo_root())
+                .args([
+                    "build",
+                    "--quiet",
+                    "--profile",
+                    "module",
+                    "-p",
+                    "mcp-filter",
+                ])
+                .args(["--features", "module,fault-injection"])
+                .arg("--target-dir")
+                .arg(&target_dir)
+                .output()
+                .map_err(|e| format!("running cargo: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "building the fault-injection module failed:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            Ok(target_dir.join("module/libmcp_filter.so"))
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
 fn scratch_dir(tag: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
@@ -312,6 +348,9 @@ pub struct EnvoySetup {
     pub wasm: PathBuf,
     /// Which artifact Envoy loads (default: [`Shell::from_env`]).
     pub shell: Shell,
+    /// The `libmcp_filter.so` Envoy loads under [`Shell::Module`] (default:
+    /// [`module_path`]).
+    pub module: PathBuf,
     /// Deliver the listener over file-based LDS (`lds.yaml`, watched), so a
     /// test can push a new filter config with [`Envoy::push`].
     pub listener_from_file: bool,
@@ -334,6 +373,7 @@ impl EnvoySetup {
             failure_policy: "FAIL_RELOAD",
             wasm: wasm_path(),
             shell: Shell::from_env(),
+            module: module_path(),
             listener_from_file: false,
             upstream_trailers: false,
         }
@@ -606,24 +646,21 @@ admin:
     pub fn start(bin: &Path, setup: &EnvoySetup) -> Result<Self> {
         let dir = scratch_dir("envoy");
         let yaml = Self::render(setup, &dir)?;
-        Self::start_in(bin, &yaml, dir)
+        Self::start_in(bin, &yaml, dir, &setup.module)
     }
 
     /// Starts Envoy with a whole bootstrap (e.g. a shipped example, its
     /// ports already changed by the caller); the first listener is `port`.
     pub fn start_yaml(bin: &Path, yaml: &str) -> Result<Self> {
-        Self::start_in(bin, yaml, scratch_dir("envoy"))
+        Self::start_in(bin, yaml, scratch_dir("envoy"), &module_path())
     }
 
-    fn start_in(bin: &Path, yaml: &str, dir: PathBuf) -> Result<Self> {
+    fn start_in(bin: &Path, yaml: &str, dir: PathBuf, module: &Path) -> Result<Self> {
         let config_path = dir.join("envoy.yaml");
         std::fs::write(&config_path, yaml)?;
         let admin_path = dir.join("admin.txt");
         let log_path = dir.join("envoy.log");
-        let module_dir = module_path()
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let module_dir = module.parent().map(Path::to_path_buf).unwrap_or_default();
         let child = Command::new(bin)
             .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", module_dir)
             .arg("-c")

@@ -372,6 +372,12 @@ async fn an_unreachable_jwks_fails_closed() -> Result<()> {
 /// the claims it verified from its dynamic metadata and applies the policy.
 #[tokio::test(flavor = "multi_thread")]
 async fn claims_verified_by_envoys_jwt_authn_are_used_for_the_policy() -> Result<()> {
+    if mcp_filter_integration::wasm_only(
+        "the module refuses `source: jwt_authn` at load (its ABI cannot read the claims \
+         struct): tests/module.rs checks that refusal",
+    ) {
+        return Ok(());
+    }
     let Some(bin) = envoy_bin() else {
         return Ok(());
     };

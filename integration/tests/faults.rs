@@ -198,10 +198,10 @@ async fn an_invalid_config_push_is_refused_and_the_last_good_one_keeps_serving()
             Ok(())
         })
         .await?;
-        let log = envoy.log();
         assert!(
-            log.contains(&format!("invalid mcp_filter configuration at `{field}`")),
-            "{log}"
+            envoy.logged(&format!("invalid mcp_filter configuration at `{field}`")),
+            "{}",
+            envoy.log()
         );
         // Still the last good config: alice may call `add`.
         let r = post_raw(&envoy.url(), &auth, CALL).await?;
@@ -237,6 +237,12 @@ async fn an_invalid_config_push_is_refused_and_the_last_good_one_keeps_serving()
 /// (authentication and policy still apply). Envoy stays up.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_vm_fails_closed_and_is_reloaded() -> Result<()> {
+    if mcp_filter_integration::wasm_only(
+        "a VM and its failure_policy are the wasm's (the module's panic guard is \
+         a_panicking_module_hook_answers_500_and_envoy_keeps_serving)",
+    ) {
+        return Ok(());
+    }
     let Some(bin) = envoy_bin() else {
         return Ok(());
     };
@@ -293,6 +299,47 @@ async fn a_failed_vm_fails_closed_and_is_reloaded() -> Result<()> {
         assert_eq!(r.status, 503, "{}", r.text());
     }
     assert!(peer.received().await?.is_empty(), "a request got through");
+    assert!(envoy.alive());
+    Ok(())
+}
+
+/// The dynamic module runs inside Envoy's process: a hook that panics (a
+/// test-only build panics on a header) must end that request, with a 500
+/// and nothing sent upstream, never Envoy. Later requests are served and
+/// judged as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panicking_module_hook_answers_500_and_envoy_keeps_serving() -> Result<()> {
+    if mcp_filter_integration::Shell::from_env() != mcp_filter_integration::Shell::Module {
+        eprintln!("skipping: runs in the dynamic module's pass (MCP_FILTER_SHELL=module)");
+        return Ok(());
+    }
+    let Some(bin) = envoy_bin() else {
+        return Ok(());
+    };
+    let issuer = Issuer::start().await?;
+    let peer = Peer::start(PeerMode::StatelessJson)?;
+    let mut setup = EnvoySetup::new(peer.port, secured_config());
+    issuer.serve(&mut setup);
+    setup.module = mcp_filter_integration::fault_injection_module()?;
+    let mut envoy = Envoy::start(&bin, &setup)?;
+    let token = bearer(&issuer.key, "alice");
+    let auth = [("authorization", token.as_str())];
+    let panic = [auth[0], ("x-mcp-filter-fault", "panic")];
+    for _ in 0..3 {
+        peer.forget().await?;
+        let r = post_raw(&envoy.url(), &panic, CALL).await?;
+        assert_eq!(r.status, 500, "{}", r.text());
+        assert_eq!(r.json()["error"]["code"], -32603, "{}", r.text());
+        assert!(
+            peer.received().await?.is_empty(),
+            "the failing request reached the upstream"
+        );
+        let ok = post_raw(&envoy.url(), &auth, CALL).await?;
+        assert_eq!(ok.status, 200, "{}", ok.text());
+        let no_token = post_raw(&envoy.url(), &[], CALL).await?;
+        assert_eq!(no_token.status, 401, "{}", no_token.text());
+    }
+    assert!(envoy.logged("a hook failed"), "{}", envoy.log());
     assert!(envoy.alive());
     Ok(())
 }
@@ -436,6 +483,11 @@ async fn a_slow_upstream_streams_through_or_times_out() -> Result<()> {
 /// is answered with an error naming the flag, and the log says so once.
 #[tokio::test(flavor = "multi_thread")]
 async fn held_headers_without_the_flag_are_answered_not_left_hanging() -> Result<()> {
+    if mcp_filter_integration::wasm_only(
+        "the flag is the wasm's: Envoy always gives a module the body of held headers",
+    ) {
+        return Ok(());
+    }
     let Some(bin) = envoy_bin() else {
         return Ok(());
     };

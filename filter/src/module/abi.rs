@@ -184,6 +184,13 @@ extern "C" {
         label_names_length: usize,
         id: *mut usize,
     ) -> u32;
+    pub fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
+        config: FilterConfigEnvoyPtr,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
     pub fn envoy_dynamic_module_callback_http_filter_increment_counter(
         filter: FilterEnvoyPtr,
         id: usize,

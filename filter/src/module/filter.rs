@@ -140,7 +140,6 @@ pub fn new_stream(filter: Filter, worker: Rc<Worker>, id: u64) -> ModuleStream {
                 .authenticate_bearer(headers, now_ms(), waits.get())
         }))
         .with_label_learning(learn);
-    worker.define_at_load(filter);
     let host = ModuleHost {
         filter,
         worker,
@@ -157,6 +156,9 @@ pub struct McpFilter {
     /// A hook panicked: the request was answered 500 and nothing more is
     /// done for it.
     pub broken: Cell<bool>,
+    /// The stream completed inside another of its hooks (a local reply
+    /// ends it inline): it is logged once that hook returns.
+    pub complete_pending: Cell<bool>,
 }
 
 /// Maps a flow to a headers hook's status.

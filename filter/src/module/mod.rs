@@ -132,6 +132,43 @@ fn define_metrics(envoy: FilterConfigEnvoyPtr) -> Vec<Option<usize>> {
         .collect()
 }
 
+/// Gives the counters known at load their zero (Envoy keeps one store for
+/// every worker), within `metrics.max_series`, so a scrape shows them
+/// before traffic does, as the wasm shell's do.
+fn zero_series_at_load(envoy: FilterConfigEnvoyPtr, config: &FilterConfig, ids: &[Option<usize>]) {
+    let series = crate::exchange::series_at_load(config);
+    for (_, name) in series
+        .iter()
+        .filter(|(kind, _)| *kind == MetricKind::Counter)
+        .take(config.metrics.max_series)
+    {
+        let Some((metric, values)) = resolve(name) else {
+            continue;
+        };
+        let Some(id) = ids.get(metric).copied().flatten() else {
+            continue;
+        };
+        let mut values: Vec<ModuleBuffer> = values
+            .iter()
+            .map(|v| ModuleBuffer::of(v.as_bytes()))
+            .collect();
+        // SAFETY: the config pointer of the hook running now; an array of
+        // live buffers.
+        let result = unsafe {
+            abi::envoy_dynamic_module_callback_http_filter_config_increment_counter(
+                envoy,
+                id,
+                values.as_mut_ptr(),
+                values.len(),
+                0,
+            )
+        };
+        if result != abi::METRICS_SUCCESS {
+            error(&format!("cannot define metric {name}: status {result}"));
+        }
+    }
+}
+
 /// Runs a hook body; a panic becomes `fallback` (never unwinds into Envoy).
 fn guarded<T>(fallback: T, f: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
@@ -171,6 +208,9 @@ fn on_stream(
         }
         Some(status)
     }));
+    if mcp.complete_pending.take() {
+        complete(mcp);
+    }
     match outcome {
         Ok(Some(status)) => status,
         Ok(None) | Err(_) => {
@@ -185,6 +225,24 @@ fn on_stream(
             }
             stopped
         }
+    }
+}
+
+/// The stream is over for Envoy: its samples are recorded (or, when it
+/// completed inside another of its hooks, once that hook returns).
+fn complete(mcp: &McpFilter) {
+    if mcp.broken.get() {
+        return;
+    }
+    let logged = catch_unwind(AssertUnwindSafe(|| match mcp.stream.try_borrow_mut() {
+        Ok(mut stream) => {
+            stream.log();
+            true
+        }
+        Err(_) => false,
+    }));
+    if matches!(logged, Ok(false)) {
+        mcp.complete_pending.set(true);
     }
 }
 
@@ -231,10 +289,12 @@ mod hooks {
                     &format!("mcp_filter: configuration warning: {warning}"),
                 );
             }
+            let metric_ids = define_metrics(envoy);
+            zero_series_at_load(envoy, &parsed, &metric_ids);
             let module = Arc::new(ModuleConfig {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 json,
-                metric_ids: define_metrics(envoy),
+                metric_ids,
             });
             Arc::into_raw(module).cast()
         })
@@ -288,6 +348,7 @@ mod hooks {
             let mcp = Box::new(McpFilter {
                 stream: std::cell::RefCell::new(new_stream(Filter(envoy), worker, id)),
                 broken: std::cell::Cell::new(false),
+                complete_pending: std::cell::Cell::new(false),
             });
             Box::into_raw(mcp).cast()
         })
@@ -300,6 +361,20 @@ mod hooks {
         end_of_stream: bool,
     ) -> u32 {
         on_stream(module, false, abi::HEADERS_STOP_ITERATION, |s| {
+            #[cfg(feature = "fault-injection")]
+            #[allow(clippy::panic)]
+            if s.host
+                .filter
+                .headers(crate::shell::Headers::Request)
+                .iter()
+                .any(|(k, v)| k == "x-mcp-filter-fault" && v == "panic")
+            {
+                panic!("fault injected (x-mcp-filter-fault: panic)");
+            }
+            if let Some(now) = filter::now_ms() {
+                let (worker, filter, id) = (s.host.worker.clone(), s.host.filter, s.host.id);
+                worker.refresh_if_due(filter, id, now);
+            }
             headers_status(s.request_headers(end_of_stream))
         })
     }
@@ -365,10 +440,10 @@ mod hooks {
         _envoy: FilterEnvoyPtr,
         module: *const c_void,
     ) {
-        on_stream(module, false, 0, |s| {
-            s.log();
-            0
-        });
+        // SAFETY: Envoy hands back the pointer `on_http_filter_new` returned.
+        if let Some(mcp) = unsafe { filter_of(module) } {
+            complete(mcp);
+        }
     }
 
     #[no_mangle]

@@ -11,7 +11,6 @@
 use super::host::{self, Filter, Scheduler};
 use super::ModuleConfig;
 use crate::config::FilterConfig;
-use crate::exchange::series_at_load;
 use crate::shell::keys::Keys;
 use crate::telemetry::{self, Labels, MetricKind, Sample, ToolLabels};
 use std::cell::{Cell, RefCell};
@@ -30,8 +29,6 @@ pub struct Worker {
     metric_ids: Vec<Option<usize>>,
     /// Series recorded so far, with their metric and label values.
     series: RefCell<HashMap<Rc<str>, Option<(usize, Vec<String>)>>>,
-    /// The series known at load were given their zero.
-    defined: Cell<bool>,
     /// The JWKS fetch in flight: (callout id, the filter that sent it).
     jwks: Cell<Option<(u64, u64)>>,
     /// Filters waiting for the JWKS fetch, as the schedulers that wake them.
@@ -72,28 +69,9 @@ impl Worker {
             labels: RefCell::new(labels),
             metric_ids,
             series: RefCell::new(HashMap::new()),
-            defined: Cell::new(false),
             jwks: Cell::new(None),
             waiters: RefCell::new(Vec::new()),
         }
-    }
-
-    /// Gives the series known at load their zero (once per worker), so a
-    /// scrape shows them before traffic does, as the wasm shell's do.
-    pub fn define_at_load(&self, filter: Filter) {
-        if self.defined.replace(true) {
-            return;
-        }
-        let zeros: Vec<Sample> = series_at_load(&self.config)
-            .into_iter()
-            .map(|(kind, name)| Sample {
-                kind,
-                name: name.into(),
-                value: 0,
-            })
-            .filter(|s| s.kind == MetricKind::Counter)
-            .collect();
-        self.record(filter, &zeros);
     }
 
     /// Records samples through a filter, within `metrics.max_series` (past
@@ -174,6 +152,22 @@ impl Worker {
         }
     }
 
+    /// Refreshes loaded keys when the schedule says so (the period): the
+    /// dynamic-module ABI has no HTTP-filter timer, so the refresh rides on
+    /// a request, through its filter, without making it wait. A request
+    /// that ends first abandons it ([`Self::fetch_abandoned`]); the schedule
+    /// retries with a later request. With no key loaded yet, fetches are
+    /// sent only by requests that need keys, which wait for the answer.
+    pub fn refresh_if_due(&self, filter: Filter, filter_id: u64, now_ms: u64) {
+        if self.keys.remote()
+            && self.keys.loaded()
+            && !self.fetching()
+            && self.keys.fetch_due(now_ms)
+        {
+            self.start_fetch(filter, filter_id, now_ms);
+        }
+    }
+
     /// Adds a filter to those woken when the fetch is over.
     pub fn wait(&self, scheduler: Scheduler) -> bool {
         match self.waiters.try_borrow_mut() {
@@ -201,6 +195,11 @@ impl Worker {
     pub fn fetch_abandoned(&self) {
         self.jwks.set(None);
         self.keys.fetch_failed();
+        host::log(
+            super::abi::LOG_INFO,
+            "mcp_filter: JWKS fetch ended with the request that sent it; keeping the keys \
+             already loaded (retried with a later request)",
+        );
         self.wake_waiters();
     }
 

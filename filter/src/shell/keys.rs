@@ -80,6 +80,14 @@ impl Keys {
         auth.authenticate_claims(claims, headers)
     }
 
+    /// Whether any verification key is loaded.
+    pub fn loaded(&self) -> bool {
+        self.auth
+            .as_ref()
+            .and_then(|a| a.try_borrow().ok())
+            .is_some_and(|a| a.has_keys())
+    }
+
     /// Whether a fetch sent earlier is still within its timeout.
     pub fn fetch_pending(&self, now_ms: u64) -> bool {
         self.auth
