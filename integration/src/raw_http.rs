@@ -36,7 +36,10 @@ impl Answer {
 }
 
 /// Sends `METHOD TARGET HTTP/1.1` with `headers` and `body` as given, and
-/// reads the answer to the end (the connection is closed after it).
+/// reads one whole answer: to its `content-length` or last chunk, else to
+/// the end of the connection. (Waiting for the close after a complete
+/// answer costs a second each: Envoy delays closing a connection whose
+/// request it answered early, to let the client read the answer.)
 pub fn http1(
     port: u16,
     method: &str,
@@ -59,8 +62,52 @@ pub fn http1(
     bytes.extend_from_slice(body);
     stream.write_all(&bytes)?;
     let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        response.extend_from_slice(buf.get(..n).unwrap_or_default());
+        if answer_complete(&response) {
+            break;
+        }
+    }
     parse_http1(&response).with_context(|| format!("{method} {target}"))
+}
+
+/// Whether `response` holds a whole answer (its head, and its body by
+/// `content-length` or up to the last chunk); a body delimited by the close
+/// of the connection is never complete before it.
+fn answer_complete(response: &[u8]) -> bool {
+    let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head =
+        String::from_utf8_lossy(response.get(..end).unwrap_or_default()).to_ascii_lowercase();
+    let body = response.get(end + 4..).unwrap_or_default();
+    let status: u16 = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if (100..200).contains(&status) || status == 204 || status == 304 {
+        return true;
+    }
+    let field = |name: &str| {
+        head.lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim() == name)
+            .map(|(_, v)| v.trim().to_string())
+    };
+    if field("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        return body.ends_with(b"0\r\n\r\n");
+    }
+    match field("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        Some(len) => body.len() >= len,
+        None => false,
+    }
 }
 
 fn parse_http1(response: &[u8]) -> Result<Answer> {

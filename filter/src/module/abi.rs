@@ -101,6 +101,40 @@ pub const TRAILERS_STOP_ITERATION: u32 = 1;
 /// `envoy_dynamic_module_type_http_filter_stream_reset_reason::LocalReset`.
 pub const RESET_LOCAL: u32 = 0;
 
+/// `envoy_dynamic_module_callback_http_filter_config_increment_counter`
+/// (Envoy 1.40; absent from 1.38), looked up when the module runs.
+pub type ConfigIncrementCounter = unsafe extern "C" fn(
+    config: FilterConfigEnvoyPtr,
+    id: usize,
+    label_values: *mut ModuleBuffer,
+    label_values_length: usize,
+    value: u64,
+) -> u32;
+
+extern "C" {
+    /// The C library's symbol lookup (`RTLD_DEFAULT`: a null handle on
+    /// glibc): callbacks only some Envoy versions export are looked up
+    /// here, so the module still loads where they are missing.
+    fn dlsym(handle: *mut c_void, symbol: *const std::ffi::c_char) -> *mut c_void;
+}
+
+/// The config-level counter increment, if this Envoy exports it.
+pub fn config_increment_counter() -> Option<ConfigIncrementCounter> {
+    // SAFETY: a NUL-terminated name; a null handle is RTLD_DEFAULT.
+    let found = unsafe {
+        dlsym(
+            std::ptr::null_mut(),
+            c"envoy_dynamic_module_callback_http_filter_config_increment_counter".as_ptr(),
+        )
+    };
+    if found.is_null() {
+        None
+    } else {
+        // SAFETY: Envoy's symbol of that name has this signature (abi.h).
+        Some(unsafe { std::mem::transmute::<*mut c_void, ConfigIncrementCounter>(found) })
+    }
+}
+
 extern "C" {
     pub fn envoy_dynamic_module_callback_http_get_headers_size(
         filter: FilterEnvoyPtr,
@@ -183,13 +217,6 @@ extern "C" {
         label_names: *mut ModuleBuffer,
         label_names_length: usize,
         id: *mut usize,
-    ) -> u32;
-    pub fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
-        config: FilterConfigEnvoyPtr,
-        id: usize,
-        label_values: *mut ModuleBuffer,
-        label_values_length: usize,
-        value: u64,
     ) -> u32;
     pub fn envoy_dynamic_module_callback_http_filter_increment_counter(
         filter: FilterEnvoyPtr,

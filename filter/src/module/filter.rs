@@ -140,6 +140,7 @@ pub fn new_stream(filter: Filter, worker: Rc<Worker>, id: u64) -> ModuleStream {
                 .authenticate_bearer(headers, now_ms(), waits.get())
         }))
         .with_label_learning(learn);
+    worker.zero_at_load(filter);
     let host = ModuleHost {
         filter,
         worker,

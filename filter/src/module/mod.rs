@@ -42,6 +42,8 @@ pub struct ModuleConfig {
     json: Vec<u8>,
     /// Each metric of [`telemetry::METRICS`], as Envoy numbered it.
     metric_ids: Vec<Option<usize>>,
+    /// The counters known at load were zeroed at configuration time.
+    zeroed_at_load: bool,
 }
 
 /// The metric (index in [`telemetry::METRICS`]) and label values a stat
@@ -132,16 +134,34 @@ fn define_metrics(envoy: FilterConfigEnvoyPtr) -> Vec<Option<usize>> {
         .collect()
 }
 
-/// Gives the counters known at load their zero (Envoy keeps one store for
-/// every worker), within `metrics.max_series`, so a scrape shows them
-/// before traffic does, as the wasm shell's do.
-fn zero_series_at_load(envoy: FilterConfigEnvoyPtr, config: &FilterConfig, ids: &[Option<usize>]) {
-    let series = crate::exchange::series_at_load(config);
-    for (_, name) in series
-        .iter()
+/// The counters known at load (within `metrics.max_series`), each with
+/// its zero: a scrape shows them before traffic does, as the wasm's do.
+pub fn zeros_at_load(config: &FilterConfig) -> Vec<crate::telemetry::Sample> {
+    crate::exchange::series_at_load(config)
+        .into_iter()
         .filter(|(kind, _)| *kind == MetricKind::Counter)
         .take(config.metrics.max_series)
-    {
+        .map(|(kind, name)| crate::telemetry::Sample {
+            kind,
+            name: name.into(),
+            value: 0,
+        })
+        .collect()
+}
+
+/// Gives the counters known at load their zero from the main thread (Envoy
+/// keeps one store for every worker). False where this Envoy cannot (1.38,
+/// 1.39): each worker then does it through its first stream.
+fn zero_series_at_load(
+    envoy: FilterConfigEnvoyPtr,
+    config: &FilterConfig,
+    ids: &[Option<usize>],
+) -> bool {
+    let Some(increment) = abi::config_increment_counter() else {
+        return false;
+    };
+    for sample in zeros_at_load(config) {
+        let name = &sample.name;
         let Some((metric, values)) = resolve(name) else {
             continue;
         };
@@ -154,19 +174,12 @@ fn zero_series_at_load(envoy: FilterConfigEnvoyPtr, config: &FilterConfig, ids: 
             .collect();
         // SAFETY: the config pointer of the hook running now; an array of
         // live buffers.
-        let result = unsafe {
-            abi::envoy_dynamic_module_callback_http_filter_config_increment_counter(
-                envoy,
-                id,
-                values.as_mut_ptr(),
-                values.len(),
-                0,
-            )
-        };
+        let result = unsafe { increment(envoy, id, values.as_mut_ptr(), values.len(), 0) };
         if result != abi::METRICS_SUCCESS {
             error(&format!("cannot define metric {name}: status {result}"));
         }
     }
+    true
 }
 
 /// Runs a hook body; a panic becomes `fallback` (never unwinds into Envoy).
@@ -290,11 +303,12 @@ mod hooks {
                 );
             }
             let metric_ids = define_metrics(envoy);
-            zero_series_at_load(envoy, &parsed, &metric_ids);
+            let zeroed_at_load = zero_series_at_load(envoy, &parsed, &metric_ids);
             let module = Arc::new(ModuleConfig {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 json,
                 metric_ids,
+                zeroed_at_load,
             });
             Arc::into_raw(module).cast()
         })

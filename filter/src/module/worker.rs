@@ -21,6 +21,13 @@ use std::sync::{Arc, Weak};
 /// The event a waiting filter's scheduler is woken with.
 pub const KEYS_READY: u64 = 1;
 
+/// A series as recorded: its metric (index in [`telemetry::METRICS`]) and
+/// label values; `None` for a name no metric declares.
+type Series = Option<(usize, Vec<String>)>;
+
+/// A worker, with its configuration's id and liveness.
+type Entry = (u64, Weak<ModuleConfig>, Rc<Worker>);
+
 pub struct Worker {
     pub config: Rc<FilterConfig>,
     pub labels: RefCell<Labels>,
@@ -28,9 +35,12 @@ pub struct Worker {
     /// Each metric of [`telemetry::METRICS`], as Envoy numbered it.
     metric_ids: Vec<Option<usize>>,
     /// Series recorded so far, with their metric and label values.
-    series: RefCell<HashMap<Rc<str>, Option<(usize, Vec<String>)>>>,
+    series: RefCell<HashMap<Rc<str>, Series>>,
     /// The JWKS fetch in flight: (callout id, the filter that sent it).
     jwks: Cell<Option<(u64, u64)>>,
+    /// The counters known at load still need their zero (an Envoy that
+    /// cannot give it at configuration time): the first stream gives it.
+    zero_pending: Cell<bool>,
     /// Filters waiting for the JWKS fetch, as the schedulers that wake them.
     waiters: RefCell<Vec<Scheduler>>,
 }
@@ -38,7 +48,7 @@ pub struct Worker {
 thread_local! {
     /// This thread's workers, by configuration id (with the configuration's
     /// liveness, to forget those Envoy destroyed).
-    static WORKERS: RefCell<Vec<(u64, Weak<ModuleConfig>, Rc<Worker>)>> =
+    static WORKERS: RefCell<Vec<Entry>> =
         const { RefCell::new(Vec::new()) };
 }
 
@@ -53,6 +63,7 @@ impl Worker {
             }
             let config = FilterConfig::from_json(&module.json).ok()?;
             let worker = Rc::new(Worker::new(config, module.metric_ids.clone()));
+            worker.zero_pending.set(!module.zeroed_at_load);
             workers.push((module.id, Arc::downgrade(module), worker.clone()));
             Some(worker)
         })
@@ -70,7 +81,16 @@ impl Worker {
             metric_ids,
             series: RefCell::new(HashMap::new()),
             jwks: Cell::new(None),
+            zero_pending: Cell::new(false),
             waiters: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Gives the counters known at load their zero through this worker's
+    /// first stream, where Envoy could not at configuration time.
+    pub fn zero_at_load(&self, filter: Filter) {
+        if self.zero_pending.replace(false) {
+            self.record(filter, &super::zeros_at_load(&self.config));
         }
     }
 

@@ -174,7 +174,12 @@ async fn a_provider_down_for_the_first_request_does_not_stop_later_fetches() -> 
         if let Some(r) = &first {
             assert_eq!(r.status, 503, "{flag}: {}", r.text());
         }
-        idp.wait_held(1, Duration::from_secs(5)).await?;
+        // The wasm fetches from its root context: the fetch outlives the
+        // request. The dynamic module fetches through the request that
+        // needs keys, so the fetch may end with it (and is sent again).
+        if mcp_filter_integration::Shell::from_env() == mcp_filter_integration::Shell::Wasm {
+            idp.wait_held(1, Duration::from_secs(5)).await?;
+        }
 
         // The provider comes up: valid tokens are accepted from now on.
         idp.come_up();
