@@ -54,13 +54,20 @@ async fn every_metric_the_dashboard_queries_is_in_a_real_scrape() -> Result<()> 
     let envoy = Envoy::start(&bin, &setup)?;
 
     // Series whose labels the configuration knows are defined at load: a
-    // dashboard shows them at 0 before any traffic.
+    // dashboard shows them at 0 before any traffic. (The module on Envoy
+    // 1.38/1.39 cannot touch a metric outside a request: there they appear
+    // with the first one, as the README says.)
     let before = envoy.prometheus().await?;
+    let at_load = mcp_filter_integration::Shell::from_env() == mcp_filter_integration::Shell::Wasm
+        || mcp_filter_integration::envoy_version(&bin) >= Some((1, 40, 0));
     for (name, label) in [
         ("mcp_rejections_total", ("reason", "ambiguous_key")),
         ("mcp_auth_failures_total", ("reason", "expired")),
         ("mcp_requests_total", ("mcp_method_name", "tools/call")),
     ] {
+        if !at_load {
+            break;
+        }
         assert_eq!(
             before.value(name, &[label]),
             Some(0.0),

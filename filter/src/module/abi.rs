@@ -118,15 +118,21 @@ extern "C" {
     fn dlsym(handle: *mut c_void, symbol: *const std::ffi::c_char) -> *mut c_void;
 }
 
+/// Envoy's address of a symbol, null if it does not export it.
+fn lookup(name: &std::ffi::CStr) -> *mut c_void {
+    // SAFETY: a NUL-terminated name; a null handle is RTLD_DEFAULT.
+    unsafe { dlsym(std::ptr::null_mut(), name.as_ptr()) }
+}
+
+/// Whether this Envoy speaks the whole 1.40 ABI (`v0.2.0`): it exports
+/// a callback 1.40 added (1.38 and 1.39 load the module but do not).
+pub fn envoy_is_1_40_or_later() -> bool {
+    !lookup(c"envoy_dynamic_module_callback_http_set_dynamic_metadata_struct").is_null()
+}
+
 /// The config-level counter increment, if this Envoy exports it.
 pub fn config_increment_counter() -> Option<ConfigIncrementCounter> {
-    // SAFETY: a NUL-terminated name; a null handle is RTLD_DEFAULT.
-    let found = unsafe {
-        dlsym(
-            std::ptr::null_mut(),
-            c"envoy_dynamic_module_callback_http_filter_config_increment_counter".as_ptr(),
-        )
-    };
+    let found = lookup(c"envoy_dynamic_module_callback_http_filter_config_increment_counter");
     if found.is_null() {
         None
     } else {

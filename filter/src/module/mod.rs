@@ -5,7 +5,8 @@
 //!
 //! Fail closed: a configuration that does not parse, or asks for what this
 //! shell cannot do (claims from `jwt_authn`'s metadata, which the ABI cannot
-//! read whole), is refused at load, naming the field. A hook that panics
+//! read whole; `backends` on Envoy before 1.40), is refused at load, naming
+//! the field. A hook that panics
 //! (the module is built to unwind, never to abort Envoy) answers its
 //! request 500 and leaves it ended; a worker that cannot build its state
 //! closes the stream. Nothing goes on unjudged.
@@ -92,6 +93,14 @@ fn load(json: &[u8]) -> Result<FilterConfig, String> {
                     .into(),
             );
         }
+    }
+    if config.backends.is_some() && !abi::envoy_is_1_40_or_later() {
+        return Err(
+            "backends: the dynamic module relays calls and gathers listings only on \
+                    Envoy 1.40 or later (1.38 and 1.39 crash answering a request from an HTTP \
+                    callout's answer): run Envoy 1.40, or mcp_filter.wasm"
+                .into(),
+        );
     }
     Ok(config)
 }
