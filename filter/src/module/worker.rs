@@ -90,7 +90,7 @@ impl Worker {
     /// first stream, where Envoy could not at configuration time.
     pub fn zero_at_load(&self, filter: Filter) {
         if self.zero_pending.replace(false) {
-            self.record(filter, &super::zeros_at_load(&self.config));
+            self.record(filter, &super::config::zeros_at_load(&self.config));
         }
     }
 
@@ -109,7 +109,7 @@ impl Worker {
             };
             let target = series
                 .entry(name.clone())
-                .or_insert_with(|| super::resolve(&name))
+                .or_insert_with(|| super::config::resolve(&name))
                 .clone();
             let Some((metric, values)) = target else {
                 continue;
