@@ -6,13 +6,15 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SETUPS = ["direct", "plain", "native", "observe", "full"]
+SETUPS = ["direct", "plain", "native", "observe", "full", "observe_module", "full_module"]
 LABELS = {
     "direct": "client → upstream",
     "plain": "Envoy (router only)",
     "native": "Envoy + native mcp + RBAC",
-    "observe": "Envoy + mcp-filter observe-only",
-    "full": "Envoy + mcp-filter full",
+    "observe": "Envoy + mcp-filter observe-only (wasm)",
+    "full": "Envoy + mcp-filter full (wasm)",
+    "observe_module": "Envoy + mcp-filter observe-only (module)",
+    "full_module": "Envoy + mcp-filter full (module)",
 }
 
 
@@ -43,7 +45,8 @@ def tables(results):
         + ("; Envoy pinned to one core, load generator and upstream to the other, setups in "
            "interleaved rounds" if meta.get("pinned") else "")
         + "; "
-        f"`mcp_filter.wasm` {meta['wasm_bytes']:,} bytes.",
+        f"`mcp_filter.wasm` {meta['wasm_bytes']:,} bytes"
+        + (f", `libmcp_filter.so` {meta['module_bytes']:,} bytes." if meta.get("module_bytes") else "."),
         "",
     ]
     for workload, cells in results["cells"].items():
@@ -62,7 +65,11 @@ def tables(results):
                 f"observe/plain {to_plain(cells, 'observe')}, "
                 f"full/plain {to_plain(cells, 'full')}, "
                 f"full/native **{fmt(ratio(cells, 'full', 'native'))}×** (of medians), "
-                f"native/plain {to_plain(cells, 'native')}.", ""]
+                f"native/plain {to_plain(cells, 'native')}"
+                + (f"; module: observe/plain {to_plain(cells, 'observe_module')}, "
+                   f"full/plain {to_plain(cells, 'full_module')}, "
+                   f"full/native **{fmt(ratio(cells, 'full_module', 'native'))}×** (of medians)"
+                   if "full_module" in cells else "") + ".", ""]
     out += open_loop(results.get("open_loop", {})) + memory(results.get("memory", {}))
     return "\n".join(out)
 
@@ -95,13 +102,17 @@ def memory(cells):
     if not cells:
         return []
     plain, full = cells.get("plain", {}), cells.get("full", {})
+    module = cells.get("full_module", {})
     workers = sorted(set(plain) & set(full), key=int)
     out = ["### Envoy memory by worker count (full filter vs plain Envoy)", "",
            "RSS after 50 small calls, idle. V8 and the compiled module are shared by the "
-           "process; each worker adds its own VM instance.", "",
-           "| `--concurrency` | plain MiB | full MiB | added MiB |", "|---:|---:|---:|---:|"]
+           "process; each worker adds its own VM instance. The dynamic module has no VM.", "",
+           "| `--concurrency` | plain MiB | full (wasm) MiB | added MiB | full (module) MiB | added MiB |",
+           "|---:|---:|---:|---:|---:|---:|"]
     for w in workers:
-        out.append(f"| {w} | {fmt(plain[w], 1)} | {fmt(full[w], 1)} | {fmt(full[w] - plain[w], 1)} |")
+        m = module.get(w)
+        out.append(f"| {w} | {fmt(plain[w], 1)} | {fmt(full[w], 1)} | {fmt(full[w] - plain[w], 1)} | "
+                   f"{fmt(m, 1)} | {fmt(None if m is None else m - plain[w], 1)} |")
     if len(workers) >= 2:
         lo, hi = workers[0], workers[-1]
         per = ((full[hi] - plain[hi]) - (full[lo] - plain[lo])) / (int(hi) - int(lo))

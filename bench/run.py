@@ -9,6 +9,9 @@ Setups, each against the same real MCP server (rmcp, `mcp-peer --bench`):
   full      client -> Envoy + mcp-filter: RS256 JWT (remote JWKS) + per-tool
             policy + tenant + filtered listings + session binding + tool
             renaming (every tool published as `gh__<name>`) + metrics
+  observe_module, full_module
+            the same two configurations, loaded as the dynamic module
+            (libmcp_filter.so) instead of the .wasm
 Workloads: small tools/call and a 16 KiB argument (JSON), a 1,000-tool
 tools/list (JSON and SSE), small tools/call over SSE (stateful sessions).
 Then p50/p99 of small calls at a fixed offered load (h2load --rps, the same
@@ -39,6 +42,7 @@ ENVOY = os.environ.get("ENVOY_BIN", "envoy")
 PEER = os.path.join(ROOT, "target/release/mcp-peer")
 IDP = os.path.join(ROOT, "target/release/demo-idp")
 WASM = os.environ.get("MCP_FILTER_WASM", os.path.join(ROOT, "target/wasm32-wasip1/release/mcp_filter.wasm"))
+MODULE = os.environ.get("MCP_FILTER_MODULE", os.path.join(ROOT, "target/module/libmcp_filter.so"))
 TICK = os.sysconf("SC_CLK_TCK")
 # Envoy on one core, everything else on another (when there are two).
 PINNED = (os.cpu_count() or 1) >= 2 and subprocess.run(["sh", "-c", "command -v taskset"],
@@ -101,6 +105,23 @@ def wasm_filter(config):
                         configuration:
                           "@type": type.googleapis.com/google.protobuf.StringValue
                           value: {json.dumps(json.dumps(config))}"""
+
+
+def module_filter(config):
+    # Envoy finds lib<name>.so in ENVOY_DYNAMIC_MODULES_SEARCH_PATH (set on its process).
+    return f"""
+                  - name: mcp_filter
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+                      dynamic_module_config: {{ name: mcp_filter }}
+                      filter_name: mcp_filter
+                      filter_config:
+                        "@type": type.googleapis.com/google.protobuf.StringValue
+                        value: {json.dumps(json.dumps(config))}"""
+
+
+def is_full(setup):
+    return setup in ("full", "full_module")
 
 
 NATIVE = """
@@ -201,7 +222,8 @@ def post(url, body, headers):
 
 class Process:
     def __init__(self, args, log):
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        env = dict(os.environ, ENVOY_DYNAMIC_MODULES_SEARCH_PATH=os.path.dirname(MODULE))
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
 
     def stop(self):
         self.proc.terminate()
@@ -236,7 +258,7 @@ WORKLOADS = {
     "call_small_sse": ("stateful", 0,
         """string.format('{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello"}}}', n)"""),
 }
-SETUPS = ["direct", "plain", "native", "observe", "full"]
+SETUPS = ["direct", "plain", "native", "observe", "full", "observe_module", "full_module"]
 
 
 def parse_wrk(text):
@@ -268,7 +290,7 @@ class Running:
 
     def __init__(self, setup, workload, tmp, token, concurrency=1):
         mode, tools, body = WORKLOADS[workload]
-        prefix = FULL_PREFIX if setup == "full" else ""
+        prefix = FULL_PREFIX if is_full(setup) else ""
         self.body = body.replace('"name":"echo"', f'"name":"{prefix}echo"')
         self.log = open(os.path.join(tmp, f"{setup}-{workload}.log"), "w")
         self.procs = []
@@ -285,8 +307,10 @@ class Running:
             peer_args += ["--tools", str(tools)]
         self.procs.append(Process(on_load_core(peer_args), self.log))
         if setup != "direct":
+            full = full_config(mode == "stateful")
             filters = {"plain": "", "native": NATIVE, "observe": wasm_filter({}),
-                       "full": wasm_filter(full_config(mode == "stateful"))}[setup]
+                       "full": wasm_filter(full), "observe_module": module_filter({}),
+                       "full_module": module_filter(full)}[setup]
             cfg = os.path.join(tmp, "envoy.yaml")
             with open(cfg, "w") as f:
                 f.write(envoy_yaml(filters))
@@ -297,7 +321,7 @@ class Running:
         port = UPSTREAM_PORT if setup == "direct" else ENVOY_PORT
         self.url = f"http://127.0.0.1:{port}/mcp"
         self.headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
-        if setup == "full":
+        if is_full(setup):
             self.headers["authorization"] = f"Bearer {token}"
         deadline = time.time() + 30
         while True:
@@ -353,7 +377,7 @@ OPEN_LOOP_CLIENTS, OPEN_LOOP_RPS_PER_CLIENT = 1, 500
 
 
 def small_call(setup, request_id=1):
-    prefix = FULL_PREFIX if setup == "full" else ""
+    prefix = FULL_PREFIX if is_full(setup) else ""
     return ('{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"%secho","arguments":{"message":"hello"}}}'
             % (request_id, prefix))
 
@@ -453,7 +477,7 @@ def main():
     idp, token = mint_token(tmp)
     results = {"meta": {
         "envoy": subprocess.run([ENVOY, "--version"], capture_output=True, text=True).stdout.strip(),
-        "wasm_bytes": os.path.getsize(WASM), "duration_s": args.duration, "runs": args.runs,
+        "wasm_bytes": os.path.getsize(WASM), "module_bytes": os.path.getsize(MODULE), "duration_s": args.duration, "runs": args.runs,
         "connections": args.connections, "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
         "pinned": PINNED, "interleaved": True,
     }, "cells": {}}
@@ -477,11 +501,12 @@ def main():
                     med["cpu_ratio_to_plain"] = ratio_to_plain(rounds, setup, "cpu_s_per_10k")
                 results["cells"].setdefault(workload, {})[setup] = med
                 spread = spread_text(med.get("cpu_ratio_to_plain"))
-                print(f"{workload:16} {setup:8} {med.get('rps', 0):9.0f} rps  p50 {med.get('p50_ms', 0):6.2f} ms  "
+                print(f"{workload:16} {setup:14} {med.get('rps', 0):9.0f} rps  p50 {med.get('p50_ms', 0):6.2f} ms  "
                       f"p99 {med.get('p99_ms', 0):6.2f} ms  cpu/10k {med.get('cpu_s_per_10k', 0):6.3f} s  "
                       f"rss {med.get('rss_mib', 0):5.1f} MiB  errors {med['errors']}{spread}", flush=True)
         if args.open_loop_seconds > 0:
-            open_setups = ("plain", "native", "observe", "full")
+            open_setups = [s for s in ("plain", "native", "observe", "full", "observe_module", "full_module")
+                           if s in setups or s == "plain"]
             # Interleaved rounds, medians of the runs, as for the closed-loop cells.
             rounds = [{setup: run_open_loop(setup, args, tmp, token) for setup in open_setups}
                       for _ in range(args.runs)]
@@ -495,15 +520,17 @@ def main():
                     med["cpu_ratio_to_plain"] = ratio_to_plain(rounds, setup, "cpu_us_per_request")
                 results.setdefault("open_loop", {})[setup] = med
                 spread = spread_text(med.get("cpu_ratio_to_plain"))
-                print(f"open-loop {med['offered_rps']} req/s {setup:8} p50 {med['p50_ms']:6.3f} ms  "
+                print(f"open-loop {med['offered_rps']} req/s {setup:14} p50 {med['p50_ms']:6.3f} ms  "
                       f"p99 {med['p99_ms']:6.3f} ms  cpu {med['cpu_us_per_request']:6.1f} us/req  "
                       f"requests {med['requests']}  errors {med['errors']}{spread}",
                       flush=True)
         for workers in filter(None, args.memory.split(",")):
-            for setup in ("plain", "full"):
+            for setup in ("plain", "full", "full_module"):
+                if setup != "plain" and setup not in setups:
+                    continue
                 rss = run_memory(setup, int(workers), tmp, token)
                 results.setdefault("memory", {}).setdefault(setup, {})[workers] = rss
-                print(f"memory {setup:6} --concurrency {workers}: {rss:6.1f} MiB", flush=True)
+                print(f"memory {setup:11} --concurrency {workers}: {rss:6.1f} MiB", flush=True)
     finally:
         idp.stop()
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

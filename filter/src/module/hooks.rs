@@ -7,6 +7,7 @@
 //! decide anything about a request.
 use super::config::{define_metrics, load, zero_series_at_load};
 use super::*;
+use crate::shell::StreamHost;
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
@@ -267,6 +268,9 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
 ) {
     on_stream(module, false, 0, |s| {
         if event_id == worker::KEYS_READY {
+            s.woken();
+        } else if event_id == worker::KEYS_RETRY && !s.host.wait_for_keys() {
+            // No fetch can be sent: judged with the keys there are.
             s.woken();
         }
         0

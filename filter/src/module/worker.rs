@@ -18,8 +18,11 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::{Arc, Weak};
 
-/// The event a waiting filter's scheduler is woken with.
+/// The event a waiting filter's scheduler is woken with: the fetch is over.
 pub const KEYS_READY: u64 = 1;
+/// The event that tells waiting filters the fetch ended with the request
+/// that sent it: one of them sends it again, all wait for that one.
+pub const KEYS_RETRY: u64 = 3;
 
 /// A series as recorded: its metric (index in [`telemetry::METRICS`]) and
 /// label values; `None` for a name no metric declares.
@@ -211,16 +214,24 @@ impl Worker {
     }
 
     /// The filter that sent the fetch is gone (Envoy cancels its calls):
-    /// the fetch failed; its waiters are judged with the keys there are.
+    /// requests still waiting are told to send it again (the first of them
+    /// to run does, the others wait for it), so a client that disconnects
+    /// cannot leave the others without keys.
     pub fn fetch_abandoned(&self) {
         self.jwks.set(None);
         self.keys.fetch_failed();
+        let waiters = match self.waiters.try_borrow_mut() {
+            Ok(mut w) => std::mem::take(&mut *w),
+            Err(_) => Vec::new(),
+        };
+        for scheduler in waiters {
+            scheduler.wake(KEYS_RETRY);
+        }
         host::log(
             super::abi::LOG_INFO,
             "mcp_filter: JWKS fetch ended with the request that sent it; keeping the keys \
-             already loaded (retried with a later request)",
+             already loaded (sent again by a request still waiting, or a later one)",
         );
-        self.wake_waiters();
     }
 
     fn wake_waiters(&self) {
