@@ -383,6 +383,7 @@ impl Policy {
     }
 }
 
+mod lint;
 mod settings;
 pub(crate) use settings::globs;
 pub use settings::{Effect, OneOrMany, RawPolicy, RawRule};

@@ -22,6 +22,17 @@ impl Glob {
         &self.pattern
     }
 
+    /// Whether every name `other` matches, this matches too. Exact for a
+    /// literal `other`; otherwise only `*` or the same pattern count (never
+    /// a false yes: callers warn on it).
+    pub fn covers(&self, other: &Glob) -> bool {
+        if other.literal {
+            self.matches(&other.pattern)
+        } else {
+            &*self.pattern == "*" || self.pattern == other.pattern
+        }
+    }
+
     pub fn matches(&self, text: &str) -> bool {
         if self.literal {
             return *self.pattern == *text;

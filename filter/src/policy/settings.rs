@@ -165,6 +165,7 @@ impl RawPolicy {
                 warnings.push(format!("policy.rules[{i}] ({}): {warning}", rule.name));
             }
         }
+        warnings.extend(super::lint::shadowed(&rules));
         Ok(Policy {
             rules,
             default_allow,

@@ -349,3 +349,72 @@ fn a_rule_that_denies_housekeeping_by_accident_is_flagged_at_load() {
         assert!(warned(rules.clone()).is_empty(), "{rules}");
     }
 }
+
+#[test]
+fn a_rule_an_earlier_one_shadows_is_flagged_at_load() {
+    let warned = |tenancy: bool, rules: Value| {
+        let raw: RawPolicy = serde_json::from_value(json!({ "rules": rules })).unwrap();
+        let mut warnings = Vec::new();
+        raw.compile(tenancy, &mut warnings).unwrap();
+        warnings
+    };
+    // Shadowed: the same tools for every tenant before acme's; `*` before
+    // a name; a rule with no subjects before one with subjects.
+    for (rules, shadowed, by) in [
+        (
+            json!([
+                {"name": "all", "tenants": ["*"], "tools": ["add", "echo"], "effect": "deny"},
+                {"name": "acme", "tenants": ["acme"], "tools": ["add"], "effect": "allow"},
+            ]),
+            "policy.rules[1] (acme)",
+            "policy.rules[0] (all)",
+        ),
+        (
+            json!([
+                {"name": "gh", "tenants": ["acme"], "tools": ["github__*"], "effect": "allow"},
+                {"name": "gh-issue", "tenants": ["acme"], "tools": ["github__issue"], "effect": "deny"},
+            ]),
+            "policy.rules[1] (gh-issue)",
+            "policy.rules[0] (gh)",
+        ),
+        (
+            json!([
+                {"name": "acme", "tenants": ["acme"], "effect": "allow"},
+                {"name": "acme-secret", "tenants": ["acme"], "tools": ["secret"], "effect": "deny"},
+            ]),
+            "policy.rules[1] (acme-secret)",
+            "policy.rules[0] (acme)",
+        ),
+    ] {
+        let w = warned(true, rules.clone());
+        assert_eq!(w.len(), 1, "{rules}: {w:?}");
+        assert!(w[0].starts_with(shadowed) && w[0].contains(by), "{w:?}");
+        assert!(w[0].contains("never decides"), "{w:?}");
+    }
+    // Not shadowed: the specific rule first, other tenants, a claim or a
+    // scope the earlier rule does not ask for the later... only the reverse.
+    for rules in [
+        json!([
+            {"name": "gh-issue", "tenants": ["acme"], "tools": ["github__issue"], "effect": "deny"},
+            {"name": "gh", "tenants": ["acme"], "tools": ["github__*"], "effect": "allow"},
+        ]),
+        json!([
+            {"name": "acme", "tenants": ["acme"], "tools": ["add"], "effect": "allow"},
+            {"name": "globex", "tenants": ["globex"], "tools": ["add"], "effect": "allow"},
+        ]),
+        json!([
+            {"name": "devs", "tenants": ["acme"], "claims": {"groups": "dev"}, "tools": ["add"], "effect": "allow"},
+            {"name": "acme", "tenants": ["acme"], "tools": ["add"], "effect": "deny"},
+        ]),
+        json!([
+            {"name": "tools", "tenants": ["acme"], "tools": ["add"], "effect": "allow"},
+            {"name": "prompts", "tenants": ["acme"], "prompts": ["add"], "effect": "allow"},
+        ]),
+        json!([
+            {"name": "tools", "tenants": ["acme"], "tools": ["add"], "effect": "allow"},
+            {"name": "methods", "tenants": ["acme"], "methods": ["tools/call"], "effect": "deny"},
+        ]),
+    ] {
+        assert!(warned(true, rules.clone()).is_empty(), "{rules}");
+    }
+}
