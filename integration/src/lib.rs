@@ -133,69 +133,71 @@ pub fn wasm_only(why: &str) -> bool {
     }
 }
 
-/// The filter built with the test-only `fault-injection` feature (a request
-/// with `x-mcp-filter-fault: trap` traps the VM), in its own target dir so
-/// the shipped artifact is never that build. Built once per test process.
+/// Builds a test-only artifact with the `fault-injection` feature into its
+/// own target dir (never the shipped artifact), once per `cell`.
+fn build_fault_injection(
+    cell: &'static std::sync::OnceLock<Result<PathBuf, String>>,
+    what: &str,
+    args: &[&str],
+    artifact: &str,
+) -> Result<PathBuf> {
+    cell.get_or_init(|| {
+        let target_dir = repo_root().join("target/fault-injection");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = Command::new(cargo)
+            .current_dir(repo_root())
+            .args(["build", "--quiet", "-p", "mcp-filter"])
+            .args(args)
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .output()
+            .map_err(|e| format!("running cargo: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "building the fault-injection {what} failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(target_dir.join(artifact))
+    })
+    .clone()
+    .map_err(anyhow::Error::msg)
+}
+
+/// The filter built with the test-only `fault-injection` feature (a
+/// request with `x-mcp-filter-fault: trap` traps the VM), in its own
+/// target dir so the shipped artifact is never that build.
 pub fn fault_injection_wasm() -> Result<PathBuf> {
     static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let target_dir = repo_root().join("target/fault-injection");
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let out = Command::new(cargo)
-                .current_dir(repo_root())
-                .args(["build", "--quiet", "--release", "-p", "mcp-filter"])
-                .args(["--target", "wasm32-wasip1", "--features", "fault-injection"])
-                .arg("--target-dir")
-                .arg(&target_dir)
-                .output()
-                .map_err(|e| format!("running cargo: {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "building the fault-injection wasm failed:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                ));
-            }
-            Ok(target_dir.join("wasm32-wasip1/release/mcp_filter.wasm"))
-        })
-        .clone()
-        .map_err(anyhow::Error::msg)
+    build_fault_injection(
+        &BUILT,
+        "wasm",
+        &[
+            "--release",
+            "--target",
+            "wasm32-wasip1",
+            "--features",
+            "fault-injection",
+        ],
+        "wasm32-wasip1/release/mcp_filter.wasm",
+    )
 }
 
 /// The dynamic module built with the test-only `fault-injection` feature (a
-/// request with `x-mcp-filter-fault: panic` panics in a hook), in its own
-/// target dir. Built once per test process.
+/// request with `x-mcp-filter-fault: panic` panics in a hook).
 pub fn fault_injection_module() -> Result<PathBuf> {
     static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let target_dir = repo_root().join("target/fault-injection");
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let out = Command::new(cargo)
-                .current_dir(repo_root())
-                .args([
-                    "build",
-                    "--quiet",
-                    "--profile",
-                    "module",
-                    "-p",
-                    "mcp-filter",
-                ])
-                .args(["--features", "module,fault-injection"])
-                .arg("--target-dir")
-                .arg(&target_dir)
-                .output()
-                .map_err(|e| format!("running cargo: {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "building the fault-injection module failed:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                ));
-            }
-            Ok(target_dir.join("module/libmcp_filter.so"))
-        })
-        .clone()
-        .map_err(anyhow::Error::msg)
+    build_fault_injection(
+        &BUILT,
+        "module",
+        &[
+            "--profile",
+            "module",
+            "--features",
+            "module,fault-injection",
+        ],
+        "module/libmcp_filter.so",
+    )
 }
 
 fn scratch_dir(tag: &str) -> PathBuf {

@@ -351,38 +351,37 @@ impl Filter {
         labels: &[&str],
         value: u64,
     ) -> Result<(), HostError> {
+        self.metric(
+            abi::envoy_dynamic_module_callback_http_filter_increment_counter,
+            id,
+            labels,
+            value,
+        )
+    }
+
+    pub fn record_histogram(self, id: usize, labels: &[&str], value: u64) -> Result<(), HostError> {
+        self.metric(
+            abi::envoy_dynamic_module_callback_http_filter_record_histogram_value,
+            id,
+            labels,
+            value,
+        )
+    }
+
+    /// Records `value` into metric `id` with its label values through `call`.
+    fn metric(
+        self,
+        call: unsafe extern "C" fn(FilterEnvoyPtr, usize, *mut ModuleBuffer, usize, u64) -> u32,
+        id: usize,
+        labels: &[&str],
+        value: u64,
+    ) -> Result<(), HostError> {
         let mut labels: Vec<ModuleBuffer> = labels
             .iter()
             .map(|l| ModuleBuffer::of(l.as_bytes()))
             .collect();
         // SAFETY: a live filter pointer; an array of live buffers.
-        let result = unsafe {
-            abi::envoy_dynamic_module_callback_http_filter_increment_counter(
-                self.0,
-                id,
-                labels.as_mut_ptr(),
-                labels.len(),
-                value,
-            )
-        };
-        ok(result == abi::METRICS_SUCCESS).map_err(|_| HostError(result))
-    }
-
-    pub fn record_histogram(self, id: usize, labels: &[&str], value: u64) -> Result<(), HostError> {
-        let mut labels: Vec<ModuleBuffer> = labels
-            .iter()
-            .map(|l| ModuleBuffer::of(l.as_bytes()))
-            .collect();
-        // SAFETY: as above.
-        let result = unsafe {
-            abi::envoy_dynamic_module_callback_http_filter_record_histogram_value(
-                self.0,
-                id,
-                labels.as_mut_ptr(),
-                labels.len(),
-                value,
-            )
-        };
+        let result = unsafe { call(self.0, id, labels.as_mut_ptr(), labels.len(), value) };
         ok(result == abi::METRICS_SUCCESS).map_err(|_| HostError(result))
     }
 
