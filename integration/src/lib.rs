@@ -121,6 +121,19 @@ pub fn loads_the_module(bin: &Path) -> bool {
     envoy_version(bin).is_some_and(|(major, minor, _)| major == 1 && (38..=40).contains(&minor))
 }
 
+/// Whether this run is the dynamic module on an Envoy before 1.40, where the
+/// module refuses `backends` at load (1.38 and 1.39 crash on its callouts):
+/// a test of `backends` skips there, saying so (tests/module.rs checks the
+/// refusal itself).
+pub fn module_refuses_backends(bin: &Path) -> bool {
+    let refused =
+        Shell::from_env() == Shell::Module && envoy_version(bin).is_some_and(|v| v < (1, 40, 0));
+    if refused {
+        eprintln!("skipping: the dynamic module refuses `backends` before Envoy 1.40");
+    }
+    refused
+}
+
 /// Skips a test that is about the wasm shell only (its VM, its failure
 /// policy, Envoy Gateway's delivery), saying why, when the suite runs
 /// against the dynamic module. True: skip.
