@@ -5,7 +5,9 @@
 //!   fetch is in flight; then the provider rotates its key: a token signed
 //!   with the new key is accepted;
 //! - the provider is down (fetches hang) for the first request, whose client
-//!   gives up; then it comes up: valid tokens are accepted.
+//!   gives up; then it comes up: valid tokens are accepted;
+//! - the client whose request started a fetch disconnects while another
+//!   request waits for that fetch: the waiting request still gets the keys.
 //!
 //! The junk call never reaches the upstream.
 
