@@ -75,8 +75,7 @@ impl StreamHost for ModuleHost {
         self.filter.headers(map)
     }
     fn body(&mut self, body: Body, start: usize, len: usize) -> Option<Vec<u8>> {
-        let held = self.filter.body(body, self.in_body);
-        held.get(start..start.checked_add(len)?).map(<[u8]>::to_vec)
+        self.filter.body(body, self.in_body, start, len)
     }
     fn resume_request(&mut self) -> Result<(), HostError> {
         self.filter.continue_decoding();

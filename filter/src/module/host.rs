@@ -164,7 +164,9 @@ impl Filter {
         })
     }
 
-    fn chunks(self, kind: u32) -> Vec<u8> {
+    /// The chunks Envoy holds of one body buffer (pointers into Envoy's
+    /// memory, valid during this hook).
+    fn chunk_list(self, kind: u32) -> Vec<EnvoyBuffer> {
         // SAFETY: a live filter pointer.
         let count =
             unsafe { abi::envoy_dynamic_module_callback_http_get_body_chunks_size(self.0, kind) };
@@ -182,11 +184,11 @@ impl Filter {
         let filled = unsafe {
             abi::envoy_dynamic_module_callback_http_get_body_chunks(self.0, kind, out.as_mut_ptr())
         };
-        if !filled {
-            return Vec::new();
+        if filled {
+            out
+        } else {
+            Vec::new()
         }
-        // SAFETY: Envoy filled `count` chunks.
-        unsafe { chunk_array(out.as_ptr(), count) }
     }
 
     fn size(self, kind: u32) -> usize {
@@ -222,13 +224,36 @@ impl Filter {
         size
     }
 
-    pub fn body(self, body: Body, in_body: bool) -> Vec<u8> {
+    /// Bytes `[start, start + len)` of what Envoy holds of a body (what it
+    /// buffered, then the chunk received), copying only those: a listing
+    /// held across many chunks is read once, not once per chunk. `None` if
+    /// Envoy holds fewer bytes.
+    pub fn body(self, body: Body, in_body: bool, start: usize, len: usize) -> Option<Vec<u8>> {
         let (buffered, received) = body_types(body);
-        let mut bytes = self.chunks(buffered);
+        let mut chunks = self.chunk_list(buffered);
         if in_body && !self.received_is_buffered(body) {
-            bytes.extend(self.chunks(received));
+            chunks.extend(self.chunk_list(received));
         }
-        bytes
+        let mut out = Vec::with_capacity(len);
+        let mut skip = start;
+        for c in chunks {
+            if out.len() == len {
+                break;
+            }
+            if c.ptr.is_null() || c.length == 0 {
+                continue;
+            }
+            if skip >= c.length {
+                skip -= c.length;
+                continue;
+            }
+            // SAFETY: Envoy's chunk points to `length` live bytes during this hook.
+            let bytes = unsafe { std::slice::from_raw_parts(c.ptr, c.length) };
+            let want = (len - out.len()).min(c.length - skip);
+            out.extend_from_slice(bytes.get(skip..skip + want)?);
+            skip = 0;
+        }
+        (out.len() == len).then_some(out)
     }
 
     /// Replaces every body byte Envoy holds with `data`.
