@@ -114,24 +114,11 @@ pub fn envoy_version(bin: &Path) -> Option<(u32, u32, u32)> {
     })
 }
 
-/// Whether this Envoy loads the dynamic module (1.38 to 1.40: the module is
-/// built against 1.40's ABI; 1.37 demands an exact ABI hash, 1.36 has
-/// another callback API).
+/// Whether this Envoy runs the dynamic module: 1.40 (it is built against
+/// 1.40's ABI; 1.38 and 1.39 load it and it refuses to run there, 1.37
+/// demands an exact ABI hash, 1.36 has another callback API).
 pub fn loads_the_module(bin: &Path) -> bool {
-    envoy_version(bin).is_some_and(|(major, minor, _)| major == 1 && (38..=40).contains(&minor))
-}
-
-/// Whether this run is the dynamic module on an Envoy before 1.40, where the
-/// module refuses `backends` at load (1.38 and 1.39 crash on its callouts):
-/// a test of `backends` skips there, saying so (tests/module.rs checks the
-/// refusal itself).
-pub fn module_refuses_backends(bin: &Path) -> bool {
-    let refused =
-        Shell::from_env() == Shell::Module && envoy_version(bin).is_some_and(|v| v < (1, 40, 0));
-    if refused {
-        eprintln!("skipping: the dynamic module refuses `backends` before Envoy 1.40");
-    }
-    refused
+    envoy_version(bin).is_some_and(|(major, minor, _)| major == 1 && minor == 40)
 }
 
 /// Skips a test that is about the wasm shell only (its VM, its failure

@@ -151,7 +151,7 @@ fn module_envoy() -> Option<std::path::PathBuf> {
     if loads_the_module(&bin) {
         Some(bin)
     } else {
-        eprintln!("skipping: this Envoy does not load the dynamic module (1.38 to 1.40 do)");
+        eprintln!("skipping: this Envoy does not run the dynamic module (1.40 does)");
         None
     }
 }
@@ -173,28 +173,30 @@ fn validate_config(bin: &Path, config: &serde_json::Value) -> Result<(bool, Stri
     Ok(outcome)
 }
 
-/// Envoy 1.38 and 1.39 load the module but crash when it answers a request
-/// from a backend's answer (measured: a segmentation fault in the relay
-/// and gathering tests): there `backends` is refused at load, naming it.
+/// Envoy 1.38 and 1.39 load a module built for 1.40's ABI, and crashed
+/// (segmentation faults) running this suite's path and relay tests: the
+/// module refuses to load there, saying why. (Runs where scripts/test
+/// installs such an Envoy: 1.38.3.)
 #[test]
-fn backends_are_refused_by_the_module_before_envoy_1_40() -> Result<()> {
-    let Some(bin) = module_envoy() else {
+fn the_module_refuses_to_load_before_envoy_1_40() -> Result<()> {
+    if built_module().is_none() {
+        return Ok(());
+    }
+    let Some(bin) = envoy_bin() else {
         return Ok(());
     };
-    let config = json!({"backends": {"servers": [
-        {"name": "a", "cluster": "upstream_0"}, {"name": "b", "cluster": "upstream_0"}]}});
-    let (ok, text) = validate_config(&bin, &config)?;
-    let version = envoy_version(&bin).unwrap_or_default();
-    if version >= (1, 40, 0) {
-        assert!(ok, "{text}");
-    } else {
-        assert!(!ok, "{version:?} accepted backends:\n{text}");
-        assert!(
-            text.lines()
-                .any(|l| l.contains("mcp_filter: backends:") && l.contains("1.40")),
-            "{text}"
-        );
+    if !envoy_version(&bin).is_some_and(|(major, minor, _)| major == 1 && (38..40).contains(&minor))
+    {
+        eprintln!("skipping: runs on Envoy 1.38 or 1.39");
+        return Ok(());
     }
+    let (ok, text) = validate(&bin, Path::new("examples/dynamic-module/envoy.yaml"));
+    assert!(!ok, "loaded:\n{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("mcp_filter: this module needs Envoy 1.40")),
+        "{text}"
+    );
     Ok(())
 }
 

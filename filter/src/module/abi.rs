@@ -3,9 +3,9 @@
 //! vendored). Each item binds the ABI name it is declared under in
 //! `source/extensions/dynamic_modules/abi/abi.h`; every callback here is
 //! checked against the symbols Envoy 1.40.0 exports (`nm -D`, see
-//! `integration/tests/module_artifact.rs`). ABI version `v0.2.0`; Envoy
-//! 1.38 and 1.39 (`v0.1.0`) load it with a warning, as their callbacks are a
-//! subset of 1.40's.
+//! `integration/tests/module.rs`). ABI version `v0.2.0`; Envoy 1.38 and
+//! 1.39 (`v0.1.0`) load it with a warning, and the module refuses to start
+//! there (Envoy crashed running it; `envoy_is_1_40_or_later`).
 //!
 //! Must not: hold logic. Enums Envoy passes in are read as `u32` (an
 //! unknown value is then not undefined behaviour).

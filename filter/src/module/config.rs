@@ -35,20 +35,12 @@ pub fn load(json: &[u8]) -> Result<FilterConfig, String> {
     if let Some(auth) = &config.auth {
         if matches!(auth.source, ClaimsSource::JwtAuthn { .. }) {
             return Err(
-                "auth.claims_from: jwt_authn metadata cannot be read by the dynamic \
+                "auth.source: jwt_authn metadata cannot be read by the dynamic \
                         module (its ABI reads metadata values, not the claims struct): \
                         verify bearer tokens in the filter, or use mcp_filter.wasm"
                     .into(),
             );
         }
-    }
-    if config.backends.is_some() && !abi::envoy_is_1_40_or_later() {
-        return Err(
-            "backends: the dynamic module relays calls and gathers listings only on \
-                    Envoy 1.40 or later (1.38 and 1.39 crash answering a request from an HTTP \
-                    callout's answer): run Envoy 1.40, or mcp_filter.wasm"
-                .into(),
-        );
     }
     Ok(config)
 }

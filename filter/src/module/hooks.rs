@@ -11,6 +11,16 @@ use crate::shell::StreamHost;
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
+    // Envoy 1.38 and 1.39 load a module built for 1.40's ABI, but crashed
+    // (segmentation faults) in this suite's path and relay tests: refuse to
+    // load there rather than run.
+    if !abi::envoy_is_1_40_or_later() {
+        error(
+            "this module needs Envoy 1.40 (it is built against ABI v0.2.0; Envoy 1.38 and 1.39 \
+             crashed running it): upgrade Envoy, or use mcp_filter.wasm",
+        );
+        return std::ptr::null();
+    }
     ABI_VERSION.as_ptr().cast()
 }
 

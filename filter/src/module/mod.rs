@@ -3,10 +3,11 @@
 //! proxy-wasm. The same crate, built for the native target with the
 //! `module` feature: one core, one configuration, two artifacts.
 //!
-//! Fail closed: a configuration that does not parse, or asks for what this
-//! shell cannot do (claims from `jwt_authn`'s metadata, which the ABI cannot
-//! read whole; `backends` on Envoy before 1.40), is refused at load, naming
-//! the field. A hook that panics (the module is built to unwind, never to
+//! Fail closed: the module refuses to load on an Envoy before 1.40 (1.38
+//! and 1.39 load a 1.40 module, and crashed running it); a configuration
+//! that does not parse, or asks for what this shell cannot do (claims from
+//! `jwt_authn`'s metadata, which the ABI cannot read whole), is refused at
+//! load, naming the field. A hook that panics (the module is built to unwind, never to
 //! abort Envoy) answers its request 500 and leaves it ended; a worker that
 //! cannot build its state closes the stream. Nothing goes on unjudged.
 //!
