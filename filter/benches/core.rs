@@ -168,7 +168,7 @@ fn listing(c: &mut Criterion) {
     let sse = format!("event: message\ndata: {body}\n\n");
     let id = RequestId::from_raw(&serde_json::value::RawValue::from_string("7".into()).unwrap())
         .unwrap();
-    let even = |name: &str| {
+    let even = |name: &str, _item: &str| {
         if name.ends_with(['0', '2', '4', '6', '8']) {
             Listed::Rename(format!("gh__{name}"))
         } else {

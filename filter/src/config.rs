@@ -19,6 +19,7 @@ use crate::struct_pb;
 use crate::auth::{AuthConfig, RawAuth, RawTenancy};
 use crate::backends::{Backends, RawBackends};
 use crate::endpoint::{Endpoint, McpPath, PublicPath};
+use crate::pins::{RawToolPins, ToolPins, Unpinned};
 use crate::policy::{Policy, RawPolicy};
 use crate::session::{RawSessions, SessionBinding};
 use serde::Deserialize;
@@ -55,6 +56,8 @@ pub struct FilterConfig {
     pub sessions: Option<SessionBinding>,
     /// The MCP servers behind this endpoint, their public names and routing.
     pub backends: Option<Backends>,
+    /// Reviewed tool definitions: a tool that changed is hidden and refused.
+    pub pins: Option<ToolPins>,
     /// What is legal but probably wrong; the shell logs each at load.
     pub warnings: Vec<String>,
 }
@@ -108,6 +111,7 @@ impl Default for FilterConfig {
             policy: Policy::allow_all(),
             sessions: None,
             backends: None,
+            pins: None,
             warnings: Vec::new(),
         }
     }
@@ -156,6 +160,9 @@ struct RawConfig {
     /// The MCP servers behind this endpoint: public names (prefixes, aliases,
     /// exposure) and routing by tool name.
     backends: Option<RawBackends>,
+    /// Reviewed tool definitions (`mcp-filter pin` writes them): a listed
+    /// tool whose definition changed is hidden, and refused on call.
+    tool_pins: Option<RawToolPins>,
 }
 
 #[derive(Deserialize, Default)]
@@ -350,9 +357,22 @@ impl FilterConfig {
             }
         }
 
+        let pins = match raw.tool_pins {
+            None => None,
+            Some(p) => {
+                let names: Option<Vec<&str>> = backends
+                    .as_ref()
+                    .map(|b| b.servers.iter().map(|s| s.name.as_str()).collect());
+                let pins = p.compile(names.as_deref())?;
+                pin_warnings(&pins, names.as_deref(), &mut warnings);
+                Some(pins)
+            }
+        };
+
         // The filter guards something a bypass would skip: who may call
-        // (auth, policy, sessions) or what is published (backends' exposure).
-        let guarded = auth.is_some() || backends.is_some();
+        // (auth, policy, sessions), what is published (backends' exposure)
+        // or which definitions were reviewed (pins).
+        let guarded = auth.is_some() || backends.is_some() || pins.is_some();
         if guarded
             && raw.non_mcp_traffic == Some(NonMcpTraffic::Pass)
             && !endpoint.mcp_paths.is_empty()
@@ -370,6 +390,7 @@ impl FilterConfig {
             policy,
             sessions,
             backends,
+            pins,
             max_request_bytes,
             max_response_bytes,
             allow_batches: raw.allow_batches.unwrap_or(defaults.allow_batches),
@@ -391,9 +412,26 @@ impl FilterConfig {
     }
 
     /// Whether the filter guards anything a request passing unjudged would
-    /// skip (authentication, policy, session binding, backends' exposure).
+    /// skip (authentication, policy, session binding, backends' exposure, pins).
     pub fn guarded(&self) -> bool {
-        self.auth.is_some() || self.backends.is_some()
+        self.auth.is_some() || self.backends.is_some() || self.pins.is_some()
+    }
+}
+
+/// A server without any pin while unpinned tools are hidden lists nothing.
+fn pin_warnings(pins: &ToolPins, backends: Option<&[&str]>, warnings: &mut Vec<String>) {
+    if pins.unpinned != Unpinned::Hide {
+        return;
+    }
+    let names: Vec<&str> = backends.map_or_else(|| vec![crate::pins::SINGLE_SERVER], <[_]>::to_vec);
+    for (i, name) in names.iter().enumerate() {
+        if !pins.pins_any(i) {
+            warnings.push(format!(
+                "tool_pins.servers.{name}: no tool of `{name}` is pinned and unpinned tools \
+                 are hidden, so callers see none of its tools (pin them with `mcp-filter pin`, \
+                 or set tool_pins.unpinned: allow)"
+            ));
+        }
     }
 }
 

@@ -176,6 +176,9 @@ pub struct Exchange {
     /// (a gathered listing, a relayed call) or rewrote (a listing, read by
     /// the rewrite and not parsed again).
     composed: Option<(Outcome, Vec<String>)>,
+    /// Pinned tools (public names) this exchange saw with another definition:
+    /// listed (and hidden) or called (and refused).
+    pin_changes: Vec<String>,
 }
 
 /// Longest value copied into filter state or a routing header.
@@ -204,6 +207,7 @@ impl Exchange {
             relayed: false,
             backend_failures: Vec::new(),
             composed: None,
+            pin_changes: Vec::new(),
         }
     }
 
@@ -368,7 +372,9 @@ impl Exchange {
         }
         let authorized = self.authorize(&classified);
         properties.extend(self.decision_properties());
-        let routed = authorized.and_then(|()| self.route_body(&classified, body, held));
+        let routed = authorized
+            .and_then(|()| self.check_pins(&classified))
+            .and_then(|()| self.route_body(&classified, body, held));
         let routed = match routed {
             Ok(routed) => routed,
             Err(refusal) => {
@@ -483,12 +489,13 @@ mod downstream;
 mod fanout;
 mod gate;
 mod head;
+mod pinned;
 mod refusal;
 mod report;
 mod route;
 
 use downstream::ListingRewrite;
-use fanout::{decide_item, fanout_headers, Fanout};
+use fanout::{fanout_headers, Fanout, Lister};
 use report::message_label;
 pub use report::series_at_load;
 use route::{header_safe, Routed};

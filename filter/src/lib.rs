@@ -21,6 +21,7 @@ pub mod jsonrpc;
 mod keyfold;
 pub mod listing;
 pub mod mirrored;
+pub mod pins;
 pub mod policy;
 pub mod raw_json;
 pub mod reject;

@@ -93,7 +93,7 @@ impl ListKind {
     }
 }
 
-/// What becomes of one listed item, decided from its (upstream) name.
+/// What becomes of one listed item, decided from its (upstream) name and definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listed {
     Hide,
@@ -112,8 +112,8 @@ impl From<bool> for Listed {
     }
 }
 
-/// Decides each listed item by its name.
-pub type Decide<'a> = dyn FnMut(&str) -> Listed + 'a;
+/// Decides each listed item by its name (as listed) and its whole JSON text.
+pub type Decide<'a> = dyn FnMut(&str, &str) -> Listed + 'a;
 
 /// What one message of the response is, with respect to the listing request.
 #[derive(Debug, PartialEq, Eq)]
@@ -140,7 +140,7 @@ fn decide_items<'a>(
     for item in items {
         let text = item.get();
         let (name, raw_name) = item_name(text, kind.name_read_key())?;
-        match decide(&name) {
+        match decide(&name, text) {
             Listed::Hide => hidden += 1,
             Listed::Keep => kept.push(Cow::Borrowed(text)),
             Listed::Rename(public) => {

@@ -40,6 +40,10 @@ pub enum Reason {
     /// A key a lenient decoder could read as one the filter reads (`Name`,
     /// `name\u0000`, `paramſ`...): the server might judge another request.
     AmbiguousKey,
+    /// A call of a pinned tool last listed with another definition than its pin.
+    ToolChanged,
+    /// A call of a tool no pin names, while unpinned tools are hidden.
+    ToolUnpinned,
 }
 
 impl Reason {
@@ -49,6 +53,7 @@ impl Reason {
             Reason::UnsupportedMediaType | Reason::UnsupportedEncoding => 415,
             Reason::MethodNotAllowed => 405,
             Reason::NotFound => 404,
+            Reason::ToolChanged | Reason::ToolUnpinned => 403,
             _ => 400,
         }
     }
@@ -56,7 +61,10 @@ impl Reason {
     pub fn code(self) -> i64 {
         match self {
             Reason::ParseError => code::PARSE_ERROR,
-            Reason::InvalidParams | Reason::UnknownName => code::INVALID_PARAMS,
+            Reason::InvalidParams
+            | Reason::UnknownName
+            | Reason::ToolChanged
+            | Reason::ToolUnpinned => code::INVALID_PARAMS,
             Reason::HeaderMismatch => code::HEADER_MISMATCH,
             _ => code::INVALID_REQUEST,
         }
@@ -79,6 +87,8 @@ impl Reason {
         Reason::UnknownName,
         Reason::Unroutable,
         Reason::AmbiguousKey,
+        Reason::ToolChanged,
+        Reason::ToolUnpinned,
     ];
 
     /// The `reason` label of the rejection counter.
@@ -99,6 +109,8 @@ impl Reason {
             Reason::UnknownName => "unknown_name",
             Reason::Unroutable => "unroutable",
             Reason::AmbiguousKey => "ambiguous_key",
+            Reason::ToolChanged => "tool_changed",
+            Reason::ToolUnpinned => "tool_unpinned",
         }
     }
 }

@@ -21,6 +21,7 @@ pub const DURATION: &str = "mcp_server_operation_duration_milliseconds";
 pub const AUTHZ_DECISIONS: &str = "mcp_authz_decisions_total";
 pub const AUTH_FAILURES: &str = "mcp_auth_failures_total";
 pub const BACKEND_FAILURES: &str = "mcp_backend_failures_total";
+pub const TOOL_PIN_MISMATCHES: &str = "mcp_tool_pin_mismatches_total";
 
 /// The label value for anything outside the bounded set.
 pub const OTHER: &str = "_other";
@@ -138,6 +139,11 @@ pub const METRICS: &[(&str, MetricKind, &[&str])] = &[
         BACKEND_FAILURES,
         MetricKind::Counter,
         &["backend", "reason"],
+    ),
+    (
+        TOOL_PIN_MISMATCHES,
+        MetricKind::Counter,
+        &["gen_ai_tool_name"],
     ),
 ];
 

@@ -34,8 +34,8 @@ fn start(b: &Backends) -> (Aggregation, Vec<Fetch>) {
 }
 
 /// What the exchange does: the backend's published name, unless the policy says no.
-fn decide_for(b: &Backends, backend: usize) -> impl FnMut(&str) -> Listed + '_ {
-    move |name: &str| match b.publish(Named::Tool, BackendId::at(backend), name) {
+fn decide_for(b: &Backends, backend: usize) -> impl FnMut(&str, &str) -> Listed + '_ {
+    move |name: &str, _item: &str| match b.publish(Named::Tool, BackendId::at(backend), name) {
         None => Listed::Hide,
         Some(public) if public.contains("forbidden") => Listed::Hide,
         Some(public) => Listed::Rename(public.into_owned()),

@@ -5,7 +5,7 @@
 //! Must not: let a listing answer it cannot read reach the client, or change
 //! any other response.
 
-use crate::exchange::{decide_item, header, Exchange, HeaderEdit, Phase, Step};
+use crate::exchange::{header, Exchange, HeaderEdit, Lister, Phase, Step};
 use crate::jsonrpc::RequestId;
 use crate::listing;
 use crate::listing::{ListKind, SseListingFilter, Unfilterable};
@@ -75,16 +75,18 @@ impl Exchange {
         Step::go()
     }
 
-    /// Whether listings may be filtered or renamed here (policy rules, or
-    /// backends that rename or hide names).
+    /// Whether listings may be filtered or renamed here (policy rules,
+    /// backends that rename or hide names, or pinned tools).
     pub(super) fn filters_listings(&self) -> bool {
         (self.config.auth.is_some() && self.config.policy.has_rules())
             || self.config.backends.is_some()
+            || self.config.pins.is_some()
     }
 
     /// Whether (and how) this response's listing is filtered: only when a
-    /// policy with rules applies or the backend's names are rewritten, the
-    /// request was a single listing, and the upstream answered 2xx in JSON or SSE.
+    /// policy with rules applies, the backend's names are rewritten or tools
+    /// are pinned, the request was a single listing, and the upstream
+    /// answered 2xx in JSON or SSE.
     pub(super) fn listing_rewrite(&self, headers: &[(String, String)]) -> Option<ListingRewrite> {
         let message = self.judged.as_ref()?.body.single()?;
         let kind = ListKind::from_method(message.method.as_deref()?)?;
@@ -93,7 +95,8 @@ impl Exchange {
             .named()
             .zip(self.config.backends.as_ref())
             .is_some_and(|(named, backends)| backends.renames(named));
-        if !policy_applies && !renamed {
+        let pinned = kind == ListKind::Tools && self.config.pins.is_some();
+        if !policy_applies && !renamed && !pinned {
             return None;
         }
         let id = message.id.clone()?;
@@ -152,8 +155,15 @@ impl Exchange {
             listed,
         } = listing;
         let kind = *kind;
-        let mut decide =
-            |name: &str| decide_item(config, caller, kind, backend, name, listed.as_mut());
+        let mut lister = Lister {
+            config,
+            caller,
+            kind,
+            backend,
+            published: listed.as_mut(),
+            pin_changes: &mut self.pin_changes,
+        };
+        let mut decide = |name: &str, item: &str| lister.decide(name, item);
         let max = config.max_response_bytes;
         let (out, answered) = match framing {
             ListingFraming::Held {

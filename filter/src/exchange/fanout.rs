@@ -13,6 +13,7 @@ use crate::exchange::{header, Cow, Exchange, HeaderEdit, Judged, Phase, Step};
 use crate::fetch::{BackendAnswer, Fetch};
 use crate::jsonrpc::code;
 use crate::listing::{ListKind, Listed};
+use crate::pins::PinVerdict;
 use crate::policy::{Caller, Target};
 use crate::relay::{Relay, Relayed};
 use crate::response::Outcome;
@@ -131,16 +132,15 @@ impl Exchange {
         };
         let kind = aggregation.kind();
         let caller = self.caller.clone();
-        let mut decide = |name: &str| {
-            decide_item(
-                &config,
-                caller.as_deref(),
-                kind,
-                Some(backend),
-                name,
-                published.as_mut(),
-            )
+        let mut lister = Lister {
+            config: &config,
+            caller: caller.as_deref(),
+            kind,
+            backend: Some(backend),
+            published: published.as_mut(),
+            pin_changes: &mut self.pin_changes,
         };
+        let mut decide = |name: &str, item: &str| lister.decide(name, item);
         let next = aggregation.on_answer(backends, backend, answer, &mut decide);
         self.settle_gathering(aggregation, published, next)
     }
@@ -212,46 +212,65 @@ impl Exchange {
     }
 }
 
-/// What a listed item becomes: its backend's public name (or hidden, if that
-/// backend does not publish it), then the policy's decision on that name.
-/// Calls are decided on the same public name, so listed <=> callable.
-/// `published` collects the public names before the policy (metric labels:
-/// a tool hidden from one caller is still a tool of the server).
-pub(super) fn decide_item(
-    config: &FilterConfig,
-    caller: Option<&Caller>,
-    kind: ListKind,
-    backend: Option<BackendId>,
-    name: &str,
-    published: Option<&mut Vec<String>>,
-) -> Listed {
-    let public = match (config.backends.as_ref(), kind.named()) {
-        (Some(backends), Some(named)) if backends.renames(named) => {
-            match backend.and_then(|b| backends.publish(named, b, name)) {
-                Some(public) => public,
-                None => return Listed::Hide,
+/// Decides listed items for one caller, from one backend's listing.
+pub(super) struct Lister<'a> {
+    pub config: &'a FilterConfig,
+    pub caller: Option<&'a Caller>,
+    pub kind: ListKind,
+    pub backend: Option<BackendId>,
+    /// Public names before the policy (metric labels: a tool hidden from
+    /// one caller is still a tool of the server), while label slots are free.
+    pub published: Option<&'a mut Vec<String>>,
+    /// Public names of pinned tools listed with another definition.
+    pub pin_changes: &'a mut Vec<String>,
+}
+
+impl Lister<'_> {
+    /// What a listed item becomes: its backend's public name (or hidden, if
+    /// that backend does not publish it), hidden if it is a tool whose
+    /// definition is not the pinned one, then the policy's decision on that
+    /// name. Calls are decided on the same public name, so listed <=> callable.
+    pub fn decide(&mut self, name: &str, item: &str) -> Listed {
+        let config = self.config;
+        let public = match (config.backends.as_ref(), self.kind.named()) {
+            (Some(backends), Some(named)) if backends.renames(named) => {
+                match self.backend.and_then(|b| backends.publish(named, b, name)) {
+                    Some(public) => public,
+                    None => return Listed::Hide,
+                }
+            }
+            _ => Cow::Borrowed(name),
+        };
+        if let Some(names) = self.published.as_deref_mut() {
+            names.push(public.to_string());
+        }
+        if let (Some(pins), ListKind::Tools) = (&config.pins, self.kind) {
+            let server = self.backend.map_or(0, BackendId::index);
+            match pins.judge_listed(server, name, item) {
+                PinVerdict::Pass => {}
+                PinVerdict::Unpinned => return Listed::Hide,
+                PinVerdict::Changed => {
+                    self.pin_changes.push(public.into_owned());
+                    return Listed::Hide;
+                }
             }
         }
-        _ => Cow::Borrowed(name),
-    };
-    if let Some(names) = published {
-        names.push(public.to_string());
-    }
-    if config.auth.is_some() {
-        let allowed = caller.is_some_and(|caller| {
-            config
-                .policy
-                .decide(caller, &Target::call(kind.subject_kind(), &public))
-                .is_allowed()
-        });
-        if !allowed {
-            return Listed::Hide;
+        if config.auth.is_some() {
+            let allowed = self.caller.is_some_and(|caller| {
+                config
+                    .policy
+                    .decide(caller, &Target::call(self.kind.subject_kind(), &public))
+                    .is_allowed()
+            });
+            if !allowed {
+                return Listed::Hide;
+            }
         }
-    }
-    if public == name {
-        Listed::Keep
-    } else {
-        Listed::Rename(public.into_owned())
+        if public == name {
+            Listed::Keep
+        } else {
+            Listed::Rename(public.into_owned())
+        }
     }
 }
 

@@ -61,6 +61,14 @@ impl Exchange {
                 )));
             }
         }
+        // Only pinned tools change: their names are bounded by the configuration.
+        labels.tools.learn(&self.pin_changes);
+        for tool in &self.pin_changes {
+            samples.push(Sample::count(labels.names.get(
+                telemetry::TOOL_PIN_MISMATCHES,
+                &[("gen_ai_tool_name", labels.tools.label(tool))],
+            )));
+        }
         let tool_labels = &mut labels.tools;
         let Some(judged) = &self.judged else {
             return samples;

@@ -1615,7 +1615,9 @@ mod series_at_load {
                 | Reason::AmbiguousPath
                 | Reason::UnknownName
                 | Reason::Unroutable
-                | Reason::AmbiguousKey => {}
+                | Reason::AmbiguousKey
+                | Reason::ToolChanged
+                | Reason::ToolUnpinned => {}
             }
         }
         all
@@ -1625,7 +1627,7 @@ mod series_at_load {
     fn label_lists_are_complete() {
         let reasons = every_reason();
         let labels: std::collections::HashSet<_> = reasons.iter().map(|r| r.label()).collect();
-        assert_eq!(labels.len(), 15, "one label per reason");
+        assert_eq!(labels.len(), 17, "one label per reason");
         for failure in [
             AuthFailure::MissingToken,
             AuthFailure::Malformed("x"),

@@ -6,7 +6,7 @@ fn id(raw: &str) -> RequestId {
     RequestId::from_raw(&raw).unwrap()
 }
 
-fn no_secret(name: &str) -> Listed {
+fn no_secret(name: &str, _item: &str) -> Listed {
     Listed::from(!name.contains("secret"))
 }
 
@@ -240,7 +240,7 @@ fn real_captured_listings_are_filtered() {
             .unwrap()
             .to_string();
         let total = first["result"]["tools"].as_array().unwrap().len();
-        let mut hide = |name: &str| Listed::from(name != victim);
+        let mut hide = |name: &str, _: &str| Listed::from(name != victim);
         let out = if sse {
             let mut f = SseListingFilter::new(ListKind::Tools, request_id.clone(), 1 << 20);
             let mut out = f.push(&body, &mut hide);
@@ -278,7 +278,7 @@ fn a_thousand_tool_listing_is_filtered() {
         .map(|i| json!({"name": format!("tool_{i}"), "inputSchema": {"type": "object"}}))
         .collect();
     let body = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": tools}}).to_string();
-    let mut even = |name: &str| {
+    let mut even = |name: &str, _: &str| {
         Listed::from(name.trim_start_matches("tool_").parse::<u32>().unwrap() % 2 == 0)
     };
     let (out, hidden) = filter_json_body(body.as_bytes(), ListKind::Tools, &id("1"), &mut even);
@@ -287,7 +287,7 @@ fn a_thousand_tool_listing_is_filtered() {
     assert_eq!(v["result"]["tools"].as_array().unwrap().len(), 500);
 }
 
-fn prefixed_except_secret(name: &str) -> Listed {
+fn prefixed_except_secret(name: &str, _item: &str) -> Listed {
     if name.contains("secret") {
         Listed::Hide
     } else {
