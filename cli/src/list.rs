@@ -74,7 +74,21 @@ pub fn list(config: &Rc<FilterConfig>, who: &Who, method: &str, answer: &[u8]) -
                 who,
                 &explain::request(use_method, tool, prompt, uri),
             )?;
-            hidden.push(json!({"item": id, "decision": why["decision"], "reason": why["reason"]}));
+            // Refused before the policy's say (a pin): the rejection's reason.
+            let rejected = why["metrics"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find_map(|m| {
+                    m.as_str()?
+                        .strip_prefix("mcp_rejections_total.reason=")
+                        .map(str::to_string)
+                });
+            let (decision, reason) = match rejected {
+                Some(reason) => (json!("refused"), json!(reason)),
+                None => (why["decision"].clone(), why["reason"].clone()),
+            };
+            hidden.push(json!({"item": id, "decision": decision, "reason": reason}));
         }
     }
     Ok(json!({

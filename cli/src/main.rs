@@ -11,6 +11,7 @@
 
 mod explain;
 mod list;
+mod pin;
 mod render;
 mod source;
 
@@ -72,6 +73,31 @@ enum Command {
         method: String,
         #[arg(long)]
         json: bool,
+    },
+    /// Print a `tool_pins` section pinning every tool a server lists now,
+    /// for review (the digest covers the whole tool definition but `_meta`).
+    Pin {
+        /// Saved tools/list answers, one per page (`-`: standard input).
+        #[arg(
+            long = "from",
+            value_name = "FILE",
+            required_unless_present = "url",
+            conflicts_with = "url"
+        )]
+        from: Vec<PathBuf>,
+        /// A live server's Streamable HTTP endpoint to list (e.g. http://127.0.0.1:3001/mcp).
+        #[arg(long)]
+        url: Option<String>,
+        /// A header for the live server ("Name: value"; repeatable).
+        #[arg(long = "header", requires = "url")]
+        headers: Vec<String>,
+        /// The server's name in tool_pins.servers: its backend's name, or
+        /// `default` without backends.
+        #[arg(long, default_value = "default")]
+        server: String,
+        /// What becomes of tools no pin names.
+        #[arg(long, default_value = "hide", value_parser = ["hide", "allow"])]
+        unpinned: String,
     },
     /// Print the configuration's JSON Schema.
     Schema,
@@ -221,6 +247,21 @@ fn run(cli: Cli) -> Result<bool> {
             } else {
                 list::print(&v);
             }
+            Ok(true)
+        }
+        Command::Pin {
+            from,
+            url,
+            headers,
+            server,
+            unpinned,
+        } => {
+            let tools = match &url {
+                Some(url) => pin::from_server(url, &headers)?,
+                None => pin::from_files(&from)?,
+            };
+            let section = pin::section(tools, &server, &unpinned)?;
+            println!("{}", serde_json::to_string_pretty(&section)?);
             Ok(true)
         }
         Command::Schema => {

@@ -180,9 +180,10 @@ impl RawToolPins {
                         format!("without `backends` the one server is named `{SINGLE_SERVER}`"),
                     ))
                 }
-                Some(names) => names.iter().position(|n| *n == server).ok_or_else(|| {
-                    invalid(&field, format!("no backend is named `{server}`"))
-                })?,
+                Some(names) => names
+                    .iter()
+                    .position(|n| *n == server)
+                    .ok_or_else(|| invalid(&field, format!("no backend is named `{server}`")))?,
             };
             let Some(pins) = servers.get_mut(index) else {
                 continue;
@@ -275,7 +276,10 @@ pub fn pins_of_listing(listing: &Value, server: &str) -> Result<Value, String> {
             .ok_or_else(|| format!("tools[{i}] has no string `name`"))?;
         let digest = ToolDigest::of(&tool.to_string())
             .ok_or_else(|| format!("tools[{i}] is not an object"))?;
-        if pins.insert(name.to_string(), Value::String(digest.to_string())).is_some() {
+        if pins
+            .insert(name.to_string(), Value::String(digest.to_string()))
+            .is_some()
+        {
             return Err(format!("tool `{name}` is listed twice"));
         }
     }

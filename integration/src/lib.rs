@@ -200,6 +200,26 @@ pub fn fault_injection_module() -> Result<PathBuf> {
     )
 }
 
+/// The `mcp-filter` command (`target/debug/mcp-filter`), built once per test process.
+pub fn mcp_filter_cli() -> Result<PathBuf> {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let out = Command::new(cargo)
+                .current_dir(repo_root())
+                .args(["build", "--quiet", "-p", "mcp-filter-cli"])
+                .output()
+                .map_err(|e| format!("running cargo: {e}"))?;
+            if !out.status.success() {
+                return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+            }
+            Ok(repo_root().join("target/debug/mcp-filter"))
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
 fn scratch_dir(tag: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
@@ -283,6 +303,21 @@ impl Peer {
     pub async fn forget(&self) -> Result<()> {
         let url = format!("http://127.0.0.1:{}/_peer/requests", self.port);
         reqwest::Client::new().delete(url).send().await?;
+        Ok(())
+    }
+
+    /// The server changes `echo`'s description in its later listings
+    /// (`false`: puts the reviewed one back).
+    pub async fn pull_rug(&self, pulled: bool) -> Result<()> {
+        let url = format!("http://127.0.0.1:{}/_peer/rug-pull", self.port);
+        let client = reqwest::Client::new();
+        let request = if pulled {
+            client.post(url)
+        } else {
+            client.delete(url)
+        };
+        let status = request.send().await?.status();
+        anyhow::ensure!(status.is_success(), "rug-pull: HTTP {status}");
         Ok(())
     }
 }

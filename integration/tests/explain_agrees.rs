@@ -6,37 +6,18 @@
 
 use anyhow::{Context, Result};
 use mcp_filter_integration::idp::{secured_config, Issuer};
-use mcp_filter_integration::{envoy_bin, post_raw, repo_root, Envoy, EnvoySetup, Peer, PeerMode};
+use mcp_filter_integration::{
+    envoy_bin, mcp_filter_cli, post_raw, Envoy, EnvoySetup, Peer, PeerMode,
+};
 use serde_json::{json, Value};
 use std::process::Command;
-
-/// The `mcp-filter` command, built once for this test process.
-fn command() -> Result<std::path::PathBuf> {
-    static BUILT: std::sync::OnceLock<Result<std::path::PathBuf, String>> =
-        std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let out = Command::new(cargo)
-                .current_dir(repo_root())
-                .args(["build", "--quiet", "-p", "mcp-filter-cli"])
-                .output()
-                .map_err(|e| format!("running cargo: {e}"))?;
-            if !out.status.success() {
-                return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-            }
-            Ok(repo_root().join("target/debug/mcp-filter"))
-        })
-        .clone()
-        .map_err(anyhow::Error::msg)
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn explain_and_the_filter_agree_on_every_case_of_the_table() -> Result<()> {
     let Some(bin) = envoy_bin() else {
         return Ok(());
     };
-    let mcp_filter = command()?;
+    let mcp_filter = mcp_filter_cli()?;
     let issuer = Issuer::start().await?;
     let peer = Peer::start(PeerMode::StatelessJson)?;
     let config = secured_config();
