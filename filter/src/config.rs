@@ -336,6 +336,9 @@ impl FilterConfig {
             Some(p) => p.compile(has_tenancy, &mut warnings)?,
             None => Policy::allow_all(),
         };
+        if let Some(auth) = &auth {
+            warnings.extend(policy.unadvertised_scopes(&auth.metadata.scopes_supported));
+        }
         let sessions = match raw.sessions {
             Some(_) if auth.is_none() => {
                 return Err(invalid(

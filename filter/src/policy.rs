@@ -328,6 +328,11 @@ impl Policy {
         }
     }
 
+    /// Warnings about scopes the rules need that `scopes_supported` lacks.
+    pub fn unadvertised_scopes(&self, scopes_supported: &[String]) -> Vec<String> {
+        lint::unadvertised_scopes(&self.rules, scopes_supported)
+    }
+
     pub fn has_rules(&self) -> bool {
         !self.rules.is_empty()
     }

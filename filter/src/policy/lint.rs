@@ -1,7 +1,9 @@
-//! Rules that are legal but can never decide anything: an earlier rule
-//! matches every request a later one matches (rules are tried in order, the
-//! first match decides). Reported as configuration warnings, logged by the
-//! filter at load and printed by `mcp-filter check`.
+//! Rules that are legal but probably wrong: a rule that can never decide
+//! anything (an earlier rule matches every request it matches: rules are
+//! tried in order, the first match decides), and a scope a rule needs that
+//! the protected resource metadata does not advertise (a client reading it
+//! cannot learn to ask for it). Reported as configuration warnings, logged
+//! by the filter at load and printed by `mcp-filter check`.
 //!
 //! Must not: warn without certainty. Patterns are compared conservatively
 //! ([`Glob::covers`]): a rule is reported only when it is surely shadowed.
@@ -60,6 +62,31 @@ pub(super) fn shadowed(rules: &[Rule]) -> Vec<String> {
                  matches every request it matches, and the first matching rule decides",
                 later.name, by.name
             ));
+        }
+    }
+    warnings
+}
+
+/// A warning for each scope a rule needs (`scopes`, `require_scopes`) that
+/// `scopes_supported` (the resource metadata's, when it lists any) lacks.
+pub(super) fn unadvertised_scopes(rules: &[Rule], scopes_supported: &[String]) -> Vec<String> {
+    if scopes_supported.is_empty() {
+        return Vec::new();
+    }
+    let mut warnings = Vec::new();
+    for (i, rule) in rules.iter().enumerate() {
+        for (field, scopes) in [
+            ("scopes", &rule.scopes),
+            ("require_scopes", &rule.require_scopes),
+        ] {
+            for scope in scopes.iter().filter(|s| !scopes_supported.contains(s)) {
+                warnings.push(format!(
+                    "policy.rules[{i}] ({}): {field} names `{scope}`, which \
+                     auth.resource_metadata.scopes_supported does not list: clients reading \
+                     the metadata cannot learn to ask for it",
+                    rule.name
+                ));
+            }
         }
     }
     warnings

@@ -418,3 +418,29 @@ fn a_rule_an_earlier_one_shadows_is_flagged_at_load() {
         assert!(warned(true, rules.clone()).is_empty(), "{rules}");
     }
 }
+
+#[test]
+fn a_scope_the_resource_metadata_does_not_advertise_is_flagged() {
+    let raw: RawPolicy = serde_json::from_value(json!({ "rules": [
+        {"name": "ops", "tools": ["deploy"], "effect": "allow", "require_scopes": ["mcp:ops"]},
+        {"name": "admins", "scopes": ["mcp:admin"], "tools": ["*"], "effect": "allow"},
+        {"name": "tools", "scopes": ["mcp:tools"], "tools": ["add"], "effect": "allow"},
+    ]}))
+    .unwrap();
+    let policy = raw.compile(false, &mut Vec::new()).unwrap();
+    let w = policy.unadvertised_scopes(&["mcp:tools".into()]);
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w[0].starts_with("policy.rules[0] (ops): require_scopes names `mcp:ops`"),
+        "{w:?}"
+    );
+    assert!(
+        w[1].starts_with("policy.rules[1] (admins): scopes names `mcp:admin`"),
+        "{w:?}"
+    );
+    assert!(policy
+        .unadvertised_scopes(&["mcp:tools".into(), "mcp:ops".into(), "mcp:admin".into()])
+        .is_empty());
+    // Metadata that lists no scopes advertises nothing to compare with.
+    assert!(policy.unadvertised_scopes(&[]).is_empty());
+}
