@@ -78,6 +78,7 @@ async fn a_server_that_changes_a_pinned_tool_has_it_hidden_and_its_calls_refused
     // The exact refusal a raw client sees.
     let call = r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}"#;
     let reply = post_raw(&envoy.url(), &[], call).await?;
+    assert_eq!(reply.status, 200, "answered like a policy denial");
     assert_eq!(
         reply.json()["id"],
         4,

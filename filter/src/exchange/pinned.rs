@@ -1,6 +1,8 @@
 //! Pinned tools on the request path: a call of a tool whose listed
 //! definition was not the reviewed one, or of a tool no pin names while
-//! unpinned tools are hidden, is refused before it is routed.
+//! unpinned tools are hidden, is refused before it is routed, answered
+//! like a policy denial (HTTP 200 carrying the JSON-RPC error for a single
+//! request under `deny_with: json_rpc_error`, else 403).
 //!
 //! Must not: judge listings (the `Lister` does, in `fanout`), or refuse a
 //! name it cannot place on a backend (routing refuses unknown names).
@@ -51,12 +53,14 @@ impl Exchange {
                 }
                 PinVerdict::Unpinned => (Reason::ToolUnpinned, "it is not pinned"),
             };
-            return Err(Rejection::new(
-                reason,
-                format!("tool {} is refused: {why}", quote(public)),
-            )
-            .with_id(message.id.clone())
-            .into());
+            return Err(Refusal::Unvouched {
+                rejection: Rejection::new(
+                    reason,
+                    format!("tool {} is refused: {why}", quote(public)),
+                )
+                .with_id(message.id.clone()),
+                in_batch: classified.batch,
+            });
         }
         Ok(())
     }

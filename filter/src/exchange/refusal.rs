@@ -31,6 +31,12 @@ pub(super) enum Refusal {
         /// The message is one element of a batch.
         in_batch: bool,
     },
+    /// A pinned tool that changed, or an unpinned one: answered like a
+    /// denial (`policy.deny_with` for a single request, else 403).
+    Unvouched {
+        rejection: Rejection,
+        in_batch: bool,
+    },
     /// More scopes would allow it: 403 `insufficient_scope`, the step-up challenge.
     StepUp {
         id: Option<RequestId>,
@@ -88,6 +94,20 @@ impl Exchange {
                     && self.config.policy.deny_with == DenyWith::JsonRpcError;
                 let status = if as_result { 200 } else { 403 };
                 self.answer(challenge::forbidden(id.as_ref(), &what, status))
+            }
+            Refusal::Unvouched {
+                rejection,
+                in_batch,
+            } => {
+                self.rejected = Some(rejection.reason);
+                let mut reply = rejection.reply();
+                if rejection.id.is_some()
+                    && !in_batch
+                    && self.config.policy.deny_with == DenyWith::JsonRpcError
+                {
+                    reply.status = 200;
+                }
+                self.answer(reply)
             }
             Refusal::StepUp { id, what, scopes } => {
                 let reply = match &self.config.auth {

@@ -150,7 +150,7 @@ fn a_tool_whose_definition_changed_is_hidden_then_refused_until_it_is_restored()
         assert!(samples.contains(&MISMATCH.to_string()), "{samples:?}");
 
         let (status, reply, samples) = refused(&cfg, "add");
-        assert_eq!(status, 403);
+        assert_eq!(status, 200, "answered like a denial: the JSON-RPC error");
         assert_eq!(reply["id"], 9);
         assert_eq!(reply["error"]["code"], -32602);
         let message = reply["error"]["message"].as_str().unwrap();
@@ -178,7 +178,7 @@ fn unpinned_tools_are_hidden_and_refused_unless_allowed() {
     let (status, reply, samples) = refused(&cfg, "secret");
     assert_eq!(
         (status, reply["error"]["code"].clone()),
-        (403, json!(-32602))
+        (200, json!(-32602))
     );
     assert!(reply["error"]["message"]
         .as_str()
@@ -240,9 +240,22 @@ fn gathered_listings_check_each_backends_own_pins_and_calls_follow_the_public_na
     ));
     assert!(forwarded(&cfg, "github__create_issue"));
     let (status, reply, _) = refused(&cfg, "jira__create_issue");
-    assert_eq!(status, 403);
+    assert_eq!(status, 200);
     assert!(reply["error"]["message"]
         .as_str()
         .unwrap()
         .contains("`jira__create_issue`"));
+}
+
+#[test]
+fn under_deny_with_http_403_a_refused_call_is_403() {
+    let cfg = config(
+        json!({"servers": {"default": {"add": pin(ADD)}}}),
+        json!({"policy": {"deny_with": "http_403"}}),
+    );
+    let (status, reply, _) = refused(&cfg, "echo");
+    assert_eq!(
+        (status, reply["error"]["code"].clone()),
+        (403, json!(-32602))
+    );
 }
