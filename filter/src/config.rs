@@ -360,6 +360,10 @@ impl FilterConfig {
             }
         }
 
+        if let Some(b) = &backends {
+            let published = |name: &str| b.resolve(crate::backends::Named::Tool, name).is_some();
+            warnings.extend(policy.unpublished_tools(&published));
+        }
         let pins = match raw.tool_pins {
             None => None,
             Some(p) => {

@@ -328,6 +328,11 @@ impl Policy {
         }
     }
 
+    /// Warnings about tools the rules name exactly that `published` denies.
+    pub fn unpublished_tools(&self, published: &dyn Fn(&str) -> bool) -> Vec<String> {
+        lint::unpublished_tools(&self.rules, published)
+    }
+
     /// Warnings about scopes the rules need that `scopes_supported` lacks.
     pub fn unadvertised_scopes(&self, scopes_supported: &[String]) -> Vec<String> {
         lint::unadvertised_scopes(&self.rules, scopes_supported)

@@ -22,6 +22,11 @@ impl Glob {
         &self.pattern
     }
 
+    /// The one name this matches, when it has no wildcard.
+    pub fn literal(&self) -> Option<&str> {
+        self.literal.then_some(&*self.pattern)
+    }
+
     /// Whether every name `other` matches, this matches too. Exact for a
     /// literal `other`; otherwise only `*` or the same pattern count (never
     /// a false yes: callers warn on it).

@@ -1,6 +1,8 @@
 //! Rules that are legal but probably wrong: a rule that can never decide
 //! anything (an earlier rule matches every request it matches: rules are
-//! tried in order, the first match decides), and a scope a rule needs that
+//! tried in order, the first match decides), a tool a rule names that no
+//! backend publishes (its calls are refused as unknown before the policy is
+//! asked), and a scope a rule needs that
 //! the protected resource metadata does not advertise (a client reading it
 //! cannot learn to ask for it). Reported as configuration warnings, logged
 //! by the filter at load and printed by `mcp-filter check`.
@@ -84,6 +86,25 @@ pub(super) fn unadvertised_scopes(rules: &[Rule], scopes_supported: &[String]) -
                     "policy.rules[{i}] ({}): {field} names `{scope}`, which \
                      auth.resource_metadata.scopes_supported does not list: clients reading \
                      the metadata cannot learn to ask for it",
+                    rule.name
+                ));
+            }
+        }
+    }
+    warnings
+}
+
+/// A warning for each tool a rule names exactly (no wildcard) that
+/// `published` says no backend publishes.
+pub(super) fn unpublished_tools(rules: &[Rule], published: &dyn Fn(&str) -> bool) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (i, rule) in rules.iter().enumerate() {
+        for name in rule.tools.iter().flatten().filter_map(Glob::literal) {
+            if !published(name) {
+                warnings.push(format!(
+                    "policy.rules[{i}] ({}): names tool `{name}`, which no backend publishes \
+                     (public names carry the backend's prefix, or are aliases): the rule never \
+                     matches it",
                     rule.name
                 ));
             }

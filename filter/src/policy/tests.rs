@@ -444,3 +444,31 @@ fn a_scope_the_resource_metadata_does_not_advertise_is_flagged() {
     // Metadata that lists no scopes advertises nothing to compare with.
     assert!(policy.unadvertised_scopes(&[]).is_empty());
 }
+
+#[test]
+fn a_tool_a_rule_names_that_no_backend_publishes_is_flagged() {
+    let config = json!({
+        "auth": {"issuers": ["https://idp"], "audiences": ["https://mcp"],
+            "shared_secret": {"base64": "CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk="},
+            "resource_metadata": {"resource": "https://mcp", "authorization_servers": ["https://idp"]}},
+        "backends": {"servers": [
+            {"name": "github", "tools": {"exclude": ["secret"], "aliases": {"open_issue": "create_issue"}}},
+            {"name": "jira"}]},
+        "policy": {"rules": [
+            {"name": "named", "tools": ["github__search", "open_issue", "jira__x", "gitlab__x", "github__secret"], "effect": "allow"},
+            {"name": "globs", "tools": ["gitlab__*", "github__*"], "effect": "deny"},
+        ]},
+    });
+    let cfg = crate::config::FilterConfig::from_json(config.to_string().as_bytes()).unwrap();
+    let flagged: Vec<&String> = cfg
+        .warnings
+        .iter()
+        .filter(|w| w.contains("no backend publishes"))
+        .collect();
+    assert_eq!(flagged.len(), 2, "{:?}", cfg.warnings);
+    assert!(flagged[0].starts_with("policy.rules[0] (named): names tool `gitlab__x`"));
+    assert!(
+        flagged[1].contains("`github__secret`"),
+        "excluded: {flagged:?}"
+    );
+}
