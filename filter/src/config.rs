@@ -72,6 +72,17 @@ pub struct RoutingHeaders {
     pub enabled: bool,
     pub method: String,
     pub name: String,
+    /// The verified caller's `sub` and tenant, set whenever `auth` knows the
+    /// caller at the request headers (or, held, once the keys are in).
+    pub subject: String,
+    pub tenant: String,
+}
+
+impl RoutingHeaders {
+    /// Every header the filter sets for Envoy: a client's own copies are removed.
+    pub fn all(&self) -> [&String; 4] {
+        [&self.method, &self.name, &self.subject, &self.tenant]
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +111,8 @@ impl Default for FilterConfig {
                 enabled: false,
                 method: "x-mcp-method".into(),
                 name: "x-mcp-tool".into(),
+                subject: "x-mcp-subject".into(),
+                tenant: "x-mcp-tenant".into(),
             },
             metrics: MetricsConfig {
                 tool_labels: Vec::new(),
@@ -175,6 +188,10 @@ struct RawRoutingHeaders {
     method: Option<String>,
     /// Header carrying the tool, prompt or resource name (default x-mcp-tool).
     name: Option<String>,
+    /// Header carrying the verified caller's `sub`, with `auth` (default x-mcp-subject; set at the headers, no hold needed).
+    subject: Option<String>,
+    /// Header carrying the verified caller's tenant, with `auth` and `tenancy` (default x-mcp-tenant).
+    tenant: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -280,12 +297,29 @@ impl FilterConfig {
                 rh.name,
                 &defaults.routing_headers.name,
             )?,
+            subject: header_name(
+                "routing_headers.subject",
+                rh.subject,
+                &defaults.routing_headers.subject,
+            )?,
+            tenant: header_name(
+                "routing_headers.tenant",
+                rh.tenant,
+                &defaults.routing_headers.tenant,
+            )?,
         };
-        if routing_headers.method == routing_headers.name {
-            return Err(invalid(
-                "routing_headers.name",
-                "must differ from routing_headers.method",
-            ));
+        let names = routing_headers.all();
+        for (i, (field, name)) in ["method", "name", "subject", "tenant"]
+            .iter()
+            .zip(names)
+            .enumerate()
+        {
+            if names.get(..i).unwrap_or_default().contains(&name) {
+                return Err(invalid(
+                    &format!("routing_headers.{field}"),
+                    "must differ from the other routing_headers names",
+                ));
+            }
         }
 
         let m = raw.metrics.unwrap_or_default();
@@ -352,7 +386,7 @@ impl FilterConfig {
 
         let backends = raw.backends.map(RawBackends::compile).transpose()?;
         if let Some(b) = &backends {
-            if b.header == routing_headers.method || b.header == routing_headers.name {
+            if routing_headers.all().contains(&&b.header) {
                 return Err(invalid(
                     "backends.header",
                     "must differ from the routing_headers names",

@@ -290,13 +290,12 @@ impl Exchange {
         let mut edits = Vec::new();
         // A client must not be able to pre-set the headers Envoy trusts as ours.
         let backend_header = self.config.backends.as_ref().map(|b| &b.header);
-        for name in [
-            Some(&self.config.routing_headers.method),
-            Some(&self.config.routing_headers.name),
-            backend_header,
-        ]
-        .into_iter()
-        .flatten()
+        for name in self
+            .config
+            .routing_headers
+            .all()
+            .into_iter()
+            .chain(backend_header)
         {
             if header(headers, name).is_some() {
                 edits.push(HeaderEdit::Remove(name.clone()));
@@ -414,6 +413,9 @@ impl Exchange {
                         header_safe(subject.name()),
                     ));
                 }
+                // A caller authenticated once the keys came in was not known
+                // when the headers were first judged.
+                step.header_edits.extend(self.caller_header_edits());
             }
         }
         self.judged = Some(Judged { body: classified });

@@ -1,7 +1,8 @@
 //! Authentication and the session gate: who the caller is (a JWT, through
 //! the shell's authenticator), the header edits that go with it (the
 //! client's token removed, an upstream credential set, the session id
-//! unwrapped and checked against the caller), and the 401 / 404 answers.
+//! unwrapped and checked against the caller, the verified subject and
+//! tenant set for Envoy's later filters), and the 401 / 404 answers.
 //!
 //! Must not: decide what the caller may do (`authorize` does), or let a
 //! session id bound to another caller through.
@@ -70,6 +71,7 @@ impl Exchange {
         if let Some(upstream) = self.bind_caller(caller, headers)? {
             edits.push(HeaderEdit::Set("mcp-session-id".into(), upstream));
         }
+        edits.extend(self.caller_header_edits());
         Ok(Admitted::Through(edits))
     }
 
@@ -117,6 +119,27 @@ impl Exchange {
         self.bind_caller(caller, headers).map(|_| ())
     }
 
+    /// The verified caller as request headers (`routing_headers.subject`,
+    /// `.tenant`) for Envoy's later filters: ext_authz, rate limits, routes.
+    /// A client's own copies were removed at the headers.
+    pub(super) fn caller_header_edits(&self) -> Vec<HeaderEdit> {
+        let Some(caller) = &self.caller else {
+            return Vec::new();
+        };
+        let names = &self.config.routing_headers;
+        let mut edits = vec![HeaderEdit::Set(
+            names.subject.clone(),
+            caller_header_value(&caller.subject),
+        )];
+        if let Some(tenant) = &caller.tenant {
+            edits.push(HeaderEdit::Set(
+                names.tenant.clone(),
+                caller_header_value(tenant),
+            ));
+        }
+        edits
+    }
+
     pub(super) fn caller_properties(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         if let Some(caller) = &self.caller {
@@ -126,5 +149,23 @@ impl Exchange {
             }
         }
         out
+    }
+}
+
+/// A caller attribute as a header value: as it is when printable ASCII of at
+/// most 256 bytes, else MCP's `=?base64?...?=` form of the whole value (never
+/// cut: two callers must never share a value).
+fn caller_header_value(value: &str) -> String {
+    let printable = value.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && !value.starts_with("=?base64?")
+        && value.trim() == value;
+    if printable && !value.is_empty() && value.len() <= 256 {
+        value.to_string()
+    } else {
+        use base64::Engine;
+        format!(
+            "=?base64?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(value)
+        )
     }
 }

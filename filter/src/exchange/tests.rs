@@ -1119,11 +1119,98 @@ mod secured_edges {
             vec![
                 HeaderEdit::Remove("authorization".into()),
                 HeaderEdit::Set("authorization".into(), "Bearer upstream-secret".into()),
+                HeaderEdit::Set("x-mcp-subject".into(), "alice".into()),
             ]
         );
         let mut ex = secured(serde_json::json!({"forward_token": true}));
         let step = ex.on_request_headers(&post(&[("authorization", "Bearer client")]), false);
-        assert!(step.header_edits.is_empty());
+        assert_eq!(
+            step.header_edits,
+            vec![HeaderEdit::Set("x-mcp-subject".into(), "alice".into())]
+        );
+    }
+
+    fn as_caller(subject: &str, tenant: Option<&str>) -> Exchange {
+        let json = serde_json::json!({
+            "auth": {
+                "issuers": ["https://idp"], "audiences": ["https://mcp.example.com/mcp"],
+                "remote_jwks": {"cluster": "idp", "path": "/jwks"},
+                "resource_metadata": {"resource": "https://mcp.example.com/mcp",
+                    "authorization_servers": ["https://idp"]},
+                "forward_token": true,
+            },
+        });
+        let caller = Authenticated::Caller(Rc::new(Caller {
+            subject: subject.into(),
+            tenant: tenant.map(str::to_string),
+            ..Caller::default()
+        }));
+        Exchange::new(config(&json.to_string()), 0)
+            .with_authenticator(Box::new(move |_| caller.clone()))
+    }
+
+    #[test]
+    fn the_verified_caller_is_passed_on_and_a_client_cannot_forge_it() {
+        for method in ["POST", "GET", "DELETE"] {
+            let mut ex = as_caller("alice", Some("acme"));
+            let mut headers = post(&[("x-mcp-subject", "root"), ("X-MCP-Tenant", "globex")]);
+            headers[0].1 = method.into();
+            let step = ex.on_request_headers(&headers, method != "POST");
+            let edits = &step.header_edits;
+            let remove = |n: &str| {
+                edits
+                    .iter()
+                    .position(|e| e == &HeaderEdit::Remove(n.into()))
+            };
+            let set = |n: &str, v: &str| {
+                edits
+                    .iter()
+                    .position(|e| e == &HeaderEdit::Set(n.into(), v.into()))
+            };
+            // The client's copies go first, then the filter's own.
+            assert!(
+                remove("x-mcp-subject") < set("x-mcp-subject", "alice"),
+                "{edits:?}"
+            );
+            assert!(remove("x-mcp-tenant").is_some(), "{method}: {edits:?}");
+            assert!(
+                remove("x-mcp-tenant") < set("x-mcp-tenant", "acme"),
+                "{edits:?}"
+            );
+        }
+        // No tenant: the header is only removed.
+        let mut ex = as_caller("alice", None);
+        let step = ex.on_request_headers(&post(&[("x-mcp-tenant", "globex")]), false);
+        assert!(!step
+            .header_edits
+            .iter()
+            .any(|e| matches!(e, HeaderEdit::Set(n, _) if n == "x-mcp-tenant")));
+        // Values that are not short printable ASCII are encoded whole, never cut.
+        for (subject, expected) in [
+            ("ünïcode", "=?base64?w7xuw69jb2Rl?="),
+            (" padded", "=?base64?IHBhZGRlZA==?="),
+        ] {
+            let mut ex = as_caller(subject, None);
+            let step = ex.on_request_headers(&post(&[]), false);
+            assert!(
+                step.header_edits
+                    .contains(&HeaderEdit::Set("x-mcp-subject".into(), expected.into())),
+                "{:?}",
+                step.header_edits
+            );
+        }
+        let long = "a".repeat(300);
+        let mut ex = as_caller(&long, None);
+        let step = ex.on_request_headers(&post(&[]), false);
+        let value = step
+            .header_edits
+            .iter()
+            .find_map(|e| match e {
+                HeaderEdit::Set(n, v) if n == "x-mcp-subject" => Some(v.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert!(value.len() > 400, "the whole subject: {value}");
     }
 }
 
