@@ -54,6 +54,8 @@ fn check_accepts_every_shipped_configuration_wherever_it_is_embedded() {
         "envoy.yaml",
         "examples/dynamic-module/envoy.yaml",
         "examples/multi-backend/envoy.yaml",
+        "examples/rate-limits/envoy.yaml",
+        "examples/ext-authz/envoy.yaml",
         "examples/envoy-gateway/extension-policy-http.yaml",
     ];
     let mut args = vec!["check", "--strict"];

@@ -1,0 +1,252 @@
+//! The filter composed with what Envoy users already run, each from its
+//! shipped example (`examples/<name>/envoy.yaml`, ports, the identity
+//! provider and the .wasm path changed for the test): Envoy's local rate
+//! limits per tool and per tenant, and external authorization on what the
+//! filter verified and parsed. Every header those filters act on comes
+//! from the filter; a client's own copies never count.
+
+use anyhow::Result;
+use axum::http::{HeaderMap, StatusCode};
+use mcp_filter_integration::idp::{Issuer, AUDIENCE, ISSUER};
+use mcp_filter_integration::{
+    envoy_bin, post_raw, repo_root, wasm_only, wasm_path, Envoy, Peer, PeerMode, Received,
+};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+
+/// A shipped example, pointed at this test's servers.
+fn example(name: &str, issuer: &Issuer, peer: &Peer, extra: &[(&str, String)]) -> Result<String> {
+    let path = repo_root().join(format!("examples/{name}/envoy.yaml"));
+    let shipped = std::fs::read_to_string(path)?;
+    let mut yaml = shipped
+        .replace("http://127.0.0.1:10000/mcp", AUDIENCE)
+        .replace("http://127.0.0.1:8082", ISSUER)
+        .replace("port_value: 10000", "port_value: 0")
+        .replace("port_value: 9901", "port_value: 0")
+        .replace(
+            "port_value: 8082",
+            &format!("port_value: {}", issuer.idp.port),
+        )
+        .replace("port_value: 8081", &format!("port_value: {}", peer.port))
+        .replace(
+            "filename: target/wasm32-wasip1/release/mcp_filter.wasm",
+            &format!("filename: {}", wasm_path().display()),
+        );
+    for (from, to) in extra {
+        yaml = yaml.replace(from, to);
+    }
+    anyhow::ensure!(yaml.contains(ISSUER) && yaml.contains(&peer.port.to_string()));
+    Ok(yaml)
+}
+
+fn call(tool: &str) -> String {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+           "params": {"name": tool, "arguments": {"message": "hi", "a": 1, "b": 2}}})
+    .to_string()
+}
+
+fn calls_of(received: &[Received], tool: &str) -> usize {
+    received
+        .iter()
+        .filter(|r| {
+            serde_json::from_str::<Value>(&r.body)
+                .is_ok_and(|v| v["method"] == "tools/call" && v["params"]["name"] == tool)
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limits_per_tool_and_tenant_count_only_that_tool_of_that_tenant() -> Result<()> {
+    let Some(bin) = envoy_bin() else {
+        return Ok(());
+    };
+    if wasm_only("the example ships the .wasm filter") {
+        return Ok(());
+    }
+    let issuer = Issuer::start().await?;
+    let peer = Peer::start(PeerMode::StatelessJson)?;
+    // The shipped rate, its refill stretched so the test cannot straddle one.
+    let slow = "{ max_tokens: 10, tokens_per_fill: 10, fill_interval: 3600s }".to_string();
+    let yaml = example(
+        "rate-limits",
+        &issuer,
+        &peer,
+        &[(
+            "{ max_tokens: 10, tokens_per_fill: 10, fill_interval: 1s }",
+            slow,
+        )],
+    )?;
+    let envoy = Envoy::start_yaml(&bin, &yaml)?;
+    let acme = issuer.bearer("alice", json!({"tenant": "acme"}));
+    let globex = issuer.bearer("gina", json!({"tenant": "globex"}));
+
+    for i in 0..10 {
+        let reply = post_raw(&envoy.url(), &[("authorization", &acme)], call("echo")).await?;
+        assert_eq!(
+            reply.status,
+            200,
+            "call {i}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
+    }
+    // The 11th, even claiming to be another tenant and another tool.
+    let forged = [
+        ("authorization", acme.as_str()),
+        ("x-mcp-tenant", "globex"),
+        ("x-mcp-tool", "add"),
+    ];
+    let reply = post_raw(&envoy.url(), &forged, call("echo")).await?;
+    assert_eq!(
+        reply.status,
+        429,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let error = reply.json();
+    assert_eq!(error["jsonrpc"], "2.0");
+    assert_eq!(error["error"]["code"], -32000);
+    let message = error["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("echo") && message.contains("acme"),
+        "{message}"
+    );
+
+    // Another tool of the same tenant, and the same tool of another tenant.
+    let reply = post_raw(&envoy.url(), &[("authorization", &acme)], call("add")).await?;
+    assert_eq!(reply.status, 200);
+    let reply = post_raw(&envoy.url(), &[("authorization", &globex)], call("echo")).await?;
+    assert_eq!(reply.status, 200);
+    let received = peer.received().await?;
+    assert_eq!(
+        calls_of(&received, "echo"),
+        11,
+        "10 of acme's, 1 of globex's"
+    );
+    assert_eq!(calls_of(&received, "add"), 1);
+    Ok(())
+}
+
+/// An OPA-style decision service: it sees only the headers ext_authz
+/// forwards, and denies `add` to bob.
+async fn policy_engine() -> Result<(u16, Arc<Mutex<Vec<HeaderMap>>>)> {
+    let seen: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
+    let log = seen.clone();
+    let app = axum::Router::new().fallback(move |headers: HeaderMap| {
+        let log = log.clone();
+        async move {
+            let get = |n: &str| {
+                headers
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            let denied = get("x-mcp-tool").as_deref() == Some("add")
+                && get("x-mcp-subject").as_deref() == Some("bob");
+            if let Ok(mut log) = log.lock() {
+                log.push(headers);
+            }
+            if denied {
+                let body = json!({"jsonrpc": "2.0", "id": null,
+                    "error": {"code": -32043, "message": "the policy engine denies `add` to bob"}});
+                (
+                    StatusCode::FORBIDDEN,
+                    [("content-type", "application/json")],
+                    body.to_string(),
+                )
+            } else {
+                (
+                    StatusCode::OK,
+                    [("content-type", "text/plain")],
+                    String::new(),
+                )
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((port, seen))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ext_authz_decides_on_the_verified_caller_and_the_parsed_call() -> Result<()> {
+    let Some(bin) = envoy_bin() else {
+        return Ok(());
+    };
+    if wasm_only("the example ships the .wasm filter") {
+        return Ok(());
+    }
+    let issuer = Issuer::start().await?;
+    let peer = Peer::start(PeerMode::StatelessJson)?;
+    let (engine, seen) = policy_engine().await?;
+    let yaml = example(
+        "ext-authz",
+        &issuer,
+        &peer,
+        &[("port_value: 8083", format!("port_value: {engine}"))],
+    )?;
+    let envoy = Envoy::start_yaml(&bin, &yaml)?;
+    let alice = issuer.bearer("alice", json!({"tenant": "acme"}));
+    let bob = issuer.bearer("bob", json!({"tenant": "acme"}));
+    let gina = issuer.bearer("gina", json!({"tenant": "globex"}));
+    let header =
+        |h: &HeaderMap, n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+
+    let reply = post_raw(&envoy.url(), &[("authorization", &alice)], call("add")).await?;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    {
+        let seen = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        let last = seen.last().expect("the engine was asked");
+        assert_eq!(header(last, "x-mcp-method").as_deref(), Some("tools/call"));
+        assert_eq!(header(last, "x-mcp-tool").as_deref(), Some("add"));
+        assert_eq!(header(last, "x-mcp-subject").as_deref(), Some("alice"));
+        assert_eq!(header(last, "x-mcp-tenant").as_deref(), Some("acme"));
+        assert!(
+            last.get("authorization").is_none(),
+            "only the four headers go to the engine"
+        );
+    }
+
+    // bob is denied `add` by the engine, even when claiming to be alice.
+    for forged in [None, Some("alice")] {
+        let mut headers = vec![("authorization", bob.as_str())];
+        if let Some(subject) = forged {
+            headers.push(("x-mcp-subject", subject));
+        }
+        peer.forget().await?;
+        let reply = post_raw(&envoy.url(), &headers, call("add")).await?;
+        assert_eq!(
+            reply.status,
+            403,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_eq!(reply.json()["error"]["code"], -32043);
+        assert!(peer.received().await?.is_empty(), "the server got nothing");
+        let seen = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        let last = seen.last().expect("asked");
+        assert_eq!(header(last, "x-mcp-subject").as_deref(), Some("bob"));
+    }
+    let reply = post_raw(&envoy.url(), &[("authorization", &bob)], call("echo")).await?;
+    assert_eq!(reply.status, 200);
+
+    // What the filter refuses never reaches the engine (nor the server).
+    let asked = seen.lock().map(|s| s.len()).unwrap_or_default();
+    peer.forget().await?;
+    let reply = post_raw(&envoy.url(), &[("authorization", &gina)], call("add")).await?;
+    assert_eq!(
+        reply.json()["error"]["code"],
+        -32043,
+        "the filter's own denial"
+    );
+    let reply = post_raw(&envoy.url(), &[], call("add")).await?;
+    assert_eq!(reply.status, 401);
+    assert_eq!(seen.lock().map(|s| s.len()).unwrap_or_default(), asked);
+    assert!(peer.received().await?.is_empty());
+    Ok(())
+}
