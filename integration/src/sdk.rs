@@ -49,6 +49,19 @@ pub fn run_python_client(python: &PathBuf, script: &str, args: &[&str]) -> Resul
     run(Command::new(python), script, args)
 }
 
+/// Like [`run_python_client`], with `envs` set (e.g. `SSL_CERT_FILE`, the
+/// CA a client trusts for HTTPS).
+pub fn run_python_client_with(
+    python: &PathBuf,
+    script: &str,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> Result<ClientRun> {
+    let mut command = Command::new(python);
+    command.envs(envs.iter().copied());
+    run(command, script, args)
+}
+
 /// Runs the Node script `scripts/clients/<script>` against the SDK at `sdk`.
 pub fn run_node_client(sdk: &PathBuf, script: &str, args: &[&str]) -> Result<ClientRun> {
     let mut node = Command::new("node");

@@ -1,13 +1,15 @@
 //! The filter composed with what Envoy users already run, each from its
 //! shipped example (`examples/<name>/envoy.yaml`, ports, the identity
 //! provider and the .wasm path changed for the test): Envoy's local rate
-//! limits per tool and per tenant, and external authorization on what the
-//! filter verified and parsed. Every header those filters act on comes
+//! limits per tool and per tenant, external authorization on what the
+//! filter verified and parsed, and TLS both ways (the Python SDK's client
+//! and server). Every header those filters act on comes
 //! from the filter; a client's own copies never count.
 
 use anyhow::Result;
 use axum::http::{HeaderMap, StatusCode};
 use mcp_filter_integration::idp::{Issuer, AUDIENCE, ISSUER};
+use mcp_filter_integration::sdk::{python_sdk, run_python_client_with};
 use mcp_filter_integration::{
     envoy_bin, post_raw, repo_root, wasm_only, wasm_path, Envoy, Peer, PeerMode, Received,
 };
@@ -248,5 +250,150 @@ async fn ext_authz_decides_on_the_verified_caller_and_the_parsed_call() -> Resul
     assert_eq!(reply.status, 401);
     assert_eq!(seen.lock().map(|s| s.len()).unwrap_or_default(), asked);
     assert!(peer.received().await?.is_empty());
+    Ok(())
+}
+
+/// A test CA, and certificates for `localhost` / 127.0.0.1 it signed, as
+/// files: `ca.crt`, `envoy.crt`/`envoy.key`, `server.crt`/`server.key`.
+fn certificates(dir: &std::path::Path) -> Result<()> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "mcp-filter test CA");
+    let ca_key = KeyPair::generate()?;
+    let ca = ca_params.self_signed(&ca_key)?;
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("ca.crt"), ca.pem())?;
+    for name in ["envoy", "server"] {
+        let params =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &ca, &ca_key)?;
+        std::fs::write(dir.join(format!("{name}.crt")), cert.pem())?;
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem())?;
+    }
+    Ok(())
+}
+
+/// The Python SDK's MCP server over TLS (`scripts/servers/python_tls_server.py`).
+struct TlsServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl TlsServer {
+    fn start(python: &std::path::Path, certs: &std::path::Path) -> Result<Self> {
+        use std::io::BufRead;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut child = std::process::Command::new(python)
+            .arg(repo_root().join("scripts/servers/python_tls_server.py"))
+            .arg(port.to_string())
+            .arg(certs.join("server.crt"))
+            .arg(certs.join("server.key"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        anyhow::ensure!(
+            line.starts_with("listening"),
+            "the TLS server did not start: {line:?}"
+        );
+        Ok(Self { child, port })
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_both_ways_with_a_listing_gathered_across_a_tls_and_a_plaintext_server() -> Result<()> {
+    let Some(bin) = envoy_bin() else {
+        return Ok(());
+    };
+    if wasm_only("the example ships the .wasm filter") {
+        return Ok(());
+    }
+    let Some(python) = python_sdk()? else {
+        return Ok(());
+    };
+    let certs = std::env::temp_dir().join(format!("mcp-filter-tls-{}", std::process::id()));
+    certificates(&certs)?;
+    let secure = TlsServer::start(&python, &certs)?;
+    let plain = Peer::start(PeerMode::StatelessJson)?;
+    let shipped = std::fs::read_to_string(repo_root().join("examples/tls/envoy.yaml"))?;
+    let yaml = shipped
+        .replace("examples/tls/certs/", &format!("{}/", certs.display()))
+        .replace("port_value: 10443", "port_value: 0")
+        .replace("port_value: 9901", "port_value: 0")
+        .replace("port_value: 8443", &format!("port_value: {}", secure.port))
+        .replace("port_value: 8081", &format!("port_value: {}", plain.port))
+        .replace(
+            "filename: target/wasm32-wasip1/release/mcp_filter.wasm",
+            &format!("filename: {}", wasm_path().display()),
+        );
+    let envoy = Envoy::start_yaml(&bin, &yaml)?;
+    let url = envoy.url().replace("http://", "https://");
+    let ca = certs.join("ca.crt");
+    let ca = ca.to_string_lossy();
+
+    // The Python SDK's client, over HTTPS, in both of its modes: one listing
+    // gathered from both servers, a call to each.
+    for (mode, tool, args, answer) in [
+        ("default", "secure__tls_only", "{}", "over TLS"),
+        ("lowlevel", "secure__add", r#"{"a": 2, "b": 40}"#, "42"),
+        (
+            "default",
+            "plain__echo",
+            r#"{"message": "in clear"}"#,
+            "in clear",
+        ),
+    ] {
+        let run = run_python_client_with(
+            &python,
+            "python_list_call.py",
+            &[
+                mode,
+                &url,
+                tool,
+                args,
+                "secure__tls_only",
+                "secure__add",
+                "plain__echo",
+                "plain__add",
+            ],
+            &[("SSL_CERT_FILE", &ca)],
+        )?;
+        assert!(run.success, "{mode} {tool}: {}", run.output);
+        assert!(
+            run.output.contains(&format!("{tool}: {answer}")),
+            "{}",
+            run.output
+        );
+    }
+    // A client that does not trust the CA is refused by TLS itself.
+    let run = run_python_client_with(
+        &python,
+        "python_list_call.py",
+        &["default", &url, "plain__echo", "{}"],
+        &[("SSL_CERT_FILE", "/dev/null")],
+    )?;
+    assert!(!run.success, "{}", run.output);
+    // Plain HTTP is not served on the TLS listener.
+    assert!(post_raw(&envoy.url(), &[], call("plain__echo"))
+        .await
+        .is_err());
     Ok(())
 }
