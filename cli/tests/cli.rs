@@ -57,6 +57,7 @@ fn check_accepts_every_shipped_configuration_wherever_it_is_embedded() {
         "examples/rate-limits/envoy.yaml",
         "examples/ext-authz/envoy.yaml",
         "examples/tls/envoy.yaml",
+        "examples/tracing/envoy.yaml",
         "examples/envoy-gateway/extension-policy-http.yaml",
     ];
     let mut args = vec!["check", "--strict"];

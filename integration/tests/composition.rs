@@ -397,3 +397,158 @@ async fn tls_both_ways_with_a_listing_gathered_across_a_tls_and_a_plaintext_serv
         .is_err());
     Ok(())
 }
+
+/// Every `(key, string value)` attribute in an OTLP protobuf export: each
+/// length-delimited field is read as a possible message, and a message whose
+/// field 1 is a string and field 2 an `AnyValue` with a string (field 1) is
+/// a `KeyValue`. Hand-read (a few lines) rather than generated from the
+/// OTLP protos: only string attributes are asserted.
+fn otlp_attributes(bytes: &[u8], out: &mut Vec<(String, String)>) -> bool {
+    fn varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = *bytes.get(*at)?;
+            *at += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    /// The fields of a message, or `None` when the bytes are not one.
+    fn fields(bytes: &[u8]) -> Option<Vec<(u64, &[u8])>> {
+        let (mut at, mut out) = (0, Vec::new());
+        while at < bytes.len() {
+            let tag = varint(bytes, &mut at)?;
+            match tag & 7 {
+                0 => {
+                    varint(bytes, &mut at)?;
+                }
+                1 => at += 8,
+                5 => at += 4,
+                2 => {
+                    let len = usize::try_from(varint(bytes, &mut at)?).ok()?;
+                    let value = bytes.get(at..at.checked_add(len)?)?;
+                    at += len;
+                    out.push((tag >> 3, value));
+                }
+                _ => return None,
+            }
+        }
+        (at == bytes.len()).then_some(out)
+    }
+    let Some(fields) = fields(bytes) else {
+        return false;
+    };
+    let text = |field: u64| {
+        fields
+            .iter()
+            .find(|(n, _)| *n == field)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    };
+    if let (Some(key), Some((_, any))) = (text(1), fields.iter().find(|(n, _)| *n == 2)) {
+        if let Some(value) = fields_text(any) {
+            out.push((key.to_string(), value));
+            return true;
+        }
+    }
+    for (_, value) in &fields {
+        otlp_attributes(value, out);
+    }
+    true
+}
+
+/// The string of an `AnyValue` (`string_value`, field 1).
+fn fields_text(any: &[u8]) -> Option<String> {
+    let (&tag, rest) = any.split_first()?;
+    if tag != 0x0a {
+        return None;
+    }
+    let (&len, rest) = rest.split_first()?;
+    if len & 0x80 != 0 || rest.len() != usize::from(len) {
+        return None;
+    }
+    String::from_utf8(rest.to_vec()).ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spans_carry_the_mcp_method_tool_caller_and_decision() -> Result<()> {
+    let Some(bin) = envoy_bin() else {
+        return Ok(());
+    };
+    if wasm_only("the example ships the .wasm filter") {
+        return Ok(());
+    }
+    if mcp_filter_integration::envoy_version(&bin).is_some_and(|v| v < (1, 37, 0)) {
+        eprintln!("skipping: custom_tags[].value (filter state in span tags) needs Envoy >= 1.37");
+        return Ok(());
+    }
+    let exports: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let log = exports.clone();
+    let collector = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let log = log.clone();
+            async move {
+                if let Ok(mut log) = log.lock() {
+                    log.push(body.to_vec());
+                }
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let otlp_port = listener.local_addr()?.port();
+    tokio::spawn(async move { axum::serve(listener, collector).await });
+
+    let issuer = Issuer::start().await?;
+    let peer = Peer::start(PeerMode::StatelessJson)?;
+    let yaml = example(
+        "tracing",
+        &issuer,
+        &peer,
+        &[
+            ("port_value: 4318", format!("port_value: {otlp_port}")),
+            ("127.0.0.1:4318", format!("127.0.0.1:{otlp_port}")),
+        ],
+    )?;
+    let envoy = Envoy::start_yaml(&bin, &yaml)?;
+    let alice = issuer.bearer("alice", json!({"tenant": "acme"}));
+    let gina = issuer.bearer("gina", json!({"tenant": "globex"}));
+    let reply = post_raw(&envoy.url(), &[("authorization", &alice)], call("add")).await?;
+    assert_eq!(reply.status, 200);
+    let reply = post_raw(&envoy.url(), &[("authorization", &gina)], call("add")).await?;
+    assert_eq!(
+        reply.json()["error"]["code"],
+        -32043,
+        "denied by the filter"
+    );
+
+    // Envoy's tracer exports in batches (every 5 s by default).
+    let wanted = |spans: &[(String, String)], tenant: &str, decision: &str| {
+        let has = |k: &str, v: &str| spans.iter().any(|(key, value)| key == k && value == v);
+        has("mcp.method.name", "tools/call")
+            && has("gen_ai.tool.name", "add")
+            && has("mcp_filter.tenant", tenant)
+            && has("mcp_filter.decision", decision)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let mut attributes = Vec::new();
+        for export in exports.lock().map(|e| e.clone()).unwrap_or_default() {
+            otlp_attributes(&export, &mut attributes);
+        }
+        if wanted(&attributes, "acme", "allow") && wanted(&attributes, "globex", "deny") {
+            assert!(attributes.contains(&("enduser.id".into(), "alice".into())));
+            assert!(attributes.contains(&("service.name".into(), "mcp-gateway".into())));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no span with the MCP attributes: {attributes:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    Ok(())
+}
