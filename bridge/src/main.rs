@@ -2,7 +2,8 @@
 //! server it spawns, so stdio servers can sit behind Envoy and mcp-filter.
 //!
 //! ```text
-//! mcp-bridge [--bind 127.0.0.1] [--port 8081] [--shared] [--max-sessions 64]
+//! mcp-bridge [--bind 127.0.0.1] [--port 8081] [--path /mcp]
+//!            [--health-endpoint PATH]... [--cors [ORIGIN...]] [--shared] [--max-sessions 64]
 //!            [--max-message-bytes 4194304] [--request-timeout-secs 300]
 //!            [--idle-timeout-secs 300] [--allowed-host NAME[:PORT]]...
 //!            [--allowed-origin ORIGIN]... [--allow-any-host] [--allow-any-origin]
@@ -79,6 +80,36 @@ async fn limit_sessions(
     next.run(request).await
 }
 
+/// `--cors`: preflights answered, and CORS headers on every answer, for
+/// `origins` (none given: any), exposing what a browser client must read.
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderName, HeaderValue, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let allow = if origins.is_empty() {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    let names = |list: &[&'static str]| -> Vec<HeaderName> {
+        list.iter().map(|n| HeaderName::from_static(n)).collect()
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+        .allow_headers(names(&[
+            "authorization",
+            "content-type",
+            "accept",
+            "mcp-session-id",
+            "mcp-protocol-version",
+            "mcp-method",
+            "mcp-name",
+            "last-event-id",
+        ]))
+        .expose_headers(names(&["mcp-session-id", "www-authenticate"]))
+        .max_age(std::time::Duration::from_secs(600))
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let options = Arc::new(Options::from_env());
@@ -112,16 +143,22 @@ async fn main() -> Result<()> {
     };
     let service = StreamableHttpService::new(factory, Arc::new(manager), config);
     // The last layer runs first: Host and Origin before anything else.
-    let app = axum::Router::new()
-        .nest_service("/mcp", service)
+    let mut app = axum::Router::new()
+        .nest_service(&options.path, service)
         .layer(middleware::from_fn_with_state(
             sessions.clone(),
             limit_sessions,
-        ))
-        .layer(middleware::from_fn_with_state(
-            Arc::new(guard::Guard::new(&options)),
-            guard::check_host_and_origin,
         ));
+    for path in &options.health_endpoints {
+        app = app.route(path, axum::routing::get(|| async { "ok" }));
+    }
+    if let Some(origins) = &options.cors {
+        app = app.layer(cors(origins));
+    }
+    let app = app.layer(middleware::from_fn_with_state(
+        Arc::new(guard::Guard::new(&options)),
+        guard::check_host_and_origin,
+    ));
 
     let listener = tokio::net::TcpListener::bind((options.bind, options.port)).await?;
     println!("listening on {}", listener.local_addr()?);

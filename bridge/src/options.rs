@@ -23,6 +23,17 @@ struct Cli {
     /// Port to listen on.
     #[arg(long, default_value_t = 8081, value_name = "N")]
     port: u16,
+    /// The MCP endpoint's path.
+    #[arg(long, default_value = "/mcp", value_name = "PATH", value_parser = endpoint_path)]
+    path: String,
+    /// A path answering GET with 200 `ok`, for health checks (repeatable).
+    #[arg(long = "health-endpoint", value_name = "PATH", value_parser = endpoint_path)]
+    health_endpoints: Vec<String>,
+    /// Answer CORS preflights and add CORS headers for these origins
+    /// (`scheme://host[:port]`; no value: any origin). They are also accepted
+    /// by the Origin check.
+    #[arg(long, num_args = 0.., value_name = "ORIGIN", value_parser = allowed_origin)]
+    cors: Option<Vec<String>>,
     /// Every session on one child (ids remapped); default: a child per session.
     #[arg(long)]
     shared: bool,
@@ -56,6 +67,28 @@ struct Cli {
     /// The stdio MCP server to run, after `--`: program and arguments.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     command: Vec<String>,
+}
+
+/// `/` and path segments of `[A-Za-z0-9._~-]`, not `/` alone, no trailing `/`.
+fn endpoint_path(path: &str) -> Result<String, String> {
+    let segments_ok = path.strip_prefix('/').is_some_and(|rest| {
+        !rest.is_empty()
+            && rest.split('/').all(|segment| {
+                !segment.is_empty()
+                    && segment != "."
+                    && segment != ".."
+                    && segment
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b))
+            })
+    });
+    if segments_ok {
+        Ok(path.to_string())
+    } else {
+        Err(format!(
+            "`{path}` is not a path like /mcp (segments of A-Z a-z 0-9 . _ ~ -)"
+        ))
+    }
 }
 
 fn allowed_host(host: &str) -> Result<String, String> {
@@ -98,6 +131,12 @@ impl LogLevel {
 pub struct Options {
     pub bind: IpAddr,
     pub port: u16,
+    /// The MCP endpoint's path (`--path`, default `/mcp`).
+    pub path: String,
+    /// Paths answering GET with 200 `ok`.
+    pub health_endpoints: Vec<String>,
+    /// `--cors`: `Some(empty)` any origin, else these origins.
+    pub cors: Option<Vec<String>>,
     /// Every session on one child (ids remapped by the SDK's client).
     pub shared: bool,
     pub max_sessions: usize,
@@ -123,16 +162,36 @@ impl Options {
     /// The process's own arguments; `--help` and `--version` print and exit
     /// 0, a bad option prints why and exits 2.
     pub fn from_env() -> Self {
-        Self::from(Cli::parse())
+        let cli = Cli::parse();
+        if let Err(message) = cli.check() {
+            <Cli as clap::CommandFactory>::command()
+                .error(clap::error::ErrorKind::ArgumentConflict, message)
+                .exit();
+        }
+        Self::from(cli)
     }
 
     /// Arguments after the program name; the error is clap's message.
     #[cfg(test)]
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
         let argv = std::iter::once("mcp-bridge".to_string()).chain(args);
-        Cli::try_parse_from(argv)
-            .map(Self::from)
-            .map_err(|e| e.to_string())
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        cli.check()?;
+        Ok(Self::from(cli))
+    }
+}
+
+impl Cli {
+    /// What clap cannot say: a health endpoint must not be the MCP endpoint.
+    fn check(&self) -> Result<(), String> {
+        let below = |p: &str| p == self.path || p.starts_with(&format!("{}/", self.path));
+        match self.health_endpoints.iter().find(|p| below(p)) {
+            Some(p) => Err(format!(
+                "--health-endpoint {p} is the MCP endpoint (--path {})",
+                self.path
+            )),
+            None => Ok(()),
+        }
     }
 }
 
@@ -142,6 +201,8 @@ impl From<Cli> for Options {
         Options {
             bind: cli.bind,
             port: cli.port,
+            path: cli.path,
+            health_endpoints: cli.health_endpoints,
             shared: cli.shared,
             max_sessions: size(cli.max_sessions),
             max_message_bytes: size(cli.max_message_bytes),
@@ -153,8 +214,15 @@ impl From<Cli> for Options {
                 .chain(cli.allowed_hosts)
                 .collect(),
             any_host: cli.allow_any_host,
-            allowed_origins: cli.allowed_origins,
-            any_origin: cli.allow_any_origin,
+            // CORS origins are accepted by the Origin check too; `--cors`
+            // alone accepts any.
+            allowed_origins: cli
+                .allowed_origins
+                .into_iter()
+                .chain(cli.cors.iter().flatten().cloned())
+                .collect(),
+            any_origin: cli.allow_any_origin || cli.cors.as_ref().is_some_and(Vec::is_empty),
+            cors: cli.cors,
             command: cli.command,
             log_level: cli.log_level,
         }
@@ -201,6 +269,51 @@ mod tests {
             .unwrap_err()
             .contains("--allowed-origin"));
         assert!(parse(&["--allowed-origin", "https://example.com/path", "--", "a"]).is_err());
+    }
+
+    #[test]
+    fn paths_health_endpoints_and_cors_are_read_and_checked() {
+        let o = parse(&["--", "a"]).unwrap();
+        assert_eq!(o.path, "/mcp");
+        assert!(o.health_endpoints.is_empty() && o.cors.is_none());
+        let o = parse(&[
+            "--path",
+            "/v1/mcp",
+            "--health-endpoint",
+            "/healthz",
+            "--health-endpoint",
+            "/ready",
+            "--cors",
+            "https://app.example.com",
+            "--",
+            "a",
+        ])
+        .unwrap();
+        assert_eq!(o.path, "/v1/mcp");
+        assert_eq!(o.health_endpoints, ["/healthz", "/ready"]);
+        assert_eq!(o.cors, Some(vec!["https://app.example.com".to_string()]));
+        assert!(o
+            .allowed_origins
+            .contains(&"https://app.example.com".to_string()));
+        assert!(!o.any_origin);
+        let o = parse(&["--cors", "--", "a"]).unwrap();
+        assert_eq!(o.cors, Some(vec![]));
+        assert!(o.any_origin, "--cors alone: any origin");
+        for bad in ["/", "mcp", "/mcp/", "/a//b", "/a/../b", "/a b", "/a?x"] {
+            assert!(
+                parse(&["--path", bad, "--", "a"])
+                    .unwrap_err()
+                    .contains("--path"),
+                "{bad}"
+            );
+        }
+        assert!(parse(&["--health-endpoint", "/mcp", "--", "a"])
+            .unwrap_err()
+            .contains("MCP endpoint"));
+        assert!(parse(&["--path", "/x", "--health-endpoint", "/x/health", "--", "a"]).is_err());
+        assert!(parse(&["--cors", "example.com", "--", "a"])
+            .unwrap_err()
+            .contains("--cors"));
     }
 
     #[test]

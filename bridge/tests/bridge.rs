@@ -842,3 +842,103 @@ async fn server_everything_from_npm_behind_the_bridge() -> Result<()> {
     }
     Ok(())
 }
+
+/// `--path`, `--health-endpoint` and `--cors`, as Supergateway users set them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_custom_path_health_endpoints_and_cors_are_served() -> Result<()> {
+    let bridge = Bridge::stdio_peer(&[
+        "--path",
+        "/v1/mcp",
+        "--health-endpoint",
+        "/healthz",
+        "--health-endpoint",
+        "/ready",
+        "--cors",
+        "https://app.example.com",
+    ])?;
+    let base = format!("http://127.0.0.1:{}", bridge.port);
+    let r = post_raw(&format!("{base}/v1/mcp"), &[], INIT).await?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = post_raw(&format!("{base}/mcp"), &[], INIT).await?;
+    assert_eq!(r.status, 404, "the default path is not served");
+
+    let http = reqwest::Client::new();
+    for path in ["/healthz", "/ready"] {
+        let r = http.get(format!("{base}{path}")).send().await?;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await?, "ok");
+    }
+    // Health endpoints answer GET only, and are behind the Host check too.
+    let r = http.post(format!("{base}/healthz")).send().await?;
+    assert_eq!(r.status(), 405);
+    let r = http
+        .get(format!("{base}/healthz"))
+        .header("host", "evil.example")
+        .send()
+        .await?;
+    assert_eq!(r.status(), 403);
+
+    // A browser's preflight from the CORS origin, then its request.
+    let r = http
+        .request(reqwest::Method::OPTIONS, format!("{base}/v1/mcp"))
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "content-type, mcp-session-id",
+        )
+        .send()
+        .await?;
+    assert!(r.status().is_success(), "{}", r.status());
+    let header = |r: &reqwest::Response, n: &str| {
+        r.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_ascii_lowercase)
+    };
+    assert_eq!(
+        header(&r, "access-control-allow-origin").as_deref(),
+        Some("https://app.example.com")
+    );
+    assert!(
+        header(&r, "access-control-allow-headers").is_some_and(|h| h.contains("mcp-session-id"))
+    );
+    let r = post_raw(
+        &format!("{base}/v1/mcp"),
+        &[("origin", "https://app.example.com")],
+        INIT,
+    )
+    .await?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let expose = r
+        .headers
+        .iter()
+        .find(|(k, _)| k == "access-control-expose-headers")
+        .map(|(_, v)| v.to_ascii_lowercase())
+        .unwrap_or_default();
+    assert!(expose.contains("mcp-session-id"), "{:?}", r.headers);
+    // Another origin is still refused by the Origin check.
+    let r = post_raw(
+        &format!("{base}/v1/mcp"),
+        &[("origin", "https://evil.example")],
+        INIT,
+    )
+    .await?;
+    assert_eq!(r.status, 403);
+    drop(bridge);
+
+    // `--cors` alone: any origin, answered with `*`.
+    let bridge = Bridge::stdio_peer(&["--cors"])?;
+    let r = post_raw(
+        &bridge.url(),
+        &[("origin", "https://anywhere.example")],
+        INIT,
+    )
+    .await?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r
+        .headers
+        .iter()
+        .any(|(k, v)| k == "access-control-allow-origin" && v == "*"));
+    Ok(())
+}
