@@ -268,6 +268,8 @@ impl Routes {
 struct ChildFacing {
     info: ClientConfig,
     routes: Arc<Routes>,
+    /// Dropped with this client: the child's process group is terminated.
+    _group: child::Group,
 }
 
 impl Service<RoleClient> for ChildFacing {
@@ -402,6 +404,7 @@ async fn start_child(
     let facing = ChildFacing {
         info,
         routes: routes.clone(),
+        _group: spawned.group,
     };
     let running = facing.serve(spawned.transport).await.map_err(|e| {
         tracing::warn!("[{}] initialize failed: {e}", spawned.label);

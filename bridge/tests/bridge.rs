@@ -942,3 +942,77 @@ async fn a_custom_path_health_endpoints_and_cors_are_served() -> Result<()> {
         .any(|(k, v)| k == "access-control-allow-origin" && v == "*"));
     Ok(())
 }
+
+/// A stdio server that starts a process of its own (as `npx` starts `node`):
+/// when its session ends, and when the bridge stops, nothing of it is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn processes_a_child_started_end_with_its_session_and_with_the_bridge() -> Result<()> {
+    let peer = peer_bin();
+    let peer = peer.to_str().context("peer path")?;
+    let script = format!("sleep 300 & echo \"grandchild $!\" >&2; exec {peer} --mode stdio");
+    let grandchild = |bridge: &Bridge, nth: usize| -> Option<u32> {
+        bridge
+            .log()
+            .lines()
+            .filter_map(|l| l.split("grandchild ").nth(1)?.trim().parse().ok())
+            .nth(nth)
+    };
+    let gone = |pid: u32| async move {
+        let entry = PathBuf::from(format!("/proc/{pid}"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while entry.exists() {
+            // A zombie is gone too: reaped by whoever is its parent now.
+            let state = std::fs::read_to_string(entry.join("stat")).unwrap_or_default();
+            if state.contains(") Z ") {
+                break;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        true
+    };
+    let mut bridge = Bridge::start(&[], &["sh", "-c", &script])?;
+    // A session, ended by the client.
+    let opened = post_raw(&bridge.url(), &[], INIT).await?;
+    assert_eq!(opened.status, 200, "{}", opened.text());
+    let session = opened
+        .header("mcp-session-id")
+        .context("session id")?
+        .to_string();
+    wait_for("the grandchild's pid", &bridge, || {
+        grandchild(&bridge, 0).is_some()
+    })
+    .await;
+    let first = grandchild(&bridge, 0).context("pid")?;
+    assert!(PathBuf::from(format!("/proc/{first}")).exists());
+    reqwest::Client::new()
+        .delete(bridge.url())
+        .header("mcp-session-id", &session)
+        .send()
+        .await?;
+    assert!(
+        gone(first).await,
+        "{first} outlived its session:\n{}",
+        bridge.log()
+    );
+
+    // A session alive when the bridge stops.
+    assert_eq!(post_raw(&bridge.url(), &[], INIT).await?.status, 200);
+    wait_for("the second grandchild", &bridge, || {
+        grandchild(&bridge, 1).is_some()
+    })
+    .await;
+    let second = grandchild(&bridge, 1).context("pid")?;
+    Command::new("kill")
+        .args(["-TERM", &bridge.child.id().to_string()])
+        .status()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bridge.alive() {
+        assert!(Instant::now() < deadline, "bridge still running");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone(second).await, "{second} outlived the bridge");
+    Ok(())
+}
