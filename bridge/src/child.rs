@@ -28,6 +28,13 @@ pub struct Spawned {
 /// group, processes the child started included.
 pub struct Group(Option<u32>);
 
+impl Group {
+    /// No process of ours (`connect`: the server is remote).
+    pub fn none() -> Self {
+        Self(None)
+    }
+}
+
 impl Drop for Group {
     fn drop(&mut self) {
         if let Some(pid) = self.0 {

@@ -10,6 +10,10 @@
 //!            -- <command> [args...]
 //! ```
 //!
+//! `mcp-bridge connect URL [--header "N: v"]... [--bearer T | --bearer-env VAR]`
+//! goes the other way: a stdio MCP server for a desktop client, forwarding
+//! to a remote Streamable HTTP server (e.g. behind Envoy and mcp-filter).
+//!
 //! Each MCP session gets its own child by default (stdio servers serve one
 //! client); `--shared` multiplexes every session onto one child. Built on the
 //! official Rust SDK: its child-process client transport on one side, its
@@ -32,6 +36,7 @@ use options::Options;
 use proxy::{Bridge, Sessions};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::ServiceExt;
 use std::sync::Arc;
 
 fn log(line: &str) {
@@ -110,10 +115,26 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
         .max_age(std::time::Duration::from_secs(600))
 }
 
+/// `connect`: one stdio session (this process's stdin/stdout) forwarded to
+/// the remote server; stdout carries only the protocol, logs go to stderr.
+async fn serve_stdio(options: Arc<Options>) -> Result<()> {
+    let sessions = Arc::new(Sessions::new(1));
+    let bridge = Bridge::new(options, sessions, None);
+    let running = bridge.serve(rmcp::transport::stdio()).await?;
+    tokio::select! {
+        _ = running.waiting() => {}
+        _ = child::termination() => log("shutting down"),
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let options = Arc::new(Options::from_env());
     init_logging(options.log_level.as_str());
+    if options.connect.is_some() {
+        return serve_stdio(options).await;
+    }
     let sessions = Arc::new(Sessions::new(options.max_sessions));
     let shared = options
         .shared

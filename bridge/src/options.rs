@@ -13,8 +13,9 @@ pub const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 #[command(
     name = "mcp-bridge",
     version,
+    subcommand_negates_reqs = true,
     about = "Serves MCP Streamable HTTP for a stdio MCP server it spawns (put stdio servers behind Envoy and mcp-filter)",
-    after_help = "Example: mcp-bridge --port 8081 -- npx -y @modelcontextprotocol/server-everything"
+    after_help = "Examples:\n  mcp-bridge --port 8081 -- npx -y @modelcontextprotocol/server-everything\n  mcp-bridge connect https://gateway.example.com/mcp --bearer-env MCP_TOKEN"
 )]
 struct Cli {
     /// Address to listen on.
@@ -67,6 +68,64 @@ struct Cli {
     /// The stdio MCP server to run, after `--`: program and arguments.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     command: Vec<String>,
+    #[command(subcommand)]
+    mode: Option<Mode>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Mode {
+    /// The other direction: be a stdio MCP server (for a desktop client)
+    /// that forwards to a remote Streamable HTTP MCP server, e.g. one
+    /// behind Envoy and mcp-filter, with a token.
+    Connect {
+        /// The remote MCP endpoint (http:// or https://).
+        #[arg(value_parser = remote_url)]
+        url: String,
+        /// A header on every request to it ("Name: value"; repeatable).
+        #[arg(long = "header", value_name = "NAME: VALUE", value_parser = header_arg)]
+        headers: Vec<(String, String)>,
+        /// A bearer token (sent as `Authorization: Bearer <TOKEN>`).
+        #[arg(long, value_name = "TOKEN", conflicts_with = "bearer_env")]
+        bearer: Option<String>,
+        /// The environment variable holding the bearer token (keeps it out of `ps`).
+        #[arg(long, value_name = "VAR")]
+        bearer_env: Option<String>,
+    },
+}
+
+fn remote_url(url: &str) -> Result<String, String> {
+    let ok = url
+        .parse::<axum::http::Uri>()
+        .ok()
+        .is_some_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+    if ok {
+        Ok(url.to_string())
+    } else {
+        Err(format!("`{url}` is not an http:// or https:// URL"))
+    }
+}
+
+fn header_arg(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once(':')
+        .ok_or(format!("`{text}` is not `Name: value`"))?;
+    let (name, value) = (name.trim(), value.trim());
+    let valid = axum::http::HeaderName::from_bytes(name.as_bytes()).is_ok()
+        && axum::http::HeaderValue::from_str(value).is_ok();
+    if valid {
+        Ok((name.to_ascii_lowercase(), value.to_string()))
+    } else {
+        Err(format!("`{text}` is not a valid header"))
+    }
+}
+
+/// `connect`: the remote server a stdio client is forwarded to.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    /// The bearer token, from `--bearer` or the `--bearer-env` variable.
+    pub bearer: Option<String>,
 }
 
 /// `/` and path segments of `[A-Za-z0-9._~-]`, not `/` alone, no trailing `/`.
@@ -153,8 +212,10 @@ pub struct Options {
     pub allowed_origins: Vec<String>,
     /// `--allow-any-origin`: no `Origin` check.
     pub any_origin: bool,
-    /// The stdio server to run: program and arguments.
+    /// The stdio server to run: program and arguments (empty with `connect`).
     pub command: Vec<String>,
+    /// `connect`: serve stdio, forward to this remote server.
+    pub connect: Option<Remote>,
     pub log_level: LogLevel,
 }
 
@@ -184,6 +245,15 @@ impl Options {
 impl Cli {
     /// What clap cannot say: a health endpoint must not be the MCP endpoint.
     fn check(&self) -> Result<(), String> {
+        if let Some(Mode::Connect {
+            bearer_env: Some(var),
+            ..
+        }) = &self.mode
+        {
+            if std::env::var(var).map_or(true, |v| v.trim().is_empty()) {
+                return Err(format!("--bearer-env {var}: the variable is not set"));
+            }
+        }
         let below = |p: &str| p == self.path || p.starts_with(&format!("{}/", self.path));
         match self.health_endpoints.iter().find(|p| below(p)) {
             Some(p) => Err(format!(
@@ -224,6 +294,22 @@ impl From<Cli> for Options {
             any_origin: cli.allow_any_origin || cli.cors.as_ref().is_some_and(Vec::is_empty),
             cors: cli.cors,
             command: cli.command,
+            connect: cli.mode.map(
+                |Mode::Connect {
+                     url,
+                     headers,
+                     bearer,
+                     bearer_env,
+                 }| Remote {
+                    url,
+                    headers,
+                    bearer: bearer.or_else(|| {
+                        bearer_env
+                            .and_then(|var| std::env::var(var).ok())
+                            .map(|t| t.trim().to_string())
+                    }),
+                },
+            ),
             log_level: cli.log_level,
         }
     }
@@ -314,6 +400,47 @@ mod tests {
         assert!(parse(&["--cors", "example.com", "--", "a"])
             .unwrap_err()
             .contains("--cors"));
+    }
+
+    #[test]
+    fn connect_takes_a_url_headers_and_a_token() {
+        let o = parse(&[
+            "--request-timeout-secs",
+            "5",
+            "connect",
+            "https://gw.example.com/mcp",
+            "--header",
+            "X-Team: blue",
+            "--bearer",
+            "t0k",
+        ])
+        .unwrap();
+        let remote = o.connect.unwrap();
+        assert_eq!(remote.url, "https://gw.example.com/mcp");
+        assert_eq!(remote.headers, [("x-team".to_string(), "blue".to_string())]);
+        assert_eq!(remote.bearer.as_deref(), Some("t0k"));
+        assert!(o.command.is_empty());
+        assert!(parse(&["connect", "ftp://x/mcp"])
+            .unwrap_err()
+            .contains("http"));
+        assert!(parse(&["connect", "http://x/mcp", "--header", "nocolon"]).is_err());
+        assert!(parse(&[
+            "connect",
+            "http://x/mcp",
+            "--bearer",
+            "a",
+            "--bearer-env",
+            "B"
+        ])
+        .is_err());
+        assert!(parse(&[
+            "connect",
+            "http://x/mcp",
+            "--bearer-env",
+            "MCP_BRIDGE_TEST_UNSET_VAR"
+        ])
+        .unwrap_err()
+        .contains("not set"));
     }
 
     #[test]

@@ -397,10 +397,13 @@ async fn start_child(
     options: &Options,
     info: ClientConfig,
 ) -> Result<(Running, Arc<Routes>), ErrorData> {
+    let routes = Arc::new(Routes::new(options.shared));
+    if let Some(remote) = &options.connect {
+        return connect_remote(remote, info, routes).await;
+    }
     let spawned = child::spawn(&options.command).map_err(|e| {
         ErrorData::internal_error(format!("the stdio MCP server could not start: {e}"), None)
     })?;
-    let routes = Arc::new(Routes::new(options.shared));
     let facing = ChildFacing {
         info,
         routes: routes.clone(),
@@ -413,6 +416,53 @@ async fn start_child(
             None,
         )
     })?;
+    Ok((running, routes))
+}
+
+/// `connect`: the upstream is a remote Streamable HTTP server, reached with
+/// the configured headers and token; everything else is forwarded as for a
+/// child.
+async fn connect_remote(
+    remote: &crate::options::Remote,
+    info: ClientConfig,
+    routes: Arc<Routes>,
+) -> Result<(Running, Arc<Routes>), ErrorData> {
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    use rmcp::transport::StreamableHttpClientTransport;
+    let headers = remote
+        .headers
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((
+                axum::http::HeaderName::from_bytes(name.as_bytes()).ok()?,
+                axum::http::HeaderValue::from_str(value).ok()?,
+            ))
+        })
+        .collect();
+    let mut config =
+        StreamableHttpClientTransportConfig::with_uri(remote.url.as_str()).custom_headers(headers);
+    if let Some(token) = &remote.bearer {
+        config = config.auth_header(token.as_str());
+    }
+    let facing = ChildFacing {
+        info,
+        routes: routes.clone(),
+        _group: child::Group::none(),
+    };
+    let running = facing
+        .serve(StreamableHttpClientTransport::from_config(config))
+        .await
+        .map_err(|e| {
+            tracing::warn!("[{}] initialize failed: {e}", remote.url);
+            ErrorData::internal_error(
+                format!(
+                    "the remote MCP server {} did not initialize: {e}",
+                    remote.url
+                ),
+                None,
+            )
+        })?;
+    tracing::info!("connected to {}", remote.url);
     Ok((running, routes))
 }
 

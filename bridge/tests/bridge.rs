@@ -1016,3 +1016,63 @@ async fn processes_a_child_started_end_with_its_session_and_with_the_bridge() ->
     assert!(gone(second).await, "{second} outlived the bridge");
     Ok(())
 }
+
+/// `mcp-bridge connect`: a stdio-only client (here rmcp's, spawning the
+/// bridge as its server) reaches a server behind Envoy and the filter with a
+/// token from the environment; without the token it gets nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_brings_a_stdio_client_to_a_server_behind_the_gateway() -> Result<()> {
+    let Some(bin) = envoy_bin() else {
+        return Ok(());
+    };
+    let peer = mcp_filter_integration::Peer::start(mcp_filter_integration::PeerMode::Stateful)?;
+    let key = SigningKey::generate("k1")?;
+    let idp = Idp::start(&[&key]).await?;
+    let mut setup = EnvoySetup::new(peer.port, secured_config());
+    setup.named_clusters.push(("idp".into(), idp.port));
+    let envoy = Envoy::start(&bin, &setup)?;
+    let token = key.sign(&claims(
+        "alice",
+        json!({"tenant": "acme", "scope": "mcp:tools"}),
+    ));
+
+    let bridge = |env_token: Option<&str>| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-bridge"));
+        command.args(["connect", &envoy.url(), "--header", "X-Client: desktop"]);
+        if let Some(token) = env_token {
+            command
+                .env("MCP_TOKEN", token)
+                .args(["--bearer-env", "MCP_TOKEN"]);
+        }
+        rmcp::transport::TokioChildProcess::new(command)
+    };
+    let client = ().serve(bridge(Some(&token))?).await?;
+    let names = listed_tool_names(client.peer()).await?;
+    assert_eq!(
+        names,
+        ["add", "echo"],
+        "the filter's policy, through the bridge"
+    );
+    let echoed = client
+        .call_tool(
+            CallToolRequestParams::new("echo").with_arguments(tool_args(json!({"message": "hi"}))),
+        )
+        .await?;
+    assert_eq!(tool_text(&echoed), "hi");
+    let denied = client
+        .call_tool(CallToolRequestParams::new("big").with_arguments(tool_args(json!({"n": 1}))))
+        .await;
+    assert!(denied.is_err(), "{denied:?}");
+    client.cancel().await?;
+    let received = peer.received().await?;
+    assert!(received
+        .iter()
+        .all(|r| r.header("x-client") == Some("desktop") && r.header("authorization").is_none()),
+        "the header went along; the token stopped at the filter");
+    assert!(received.iter().any(|r| r.body.contains("\"echo\"")));
+
+    // No token: the gateway answers 401, the client's initialize fails.
+    let refused = ().serve(bridge(None)?).await;
+    assert!(refused.is_err(), "initialized without a token");
+    Ok(())
+}
