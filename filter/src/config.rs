@@ -19,7 +19,7 @@ use crate::struct_pb;
 use crate::auth::{AuthConfig, RawAuth, RawTenancy};
 use crate::backends::{Backends, RawBackends};
 use crate::endpoint::{Endpoint, McpPath, PublicPath};
-use crate::pins::{RawToolPins, ToolPins, Unpinned};
+use crate::pins::ToolPins;
 use crate::policy::{Policy, RawPolicy};
 use crate::session::{RawSessions, SessionBinding};
 use serde::Deserialize;
@@ -175,7 +175,8 @@ struct RawConfig {
     backends: Option<RawBackends>,
     /// Reviewed tool definitions (`mcp-filter pin` writes them): a listed
     /// tool whose definition changed is hidden, and refused on call.
-    tool_pins: Option<RawToolPins>,
+    #[cfg_attr(test, schemars(with = "Option<crate::pins::RawToolPins>"))]
+    tool_pins: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -370,9 +371,6 @@ impl FilterConfig {
             Some(p) => p.compile(has_tenancy, &mut warnings)?,
             None => Policy::allow_all(),
         };
-        if let Some(auth) = &auth {
-            warnings.extend(policy.unadvertised_scopes(&auth.metadata.scopes_supported));
-        }
         let sessions = match raw.sessions {
             Some(_) if auth.is_none() => {
                 return Err(invalid(
@@ -394,19 +392,13 @@ impl FilterConfig {
             }
         }
 
-        if let Some(b) = &backends {
-            let published = |name: &str| b.resolve(crate::backends::Named::Tool, name).is_some();
-            warnings.extend(policy.unpublished_tools(&published));
-        }
         let pins = match raw.tool_pins {
             None => None,
             Some(p) => {
                 let names: Option<Vec<&str>> = backends
                     .as_ref()
                     .map(|b| b.servers.iter().map(|s| s.name.as_str()).collect());
-                let pins = p.compile(names.as_deref())?;
-                pin_warnings(&pins, names.as_deref(), &mut warnings);
-                Some(pins)
+                Some(crate::pins::compile(&p, names.as_deref())?)
             }
         };
 
@@ -426,7 +418,8 @@ impl FilterConfig {
                     .to_string(),
             );
         }
-        Ok(Self {
+        #[cfg_attr(target_arch = "wasm32", allow(unused_mut))]
+        let mut config = Self {
             auth,
             policy,
             sessions,
@@ -449,7 +442,15 @@ impl FilterConfig {
                 max_tenant_labels,
                 max_series,
             },
-        })
+        };
+        // Lints across sections: printed by `mcp-filter check` and logged by
+        // the dynamic module at load; left out of the .wasm (its size budget).
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let more = cross_section_lints(&config);
+            config.warnings.extend(more);
+        }
+        Ok(config)
     }
 
     /// Whether the filter guards anything a request passing unjudged would
@@ -459,12 +460,35 @@ impl FilterConfig {
     }
 }
 
-/// A server without any pin while unpinned tools are hidden lists nothing.
-fn pin_warnings(pins: &ToolPins, backends: Option<&[&str]>, warnings: &mut Vec<String>) {
-    if pins.unpinned != Unpinned::Hide {
-        return;
+/// What is legal across sections but probably wrong: a scope a rule needs
+/// that the resource metadata does not advertise, a tool a rule names that
+/// no backend publishes, a server without any pin while unpinned tools are
+/// hidden (it lists nothing).
+#[cfg(not(target_arch = "wasm32"))]
+fn cross_section_lints(config: &FilterConfig) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if let Some(auth) = &config.auth {
+        warnings.extend(
+            config
+                .policy
+                .unadvertised_scopes(&auth.metadata.scopes_supported),
+        );
     }
-    let names: Vec<&str> = backends.map_or_else(|| vec![crate::pins::SINGLE_SERVER], <[_]>::to_vec);
+    if let Some(b) = &config.backends {
+        let published = |name: &str| b.resolve(crate::backends::Named::Tool, name).is_some();
+        warnings.extend(config.policy.unpublished_tools(&published));
+    }
+    let Some(pins) = config
+        .pins
+        .as_ref()
+        .filter(|p| p.unpinned == crate::pins::Unpinned::Hide)
+    else {
+        return warnings;
+    };
+    let names: Vec<&str> = match &config.backends {
+        Some(b) => b.servers.iter().map(|s| s.name.as_str()).collect(),
+        None => vec![crate::pins::SINGLE_SERVER],
+    };
     for (i, name) in names.iter().enumerate() {
         if !pins.pins_any(i) {
             warnings.push(format!(
@@ -474,6 +498,7 @@ fn pin_warnings(pins: &ToolPins, backends: Option<&[&str]>, warnings: &mut Vec<S
             ));
         }
     }
+    warnings
 }
 
 fn paths<T>(

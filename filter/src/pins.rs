@@ -19,12 +19,13 @@
 //! `icons` and any member a later protocol adds (an unknown change is a
 //! change). The pin is `sha256:` and the lowercase hex SHA-256 of that text.
 
+use crate::auth::strict_json::StrictObject;
 use crate::config_error::{invalid, ConfigError};
-use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::cell::Cell;
+#[cfg(test)]
+use std::collections::BTreeMap;
 use std::fmt;
 use std::rc::Rc;
 
@@ -36,12 +37,14 @@ impl ToolDigest {
     /// The digest of a listed tool (its JSON text), or `None` when it is not
     /// a JSON object.
     pub fn of(tool: &str) -> Option<Self> {
-        let Ok(Value::Object(mut object)) = serde_json::from_str::<Value>(tool) else {
+        // The configuration's strict reader (a key twice is refused: two
+        // readers could see two definitions), whose code the .wasm holds.
+        let Ok(StrictObject(object)) = serde_json::from_slice::<StrictObject>(tool.as_bytes())
+        else {
             return None;
         };
-        object.remove("_meta");
         let mut text = String::with_capacity(tool.len());
-        canonical(&Value::Object(object), &mut text);
+        write_object(&object, &mut text, Some("_meta"));
         Some(Self(Sha256::digest(text.as_bytes()).into()))
     }
 
@@ -79,20 +82,7 @@ impl fmt::Display for ToolDigest {
 /// Writes `value` in the canonical form (see the module header).
 fn canonical(value: &Value, out: &mut String) {
     match value {
-        Value::Object(map) => {
-            let mut members: Vec<(&String, &Value)> = map.iter().collect();
-            members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            out.push('{');
-            for (i, (key, value)) in members.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&crate::raw_json::json_string(key));
-                out.push(':');
-                canonical(value, out);
-            }
-            out.push('}');
-        }
+        Value::Object(map) => write_object(map, out, None),
         Value::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -108,10 +98,26 @@ fn canonical(value: &Value, out: &mut String) {
     }
 }
 
+/// An object's members in key order, but `skip`. `serde_json::Map` is a
+/// `BTreeMap` here (no `preserve_order`): it iterates in byte order of the
+/// keys, the canonical order (the tests fail if a build changes that).
+fn write_object(map: &serde_json::Map<String, Value>, out: &mut String, skip: Option<&str>) {
+    out.push('{');
+    let mut first = true;
+    for (key, value) in map.iter().filter(|(k, _)| Some(k.as_str()) != skip) {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push_str(&crate::raw_json::json_string(key));
+        out.push(':');
+        canonical(value, out);
+    }
+    out.push('}');
+}
+
 /// What becomes of a tool no pin names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unpinned {
     /// Listed and callable as the policy says.
     Allow,
@@ -120,18 +126,33 @@ pub enum Unpinned {
     Hide,
 }
 
+// The JSON Schema's view of the section. The filter reads the section from
+// its JSON value ([`compile`]): one more typed section would cost the
+// .wasm, which has a size budget, its own deserializer code.
 /// `tool_pins` in the plugin configuration.
-#[derive(Debug, Deserialize, Default)]
-#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[cfg(test)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[allow(dead_code)]
 pub struct RawToolPins {
     /// Tools no pin names: `hide` (default) or `allow`.
-    pub unpinned: Option<Unpinned>,
+    unpinned: Option<RawUnpinned>,
     /// Per server (a backend's name; `default` without `backends`): the
     /// server's own tool name -> `sha256:<hex>` of its reviewed definition
     /// (`mcp-filter pin` writes them).
     #[serde(default)]
-    pub servers: BTreeMap<String, BTreeMap<String, String>>,
+    servers: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+#[cfg(test)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum RawUnpinned {
+    /// Listed and callable as the policy says.
+    Allow,
+    /// Hidden from listings and refused on call (the default).
+    Hide,
 }
 
 /// The name the single upstream has in `tool_pins.servers` without `backends`.
@@ -139,18 +160,30 @@ pub const SINGLE_SERVER: &str = "default";
 
 /// The validated pins: per server (by backend index; index 0 without
 /// `backends`), the reviewed digest of each pinned tool.
+///
+/// A sorted slice searched by (server, tool) rather than maps: pins are
+/// few, and the .wasm has a size budget that each map type costs.
 #[derive(Debug, Clone)]
 pub struct ToolPins {
     pub unpinned: Unpinned,
-    servers: Vec<HashMap<String, ToolDigest>>,
-    /// What this worker last saw of each pinned tool; shared by the
-    /// configuration's clones (observations, not configuration).
-    seen: Rc<RefCell<HashMap<(usize, String), bool>>>,
+    /// Sorted by (server, tool); shared by the configuration's clones.
+    pins: Rc<[Pin]>,
+}
+
+#[derive(Debug)]
+struct Pin {
+    server: usize,
+    tool: String,
+    digest: ToolDigest,
+    /// What this worker last saw listed (`None`: not yet): observations,
+    /// not configuration.
+    seen: Cell<Option<bool>>,
 }
 
 impl PartialEq for ToolPins {
     fn eq(&self, other: &Self) -> bool {
-        self.unpinned == other.unpinned && self.servers == other.servers
+        let key = |p: &Pin| (p.server, p.tool.clone(), p.digest);
+        self.unpinned == other.unpinned && self.pins.iter().map(key).eq(other.pins.iter().map(key))
     }
 }
 
@@ -165,55 +198,98 @@ pub enum PinVerdict {
     Unpinned,
 }
 
-impl RawToolPins {
-    /// `backends`: the backend names in index order (`None` without `backends`).
-    pub fn compile(self, backends: Option<&[&str]>) -> Result<ToolPins, ConfigError> {
-        let count = backends.map_or(1, <[&str]>::len);
-        let mut servers = vec![HashMap::new(); count];
-        for (server, tools) in self.servers {
-            let field = format!("tool_pins.servers.{server}");
-            let index = match backends {
-                None if server == SINGLE_SERVER => 0,
-                None => {
-                    return Err(invalid(
-                        &field,
-                        format!("without `backends` the one server is named `{SINGLE_SERVER}`"),
-                    ))
+/// The `tool_pins` section (`section`, a JSON value) validated, every error
+/// naming its field. `backends`: the backend names in index order (`None`
+/// without `backends`).
+pub fn compile(section: &Value, backends: Option<&[&str]>) -> Result<ToolPins, ConfigError> {
+    let Value::Object(section) = section else {
+        return Err(invalid("tool_pins", "expected an object"));
+    };
+    let mut unpinned = Unpinned::Hide;
+    let mut pins = Vec::new();
+    for (key, value) in section {
+        match (key.as_str(), value) {
+            ("unpinned", Value::String(v)) if v == "hide" => unpinned = Unpinned::Hide,
+            ("unpinned", Value::String(v)) if v == "allow" => unpinned = Unpinned::Allow,
+            ("unpinned", _) => {
+                return Err(invalid("tool_pins.unpinned", "expected `hide` or `allow`"))
+            }
+            ("servers", Value::Object(servers)) => {
+                for (server, tools) in servers {
+                    read_server(server, tools, backends, &mut pins)?;
                 }
-                Some(names) => names
-                    .iter()
-                    .position(|n| *n == server)
-                    .ok_or_else(|| invalid(&field, format!("no backend is named `{server}`")))?,
-            };
-            let Some(pins) = servers.get_mut(index) else {
-                continue;
-            };
-            for (tool, digest) in tools {
-                let parsed = ToolDigest::parse(&digest).ok_or_else(|| {
-                    invalid(
-                        &format!("{field}.{tool}"),
-                        "a pin is `sha256:` and 64 lowercase hex digits",
-                    )
-                })?;
-                pins.insert(tool, parsed);
+            }
+            ("servers", _) => return Err(invalid("tool_pins.servers", "expected an object")),
+            (other, _) => {
+                return Err(invalid(
+                    &format!("tool_pins.{other}"),
+                    "unknown field (expected `unpinned` or `servers`)",
+                ))
             }
         }
-        Ok(ToolPins {
-            unpinned: self.unpinned.unwrap_or(Unpinned::Hide),
-            servers,
-            seen: Rc::default(),
-        })
     }
+    Ok(ToolPins {
+        unpinned,
+        pins: pins.into(),
+    })
+}
+
+/// One server's pins, inserted in (server, tool) order.
+fn read_server(
+    server: &str,
+    tools: &Value,
+    backends: Option<&[&str]>,
+    pins: &mut Vec<Pin>,
+) -> Result<(), ConfigError> {
+    let field = format!("tool_pins.servers.{server}");
+    let index = match backends {
+        None if server == SINGLE_SERVER => Some(0),
+        None => None,
+        Some(names) => names.iter().position(|n| *n == server),
+    }
+    .ok_or_else(|| {
+        invalid(
+            &field,
+            format!("names no server (a backend's name, or `{SINGLE_SERVER}` without backends)"),
+        )
+    })?;
+    let Value::Object(tools) = tools else {
+        return Err(invalid(&field, "expected an object of tool name -> pin"));
+    };
+    for (tool, digest) in tools {
+        let Some(digest) = digest.as_str().and_then(ToolDigest::parse) else {
+            return Err(invalid(
+                &format!("{field}.{tool}"),
+                "a pin is `sha256:` and 64 lowercase hex digits",
+            ));
+        };
+        // A JSON object's keys are unique: no (server, tool) twice.
+        let at = pins
+            .binary_search_by(|p: &Pin| (p.server, p.tool.as_str()).cmp(&(index, tool)))
+            .unwrap_or_else(|at| at);
+        let pin = Pin {
+            server: index,
+            tool: tool.clone(),
+            digest,
+            seen: Cell::new(None),
+        };
+        pins.insert(at, pin);
+    }
+    Ok(())
 }
 
 impl ToolPins {
-    fn pin(&self, server: usize, tool: &str) -> Option<&ToolDigest> {
-        self.servers.get(server)?.get(tool)
+    fn pin(&self, server: usize, tool: &str) -> Option<&Pin> {
+        let at = self
+            .pins
+            .binary_search_by(|p| (p.server, p.tool.as_str()).cmp(&(server, tool)))
+            .ok()?;
+        self.pins.get(at)
     }
 
     /// Whether `server` has any pin.
     pub fn pins_any(&self, server: usize) -> bool {
-        self.servers.get(server).is_some_and(|p| !p.is_empty())
+        self.pins.iter().any(|p| p.server == server)
     }
 
     /// The verdict on a tool `server` lists as `item` (its JSON text) under
@@ -222,12 +298,8 @@ impl ToolPins {
         let Some(pin) = self.pin(server, tool) else {
             return self.unpinned_verdict();
         };
-        let matches = ToolDigest::of(item).as_ref() == Some(pin);
-        // Not recorded (never happens: one request at a time): fail closed.
-        let Ok(mut seen) = self.seen.try_borrow_mut() else {
-            return PinVerdict::Changed;
-        };
-        seen.insert((server, tool.to_string()), matches);
+        let matches = ToolDigest::of(item) == Some(pin.digest);
+        pin.seen.set(Some(matches));
         if matches {
             PinVerdict::Pass
         } else {
@@ -240,15 +312,10 @@ impl ToolPins {
     /// pinned tool not yet seen in a listing passes (its listing, wherever
     /// the client got it through this filter, hid it if it had changed).
     pub fn judge_call(&self, server: usize, tool: &str) -> PinVerdict {
-        if self.pin(server, tool).is_none() {
-            return self.unpinned_verdict();
-        }
-        let Ok(seen) = self.seen.try_borrow() else {
-            return PinVerdict::Changed;
-        };
-        match seen.get(&(server, tool.to_string())) {
-            Some(false) => PinVerdict::Changed,
-            _ => PinVerdict::Pass,
+        match self.pin(server, tool) {
+            None => self.unpinned_verdict(),
+            Some(pin) if pin.seen.get() == Some(false) => PinVerdict::Changed,
+            Some(_) => PinVerdict::Pass,
         }
     }
 

@@ -51,12 +51,42 @@ pub struct RawRule {
     pub require_scopes: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A claim's accepted value: a string, or a list of strings.
+#[derive(Debug)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
-#[serde(untagged)]
+#[cfg_attr(test, serde(untagged))]
 pub enum OneOrMany {
     One(String),
     Many(Vec<String>),
+}
+
+// By hand, not `#[serde(untagged)]`: an untagged enum buffers its input in
+// serde's private `Content` type, code the .wasm (which has a size budget)
+// would carry for this one field.
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<OneOrMany, A::Error> {
+                let mut values = Vec::new();
+                while let Some(value) = seq.next_element::<String>()? {
+                    values.push(value);
+                }
+                Ok(OneOrMany::Many(values))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 impl OneOrMany {
