@@ -445,6 +445,8 @@ fn a_scope_the_resource_metadata_does_not_advertise_is_flagged() {
     assert!(policy.unadvertised_scopes(&[]).is_empty());
 }
 
+// A cross-section lint: native only (the .wasm leaves it out for its size).
+#[cfg(not(target_arch = "wasm32"))]
 #[test]
 fn a_tool_a_rule_names_that_no_backend_publishes_is_flagged() {
     let config = json!({
