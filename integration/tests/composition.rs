@@ -41,6 +41,21 @@ fn example(name: &str, issuer: &Issuer, peer: &Peer, extra: &[(&str, String)]) -
     Ok(yaml)
 }
 
+/// The Envoy to run a shipped example on: none when absent, or when the
+/// suite runs the dynamic module (the examples ship the .wasm).
+fn envoy_for_examples() -> Option<std::path::PathBuf> {
+    let bin = envoy_bin()?;
+    (!wasm_only("the example ships the .wasm filter")).then_some(bin)
+}
+
+/// The identity provider and the MCP server the examples point at.
+async fn servers() -> Result<(Issuer, Peer)> {
+    Ok((
+        Issuer::start().await?,
+        Peer::start(PeerMode::StatelessJson)?,
+    ))
+}
+
 fn call(tool: &str) -> String {
     json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
            "params": {"name": tool, "arguments": {"message": "hi", "a": 1, "b": 2}}})
@@ -59,14 +74,10 @@ fn calls_of(received: &[Received], tool: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_limits_per_tool_and_tenant_count_only_that_tool_of_that_tenant() -> Result<()> {
-    let Some(bin) = envoy_bin() else {
+    let Some(bin) = envoy_for_examples() else {
         return Ok(());
     };
-    if wasm_only("the example ships the .wasm filter") {
-        return Ok(());
-    }
-    let issuer = Issuer::start().await?;
-    let peer = Peer::start(PeerMode::StatelessJson)?;
+    let (issuer, peer) = servers().await?;
     // The shipped rate, its refill stretched so the test cannot straddle one.
     let slow = "{ max_tokens: 10, tokens_per_fill: 10, fill_interval: 3600s }".to_string();
     let yaml = example(
@@ -172,14 +183,10 @@ async fn policy_engine() -> Result<(u16, Arc<Mutex<Vec<HeaderMap>>>)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ext_authz_decides_on_the_verified_caller_and_the_parsed_call() -> Result<()> {
-    let Some(bin) = envoy_bin() else {
+    let Some(bin) = envoy_for_examples() else {
         return Ok(());
     };
-    if wasm_only("the example ships the .wasm filter") {
-        return Ok(());
-    }
-    let issuer = Issuer::start().await?;
-    let peer = Peer::start(PeerMode::StatelessJson)?;
+    let (issuer, peer) = servers().await?;
     let (engine, seen) = policy_engine().await?;
     let yaml = example(
         "ext-authz",
@@ -320,12 +327,9 @@ impl Drop for TlsServer {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_both_ways_with_a_listing_gathered_across_a_tls_and_a_plaintext_server() -> Result<()> {
-    let Some(bin) = envoy_bin() else {
+    let Some(bin) = envoy_for_examples() else {
         return Ok(());
     };
-    if wasm_only("the example ships the .wasm filter") {
-        return Ok(());
-    }
     let Some(python) = python_sdk()? else {
         return Ok(());
     };
@@ -474,12 +478,9 @@ fn fields_text(any: &[u8]) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn spans_carry_the_mcp_method_tool_caller_and_decision() -> Result<()> {
-    let Some(bin) = envoy_bin() else {
+    let Some(bin) = envoy_for_examples() else {
         return Ok(());
     };
-    if wasm_only("the example ships the .wasm filter") {
-        return Ok(());
-    }
     if mcp_filter_integration::envoy_version(&bin).is_some_and(|v| v < (1, 37, 0)) {
         eprintln!("skipping: custom_tags[].value (filter state in span tags) needs Envoy >= 1.37");
         return Ok(());
@@ -502,8 +503,7 @@ async fn spans_carry_the_mcp_method_tool_caller_and_decision() -> Result<()> {
     let otlp_port = listener.local_addr()?.port();
     tokio::spawn(async move { axum::serve(listener, collector).await });
 
-    let issuer = Issuer::start().await?;
-    let peer = Peer::start(PeerMode::StatelessJson)?;
+    let (issuer, peer) = servers().await?;
     let yaml = example(
         "tracing",
         &issuer,

@@ -9,7 +9,9 @@ fn config(json: &str) -> Rc<FilterConfig> {
     Rc::new(FilterConfig::from_json(json.as_bytes()).unwrap())
 }
 
-fn post(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+/// A Streamable HTTP POST's headers, plus `extra` (shared with the other
+/// exchange test modules).
+pub(super) fn post(extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut h: Vec<(String, String)> = [
         (":method", "POST"),
         (":path", "/mcp"),

@@ -4,6 +4,7 @@
 
 use crate::backends::BackendId;
 use crate::config::FilterConfig;
+use crate::exchange::tests::post;
 use crate::exchange::{Action, Exchange, Step};
 use crate::fetch::BackendAnswer;
 use crate::pins::ToolDigest;
@@ -36,23 +37,11 @@ fn single(unpinned: &str) -> Rc<FilterConfig> {
     )
 }
 
-fn post() -> Vec<(String, String)> {
-    [
-        (":method", "POST"),
-        (":path", "/mcp"),
-        ("content-type", "application/json"),
-        ("accept", "application/json, text/event-stream"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
-
 fn send(config: &Rc<FilterConfig>, body: &str) -> (Exchange, Step) {
     let mut ex = Exchange::new(config.clone(), 0);
     // Headers go on; the body is buffered until it is judged.
     assert_eq!(
-        ex.on_request_headers(&post(), false).action,
+        ex.on_request_headers(&post(&[]), false).action,
         Action::Continue
     );
     let step = ex.on_request_body(body.len(), true, || Some(body.as_bytes().to_vec()));
