@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! mcp-bridge [--bind 127.0.0.1] [--port 8081] [--path /mcp]
+//!            [--output-transport streamable-http|sse|both] [--sse-path /sse] [--message-path /message]
 //!            [--health-endpoint PATH]... [--cors [ORIGIN...]] [--shared] [--max-sessions 64]
 //!            [--max-message-bytes 4194304] [--request-timeout-secs 300]
 //!            [--idle-timeout-secs 300] [--allowed-host NAME[:PORT]]...
@@ -23,6 +24,7 @@
 
 mod child;
 mod guard;
+mod legacy;
 mod options;
 mod proxy;
 
@@ -164,12 +166,31 @@ async fn main() -> Result<()> {
     };
     let service = StreamableHttpService::new(factory, Arc::new(manager), config);
     // The last layer runs first: Host and Origin before anything else.
-    let mut app = axum::Router::new()
-        .nest_service(&options.path, service)
-        .layer(middleware::from_fn_with_state(
+    let mut app = axum::Router::new();
+    if options.output_transport.streamable_http() {
+        app = app
+            .nest_service(&options.path, service)
+            .layer(middleware::from_fn_with_state(
+                sessions.clone(),
+                limit_sessions,
+            ));
+    }
+    if options.output_transport.sse() {
+        let legacy = Arc::new(legacy::Legacy::new(
+            options.clone(),
             sessions.clone(),
-            limit_sessions,
+            shared.clone(),
         ));
+        app = app.merge(
+            axum::Router::new()
+                .route(&options.sse_path, axum::routing::get(legacy::open_stream))
+                .route(
+                    &options.message_path,
+                    axum::routing::post(legacy::post_message),
+                )
+                .with_state(legacy),
+        );
+    }
     for path in &options.health_endpoints {
         app = app.route(path, axum::routing::get(|| async { "ok" }));
     }

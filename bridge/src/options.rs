@@ -27,6 +27,16 @@ struct Cli {
     /// The MCP endpoint's path.
     #[arg(long, default_value = "/mcp", value_name = "PATH", value_parser = endpoint_path)]
     path: String,
+    /// What clients speak: Streamable HTTP (`--path`), the legacy HTTP+SSE
+    /// transport of MCP 2024-11-05 (`--sse-path`, `--message-path`), or both.
+    #[arg(long, value_enum, default_value = "streamable-http")]
+    output_transport: OutputTransport,
+    /// The legacy transport's event stream (GET).
+    #[arg(long, default_value = "/sse", value_name = "PATH", value_parser = endpoint_path)]
+    sse_path: String,
+    /// Where the legacy transport's messages are posted (`?sessionId=`).
+    #[arg(long, default_value = "/message", value_name = "PATH", value_parser = endpoint_path)]
+    message_path: String,
     /// A path answering GET with 200 `ok`, for health checks (repeatable).
     #[arg(long = "health-endpoint", value_name = "PATH", value_parser = endpoint_path)]
     health_endpoints: Vec<String>,
@@ -164,6 +174,27 @@ fn allowed_origin(origin: &str) -> Result<String, String> {
         ))
 }
 
+/// What clients speak to the bridge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputTransport {
+    /// Streamable HTTP (MCP 2025-03-26 and later).
+    StreamableHttp,
+    /// The legacy HTTP+SSE transport (MCP 2024-11-05).
+    Sse,
+    /// Both, each on its own paths.
+    Both,
+}
+
+impl OutputTransport {
+    pub fn streamable_http(self) -> bool {
+        self != OutputTransport::Sse
+    }
+
+    pub fn sse(self) -> bool {
+        self != OutputTransport::StreamableHttp
+    }
+}
+
 /// How much the bridge logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogLevel {
@@ -192,6 +223,9 @@ pub struct Options {
     pub port: u16,
     /// The MCP endpoint's path (`--path`, default `/mcp`).
     pub path: String,
+    pub output_transport: OutputTransport,
+    pub sse_path: String,
+    pub message_path: String,
     /// Paths answering GET with 200 `ok`.
     pub health_endpoints: Vec<String>,
     /// `--cors`: `Some(empty)` any origin, else these origins.
@@ -254,14 +288,29 @@ impl Cli {
                 return Err(format!("--bearer-env {var}: the variable is not set"));
             }
         }
-        let below = |p: &str| p == self.path || p.starts_with(&format!("{}/", self.path));
-        match self.health_endpoints.iter().find(|p| below(p)) {
-            Some(p) => Err(format!(
-                "--health-endpoint {p} is the MCP endpoint (--path {})",
-                self.path
-            )),
-            None => Ok(()),
+        // Every path serves one thing.
+        let mut taken: Vec<(&str, &str)> = Vec::new();
+        if self.output_transport.streamable_http() {
+            taken.push(("--path", &self.path));
         }
+        if self.output_transport.sse() {
+            taken.push(("--sse-path", &self.sse_path));
+            taken.push(("--message-path", &self.message_path));
+        }
+        taken.extend(
+            self.health_endpoints
+                .iter()
+                .map(|p| ("--health-endpoint", p.as_str())),
+        );
+        let overlaps = |a: &str, b: &str| {
+            a == b || a.starts_with(&format!("{b}/")) || b.starts_with(&format!("{a}/"))
+        };
+        for (i, (flag, path)) in taken.iter().enumerate() {
+            if let Some((other, _)) = taken.iter().take(i).find(|(_, p)| overlaps(p, path)) {
+                return Err(format!("{flag} {path} overlaps {other}'s path"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -272,6 +321,9 @@ impl From<Cli> for Options {
             bind: cli.bind,
             port: cli.port,
             path: cli.path,
+            output_transport: cli.output_transport,
+            sse_path: cli.sse_path,
+            message_path: cli.message_path,
             health_endpoints: cli.health_endpoints,
             shared: cli.shared,
             max_sessions: size(cli.max_sessions),
@@ -395,7 +447,26 @@ mod tests {
         }
         assert!(parse(&["--health-endpoint", "/mcp", "--", "a"])
             .unwrap_err()
-            .contains("MCP endpoint"));
+            .contains("overlaps --path"));
+        let o = parse(&["--output-transport", "both", "--", "a"]).unwrap();
+        assert!(o.output_transport.sse() && o.output_transport.streamable_http());
+        assert_eq!(
+            (o.sse_path.as_str(), o.message_path.as_str()),
+            ("/sse", "/message")
+        );
+        assert!(parse(&[
+            "--output-transport",
+            "sse",
+            "--sse-path",
+            "/m",
+            "--message-path",
+            "/m",
+            "--",
+            "a"
+        ])
+        .is_err());
+        // With only the legacy transport, --path is not served: no overlap.
+        assert!(parse(&["--output-transport", "sse", "--sse-path", "/mcp", "--", "a"]).is_ok());
         assert!(parse(&["--path", "/x", "--health-endpoint", "/x/health", "--", "a"]).is_err());
         assert!(parse(&["--cors", "example.com", "--", "a"])
             .unwrap_err()

@@ -1076,3 +1076,68 @@ async fn connect_brings_a_stdio_client_to_a_server_behind_the_gateway() -> Resul
     assert!(refused.is_err(), "initialized without a token");
     Ok(())
 }
+
+/// `--output-transport both`: an old client on the legacy HTTP+SSE transport
+/// (the Python SDK's `sse_client`) and a Streamable HTTP one, side by side;
+/// closing the stream ends the session and its child.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_legacy_sse_transport_serves_old_clients_beside_streamable_http() -> Result<()> {
+    let Some(python) = mcp_filter_integration::sdk::python_sdk()? else {
+        return Ok(());
+    };
+    let bridge = Bridge::stdio_peer(&["--output-transport", "both"])?;
+    let sse = format!("http://127.0.0.1:{}/sse", bridge.port);
+    let run = mcp_filter_integration::sdk::run_python_client(
+        &python,
+        "python_sse_client.py",
+        &[&sse, "add", r#"{"a": 2, "b": 40}"#, "echo", "add"],
+    )?;
+    assert!(run.success, "{}\n{}", run.output, bridge.log());
+    assert!(run.output.contains("add: 42"), "{}", run.output);
+    // Streamable HTTP on its own path still.
+    let c = client(bridge.url()).await?;
+    assert!(listed_tool_names(c.peer())
+        .await?
+        .contains(&"echo".to_string()));
+    c.cancel().await?;
+    // The client closed its stream: its session and child are gone.
+    wait_for("the legacy session's end", &bridge, || {
+        bridge.log().contains("legacy SSE session") && bridge.log().contains("closed")
+    })
+    .await;
+
+    // What the legacy endpoints refuse: no session, an unknown one, bad JSON.
+    let message = format!("http://127.0.0.1:{}/message", bridge.port);
+    let r = post_raw(&message, &[], INIT).await?;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = post_raw(&format!("{message}?sessionId=nope"), &[], INIT).await?;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.json()["error"]["message"], "Session not found");
+    // Host checks cover the legacy endpoints too.
+    let r = reqwest::Client::new()
+        .get(&sse)
+        .header("host", "evil.example")
+        .send()
+        .await?;
+    assert_eq!(r.status(), 403);
+    drop(bridge);
+
+    // `--output-transport sse`: only the legacy endpoints.
+    let bridge = Bridge::stdio_peer(&["--output-transport", "sse"])?;
+    assert_eq!(post_raw(&bridge.url(), &[], INIT).await?.status, 404);
+    let run = mcp_filter_integration::sdk::run_python_client(
+        &python,
+        "python_sse_client.py",
+        &[
+            &format!("http://127.0.0.1:{}/sse", bridge.port),
+            "echo",
+            r#"{"message": "old"}"#,
+        ],
+    )?;
+    assert!(
+        run.success && run.output.contains("echo: old"),
+        "{}",
+        run.output
+    );
+    Ok(())
+}
