@@ -10,6 +10,7 @@
 //! `backends`, `endpoint`) owns its raw wire type and its `compile()`;
 //! errors and shared checks live in the leaf `config_error`.
 
+mod lints;
 mod path_de;
 
 pub use crate::config_error::ConfigError;
@@ -447,7 +448,7 @@ impl FilterConfig {
         // the dynamic module at load; left out of the .wasm (its size budget).
         #[cfg(not(target_arch = "wasm32"))]
         {
-            let more = cross_section_lints(&config);
+            let more = lints::cross_section(&config);
             config.warnings.extend(more);
         }
         Ok(config)
@@ -458,47 +459,6 @@ impl FilterConfig {
     pub fn guarded(&self) -> bool {
         self.auth.is_some() || self.backends.is_some() || self.pins.is_some()
     }
-}
-
-/// What is legal across sections but probably wrong: a scope a rule needs
-/// that the resource metadata does not advertise, a tool a rule names that
-/// no backend publishes, a server without any pin while unpinned tools are
-/// hidden (it lists nothing).
-#[cfg(not(target_arch = "wasm32"))]
-fn cross_section_lints(config: &FilterConfig) -> Vec<String> {
-    let mut warnings = Vec::new();
-    if let Some(auth) = &config.auth {
-        warnings.extend(
-            config
-                .policy
-                .unadvertised_scopes(&auth.metadata.scopes_supported),
-        );
-    }
-    if let Some(b) = &config.backends {
-        let published = |name: &str| b.resolve(crate::backends::Named::Tool, name).is_some();
-        warnings.extend(config.policy.unpublished_tools(&published));
-    }
-    let Some(pins) = config
-        .pins
-        .as_ref()
-        .filter(|p| p.unpinned == crate::pins::Unpinned::Hide)
-    else {
-        return warnings;
-    };
-    let names: Vec<&str> = match &config.backends {
-        Some(b) => b.servers.iter().map(|s| s.name.as_str()).collect(),
-        None => vec![crate::pins::SINGLE_SERVER],
-    };
-    for (i, name) in names.iter().enumerate() {
-        if !pins.pins_any(i) {
-            warnings.push(format!(
-                "tool_pins.servers.{name}: no tool of `{name}` is pinned and unpinned tools \
-                 are hidden, so callers see none of its tools (pin them with `mcp-filter pin`, \
-                 or set tool_pins.unpinned: allow)"
-            ));
-        }
-    }
-    warnings
 }
 
 fn paths<T>(
