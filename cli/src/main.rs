@@ -60,6 +60,10 @@ enum Command {
         /// A JSON-RPC request body, from a file.
         #[arg(long)]
         body: Option<PathBuf>,
+        /// A tools/list answer the filter saw first (as the caller's own
+        /// listing): what it showed of pinned tools decides their calls.
+        #[arg(long, value_name = "FILE")]
+        listing: Option<PathBuf>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -215,9 +219,15 @@ fn run(cli: Cli) -> Result<bool> {
             prompt,
             uri,
             body,
+            listing,
             json,
         } => {
             let config = load_one(&on.config)?;
+            if let Some(path) = &listing {
+                let answer =
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                list::list(&config, &on.who()?, "tools/list", &answer)?;
+            }
             let body = match (&method, &body) {
                 (Some(m), _) => {
                     explain::request(m, tool.as_deref(), prompt.as_deref(), uri.as_deref())

@@ -348,6 +348,28 @@ fn pin_writes_pins_the_filter_then_holds_a_changed_tool_to() {
             "]}}",
             r#",{"name":"new_tool","inputSchema":{"type":"object"}}]}}"#,
         );
+    // explain: a pinned tool's call passes until a listing showed it changed.
+    let call = [
+        "explain",
+        config.to_str().unwrap(),
+        "--method",
+        "tools/call",
+        "--tool",
+        "echo",
+        "--json",
+    ];
+    let v: Value = serde_json::from_slice(&run(&call, None).stdout).unwrap();
+    assert_eq!(v["forwarded"], true, "{v}");
+    let changed_path = dir.join("changed.json");
+    std::fs::write(&changed_path, &changed).unwrap();
+    let mut after = call.to_vec();
+    after.extend(["--listing", changed_path.to_str().unwrap()]);
+    let v: Value = serde_json::from_slice(&run(&after, None).stdout).unwrap();
+    assert_eq!(v["forwarded"], false, "{v}");
+    assert!(v["answer"]["body"]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("definition changed"));
     let out = run(
         &["list", config.to_str().unwrap(), "--json"],
         Some(&changed),
