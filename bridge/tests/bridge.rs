@@ -1089,8 +1089,8 @@ async fn the_legacy_sse_transport_serves_old_clients_beside_streamable_http() ->
     let sse = format!("http://127.0.0.1:{}/sse", bridge.port);
     let run = mcp_filter_integration::sdk::run_python_client(
         &python,
-        "python_sse_client.py",
-        &[&sse, "add", r#"{"a": 2, "b": 40}"#, "echo", "add"],
+        "python_list_call.py",
+        &["sse", &sse, "add", r#"{"a": 2, "b": 40}"#, "echo", "add"],
     )?;
     assert!(run.success, "{}\n{}", run.output, bridge.log());
     assert!(run.output.contains("add: 42"), "{}", run.output);
@@ -1127,8 +1127,9 @@ async fn the_legacy_sse_transport_serves_old_clients_beside_streamable_http() ->
     assert_eq!(post_raw(&bridge.url(), &[], INIT).await?.status, 404);
     let run = mcp_filter_integration::sdk::run_python_client(
         &python,
-        "python_sse_client.py",
+        "python_list_call.py",
         &[
+            "sse",
             &format!("http://127.0.0.1:{}/sse", bridge.port),
             "echo",
             r#"{"message": "old"}"#,

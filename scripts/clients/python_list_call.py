@@ -7,8 +7,10 @@ field its version requires), a call fails, or an expected tool is missing.
   (MCP 2026-07-28 in mcp 2.3).
 - `lowlevel`: `ClientSession` over `streamable_http_client` (the initialize
   handshake, so a pre-2026 version, as most deployed applications use it).
+- `sse`: `ClientSession` over the legacy HTTP+SSE transport (`sse_client`,
+  MCP 2024-11-05); URL is the SSE stream's.
 
-Usage: python_list_call.py default|lowlevel URL TOOL ARGS_JSON [EXPECTED_TOOL...]
+Usage: python_list_call.py default|lowlevel|sse URL TOOL ARGS_JSON [EXPECTED_TOOL...]
 """
 
 import asyncio
@@ -17,6 +19,7 @@ import sys
 from contextlib import asynccontextmanager
 
 from mcp import Client, ClientSession
+from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 
@@ -26,7 +29,8 @@ async def connect(mode, url):
         async with Client(url) as client:
             yield client
         return
-    async with streamable_http_client(url) as streams:
+    transport = sse_client(url) if mode == "sse" else streamable_http_client(url)
+    async with transport as streams:
         async with ClientSession(streams[0], streams[1]) as session:
             init = await session.initialize()
             print("protocol:", init.protocol_version)
