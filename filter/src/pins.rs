@@ -43,8 +43,11 @@ impl ToolDigest {
         else {
             return None;
         };
-        let mut text = String::with_capacity(tool.len());
-        write_object(&object, &mut text, Some("_meta"));
+        // serde_json's compact form is the canonical one (see the module
+        // header): no whitespace, its own escaping and numbers, and the keys
+        // in `serde_json::Map`'s order, a `BTreeMap`'s here (no
+        // `preserve_order`): byte order (the tests fail if a build changes it).
+        let text = serde_json::to_string(&WithoutMeta(&object)).ok()?;
         Some(Self(Sha256::digest(text.as_bytes()).into()))
     }
 
@@ -79,41 +82,13 @@ impl fmt::Display for ToolDigest {
     }
 }
 
-/// Writes `value` in the canonical form (see the module header).
-fn canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => write_object(map, out, None),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                canonical(item, out);
-            }
-            out.push(']');
-        }
-        Value::String(s) => out.push_str(&crate::raw_json::json_string(s)),
-        other => out.push_str(&other.to_string()),
-    }
-}
+/// A tool object as serialized for its digest: every member but `_meta`.
+struct WithoutMeta<'a>(&'a serde_json::Map<String, Value>);
 
-/// An object's members in key order, but `skip`. `serde_json::Map` is a
-/// `BTreeMap` here (no `preserve_order`): it iterates in byte order of the
-/// keys, the canonical order (the tests fail if a build changes that).
-fn write_object(map: &serde_json::Map<String, Value>, out: &mut String, skip: Option<&str>) {
-    out.push('{');
-    let mut first = true;
-    for (key, value) in map.iter().filter(|(k, _)| Some(k.as_str()) != skip) {
-        if !first {
-            out.push(',');
-        }
-        first = false;
-        out.push_str(&crate::raw_json::json_string(key));
-        out.push(':');
-        canonical(value, out);
+impl serde::Serialize for WithoutMeta<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().filter(|(key, _)| *key != "_meta"))
     }
-    out.push('}');
 }
 
 /// What becomes of a tool no pin names.
