@@ -1,24 +1,32 @@
-//! The stdio server's process: spawned through the SDK's child-process
-//! transport in a process group of its own, its stderr copied to the
-//! bridge's log with a prefix. When a child ends (its session closed, or it
-//! exited) what is left of its group is terminated, and when the bridge stops
-//! every group is: a server that starts processes of its own (`npx` starting
-//! `node`, a shell script) leaves none behind.
+//! The stdio server's process: spawned in a process group of its own, its
+//! stdin/stdout a [`Lines`] transport (messages kept whole, see `raw`), its
+//! stderr copied to the bridge's log with a prefix. When a child ends (its
+//! session closed, or it exited) what is left of its group is terminated
+//! (SIGTERM, SIGKILL two seconds later if it is still there), and when the
+//! bridge stops every group is: a server that starts processes of its own
+//! (`npx` starting `node`, a shell script) leaves none behind. Every child
+//! is waited for: no zombies.
 
-use rmcp::transport::TokioChildProcess;
+use crate::raw::{Answers, Lines};
+use rmcp::RoleClient;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{ChildStdin, ChildStdout};
+use tokio::sync::oneshot;
 
 /// Children alive now (pid), so a shutdown can make sure none is left.
 static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
+pub type ChildTransport = Lines<RoleClient, BufReader<ChildStdout>, ChildStdin>;
+
 /// A spawned child: the transport to serve a client over, its label for
 /// logs, and its process group (terminated when this is dropped).
 pub struct Spawned {
-    pub transport: TokioChildProcess,
+    pub transport: ChildTransport,
     pub label: String,
     pub group: Group,
 }
@@ -26,7 +34,7 @@ pub struct Spawned {
 /// A child's process group: dropped with the child's client (its session
 /// ended, or the child was replaced), it terminates what is left of the
 /// group, processes the child started included.
-pub struct Group(Option<u32>);
+pub struct Group(Option<oneshot::Sender<()>>);
 
 impl Group {
     /// No process of ours (`connect`: the server is remote).
@@ -37,26 +45,36 @@ impl Group {
 
 impl Drop for Group {
     fn drop(&mut self) {
-        if let Some(pid) = self.0 {
-            terminate_group(pid);
+        if let Some(stop) = self.0.take() {
+            let _ = stop.send(());
         }
     }
 }
 
-pub fn spawn(command: &[String]) -> std::io::Result<Spawned> {
+/// Starts `command`; its messages longer than `max_line` bytes are dropped,
+/// and the whole result of each answer marked for it is kept in `answers`.
+pub fn spawn(
+    command: &[String],
+    max_line: usize,
+    answers: Arc<Answers>,
+) -> std::io::Result<Spawned> {
     let (program, args) = command
         .split_first()
         .ok_or_else(|| std::io::Error::other("no command"))?;
     let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args);
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     // Its own group (pgid = its pid), so the group can be signalled whole.
     #[cfg(unix)]
     cmd.process_group(0);
-    let (transport, stderr) = TokioChildProcess::builder(cmd)
-        .stderr(Stdio::piped())
-        .spawn()?;
+    let mut child = cmd.spawn()?;
+    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err(std::io::Error::other("the child's stdio is not piped"));
+    };
     let label = format!("child {}", NEXT.fetch_add(1, Ordering::Relaxed));
-    let pid = transport.id();
+    let pid = child.id();
     if let (Some(pid), Ok(mut live)) = (pid, LIVE.lock()) {
         live.push(pid);
     }
@@ -65,27 +83,40 @@ pub fn spawn(command: &[String]) -> std::io::Result<Spawned> {
         command.join(" "),
         pid.map_or("?".into(), |p| p.to_string())
     );
-    if let Some(stderr) = stderr {
+    if let Some(stderr) = child.stderr.take() {
         let prefix = label.clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 tracing::info!("[{prefix}] {line}");
             }
-            tracing::info!("[{prefix}] exited");
-            if let Some(pid) = pid {
-                // Its stdio closed: whatever it started goes with it.
-                terminate_group(pid);
-                if let Ok(mut live) = LIVE.lock() {
-                    live.retain(|p| *p != pid);
-                }
-            }
         });
     }
+    let (stop, stopped) = oneshot::channel::<()>();
+    let prefix = label.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = child.wait() => {}
+            _ = stopped => {
+                signal_group(pid, Signal::Term);
+                if tokio::time::timeout(Duration::from_secs(2), child.wait()).await.is_err() {
+                    signal_group(pid, Signal::Kill);
+                    let _ = child.start_kill();
+                    let _ = child.wait().await;
+                }
+            }
+        }
+        tracing::info!("[{prefix}] exited");
+        // Its stdio closed: whatever it started goes with it.
+        signal_group(pid, Signal::Term);
+        if let (Some(pid), Ok(mut live)) = (pid, LIVE.lock()) {
+            live.retain(|p| *p != pid);
+        }
+    });
     Ok(Spawned {
-        transport,
+        transport: Lines::new(BufReader::new(stdout), stdin, max_line, Some(answers)),
         label,
-        group: Group(pid),
+        group: Group(Some(stop)),
     })
 }
 
@@ -112,13 +143,23 @@ pub async fn termination() {
     }
 }
 
-/// SIGTERM to the process group a child leads (none left: nothing to do).
-fn terminate_group(pid: u32) {
+#[derive(Clone, Copy)]
+enum Signal {
+    Term,
+    Kill,
+}
+
+/// `signal` to the process group a child leads (none left: nothing to do).
+fn signal_group(pid: Option<u32>, signal: Signal) {
     #[cfg(unix)]
-    if let Ok(pid) = i32::try_from(pid) {
+    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+        use nix::sys::signal::Signal as Nix;
         let _ = nix::sys::signal::killpg(
             nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGTERM,
+            match signal {
+                Signal::Term => Nix::SIGTERM,
+                Signal::Kill => Nix::SIGKILL,
+            },
         );
     }
 }
@@ -128,10 +169,9 @@ fn terminate_group(pid: u32) {
 pub async fn reap_all() {
     let pids: Vec<u32> = LIVE.lock().map(|l| l.clone()).unwrap_or_default();
     for pid in pids {
-        terminate_group(pid);
+        signal_group(Some(pid), Signal::Term);
     }
-    // The SDK's transport waits for its child when it is dropped; give the
-    // stderr readers a moment to see the ends.
+    // Each child's waiter sees it end; give them a moment.
     for _ in 0..50 {
         if LIVE.lock().map(|l| l.is_empty()).unwrap_or(true) {
             return;

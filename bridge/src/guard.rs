@@ -12,12 +12,12 @@
 //! the SDK's check off.
 
 use crate::options::Options;
-use axum::body::Body;
+use crate::reply;
 use axum::extract::{Request, State};
 use axum::http::uri::Authority;
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use std::sync::Arc;
 
 /// A `--allowed-host` entry, or a request's authority: a lower-case host
@@ -199,19 +199,6 @@ impl Guard {
     }
 }
 
-fn refuse(status: StatusCode, code: i64, message: String) -> Response {
-    let body = serde_json::json!({
-        "jsonrpc": "2.0", "id": null,
-        "error": {"code": code, "message": message}
-    });
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        Body::from(body.to_string()),
-    )
-        .into_response()
-}
-
 /// The middleware, outermost: a refused request reaches nothing else.
 pub async fn check_host_and_origin(
     State(guard): State<Arc<Guard>>,
@@ -224,24 +211,22 @@ pub async fn check_host_and_origin(
             // The offending value goes to the log, not back to the caller.
             tracing::warn!("refused a request: {refusal:?}");
             match refusal {
-                Refusal::BadHost(_) => refuse(
+                Refusal::BadHost(_) => reply::error(
                     StatusCode::BAD_REQUEST,
                     -32600,
-                    "the request has no valid Host header".into(),
+                    "the request has no valid Host header",
                 ),
-                Refusal::Host(_) => refuse(
+                Refusal::Host(_) => reply::error(
                     StatusCode::FORBIDDEN,
                     -32043,
                     "the Host header names a host this bridge does not serve (DNS-rebinding \
-                     protection); start mcp-bridge with --allowed-host NAME to serve it"
-                        .into(),
+                     protection); start mcp-bridge with --allowed-host NAME to serve it",
                 ),
-                Refusal::Origin(_) => refuse(
+                Refusal::Origin(_) => reply::error(
                     StatusCode::FORBIDDEN,
                     -32043,
                     "the Origin header names an origin this bridge does not accept; start \
-                     mcp-bridge with --allowed-origin ORIGIN to accept it"
-                        .into(),
+                     mcp-bridge with --allowed-origin ORIGIN to accept it",
                 ),
             }
         }

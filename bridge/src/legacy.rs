@@ -14,9 +14,11 @@
 
 use crate::options::Options;
 use crate::proxy::{Bridge, Sessions, SharedChild};
+use crate::raw::{Attach, Channel, Ending};
+use crate::reply;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use rmcp::model::ClientJsonRpcMessage;
@@ -52,22 +54,14 @@ impl Legacy {
     }
 }
 
-fn error(status: StatusCode, code: i64, message: &str) -> Response {
-    let body = serde_json::json!({"jsonrpc": "2.0", "id": null,
-        "error": {"code": code, "message": message}});
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
 /// The session's side of the bridge: messages posted for it in, what the
 /// bridge sends out to its stream.
 struct StreamTransport {
     inbound: mpsc::Receiver<ClientJsonRpcMessage>,
     outbound: mpsc::Sender<String>,
+    /// Answers leave here with the child's whole results.
+    channel: Channel,
+    _ending: Ending,
 }
 
 impl Transport<RoleServer> for StreamTransport {
@@ -78,7 +72,10 @@ impl Transport<RoleServer> for StreamTransport {
         item: TxJsonRpcMessage<RoleServer>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
         let outbound = self.outbound.clone();
-        let text = serde_json::to_string(&item);
+        let text = serde_json::to_value(&item).and_then(|mut message| {
+            self.channel.restore(&mut message);
+            serde_json::to_string(&message)
+        });
         async move {
             let text = text.map_err(std::io::Error::other)?;
             outbound
@@ -88,8 +85,10 @@ impl Transport<RoleServer> for StreamTransport {
         }
     }
 
-    fn receive(&mut self) -> impl Future<Output = Option<RxJsonRpcMessage<RoleServer>>> + Send {
-        self.inbound.recv()
+    async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleServer>> {
+        let mut message = self.inbound.recv().await?;
+        message.answer_on(&self.channel);
+        Some(message)
     }
 
     async fn close(&mut self) -> Result<(), Self::Error> {
@@ -116,14 +115,7 @@ impl Drop for Open {
 /// `GET <sse path>`: a new session, and its event stream.
 pub async fn open_stream(State(legacy): State<Arc<Legacy>>) -> Response {
     if legacy.sessions.is_full() {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            -32000,
-            &format!(
-                "the bridge serves at most {} sessions; retry later",
-                legacy.sessions.max()
-            ),
-        );
+        return reply::sessions_full(legacy.sessions.max());
     }
     let id = uuid::Uuid::new_v4().simple().to_string();
     let (to_bridge, inbound) = mpsc::channel(64);
@@ -137,7 +129,14 @@ pub async fn open_stream(State(legacy): State<Arc<Legacy>>) -> Response {
         legacy.shared.clone(),
     );
     tokio::spawn(async move {
-        match bridge.serve(StreamTransport { inbound, outbound }).await {
+        let channel = Channel::new();
+        let transport = StreamTransport {
+            inbound,
+            outbound,
+            _ending: Ending::of(&channel),
+            channel,
+        };
+        match bridge.serve(transport).await {
             Ok(running) => {
                 let _ = running.waiting().await;
             }
@@ -185,7 +184,7 @@ pub async fn post_message(
     body: Bytes,
 ) -> Response {
     let Some(id) = target.session_id else {
-        return error(StatusCode::BAD_REQUEST, -32600, "missing sessionId");
+        return reply::error(StatusCode::BAD_REQUEST, -32600, "missing sessionId");
     };
     let sender = legacy
         .open
@@ -193,15 +192,21 @@ pub async fn post_message(
         .ok()
         .and_then(|open| open.get(&id).cloned());
     let Some(sender) = sender else {
-        return error(StatusCode::NOT_FOUND, -32001, "Session not found");
+        return reply::error(StatusCode::NOT_FOUND, -32001, "Session not found");
     };
     if body.len() > legacy.options.max_message_bytes {
-        return error(StatusCode::PAYLOAD_TOO_LARGE, -32600, "message too large");
+        return reply::error(StatusCode::PAYLOAD_TOO_LARGE, -32600, "message too large");
     }
-    let message: ClientJsonRpcMessage = match serde_json::from_slice(&body) {
-        Ok(m) => m,
-        Err(e) => {
-            return error(
+    let message = match (
+        serde_json::from_slice::<serde_json::Value>(&body),
+        serde_json::from_slice::<ClientJsonRpcMessage>(&body),
+    ) {
+        (Ok(raw), Ok(mut message)) => {
+            message.attach(raw, None);
+            message
+        }
+        (_, Err(e)) | (Err(e), _) => {
+            return reply::error(
                 StatusCode::BAD_REQUEST,
                 -32700,
                 &format!("not a JSON-RPC message: {e}"),
@@ -210,6 +215,6 @@ pub async fn post_message(
     };
     match sender.send(message).await {
         Ok(()) => (StatusCode::ACCEPTED, "Accepted").into_response(),
-        Err(_) => error(StatusCode::NOT_FOUND, -32001, "Session not found"),
+        Err(_) => reply::error(StatusCode::NOT_FOUND, -32001, "Session not found"),
     }
 }

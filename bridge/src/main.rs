@@ -17,23 +17,24 @@
 //!
 //! Each MCP session gets its own child by default (stdio servers serve one
 //! client); `--shared` multiplexes every session onto one child. Built on the
-//! official Rust SDK: its child-process client transport on one side, its
-//! Streamable HTTP server (sessions, SSE, 2026-07-28 stateless requests,
-//! 404 for unknown sessions, body limit, idle timeout) on the other; the
-//! bridge itself only forwards messages between the two.
+//! official Rust SDK: its Streamable HTTP server (sessions, SSE, 2026-07-28
+//! stateless requests, 404 for unknown sessions, body limit, idle timeout)
+//! on one side, a child's stdio on the other; the bridge itself only
+//! forwards messages between the two, as their senders wrote them (`raw`).
 
 mod child;
 mod guard;
 mod legacy;
 mod options;
 mod proxy;
+mod raw;
+mod remote;
+mod reply;
 
 use anyhow::Result;
-use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use options::Options;
 use proxy::{Bridge, Sessions};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -69,20 +70,7 @@ async fn limit_sessions(
     let new_session = request.method() == axum::http::Method::POST
         && !request.headers().contains_key("mcp-session-id");
     if new_session && sessions.is_full() {
-        let body = serde_json::json!({
-            "jsonrpc": "2.0", "id": null,
-            "error": {"code": -32000, "message": format!(
-                "the bridge serves at most {} sessions; retry later", sessions.max())}
-        });
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [
-                (header::CONTENT_TYPE, "application/json"),
-                (header::RETRY_AFTER, "1"),
-            ],
-            Body::from(body.to_string()),
-        )
-            .into_response();
+        return reply::sessions_full(sessions.max());
     }
     next.run(request).await
 }
@@ -121,8 +109,15 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
 /// the remote server; stdout carries only the protocol, logs go to stderr.
 async fn serve_stdio(options: Arc<Options>) -> Result<()> {
     let sessions = Arc::new(Sessions::new(1));
-    let bridge = Bridge::new(options, sessions, None);
-    let running = bridge.serve(rmcp::transport::stdio()).await?;
+    let bridge = Bridge::new(options.clone(), sessions, None);
+    let stdio = raw::Lines::new(
+        tokio::io::BufReader::new(tokio::io::stdin()),
+        tokio::io::stdout(),
+        options.max_message_bytes,
+        None,
+    )
+    .answering();
+    let running = bridge.serve(stdio).await?;
     tokio::select! {
         _ = running.waiting() => {}
         _ = child::termination() => log("shutting down"),
@@ -170,6 +165,10 @@ async fn main() -> Result<()> {
     if options.output_transport.streamable_http() {
         app = app
             .nest_service(&options.path, service)
+            .layer(middleware::from_fn_with_state(
+                options.max_message_bytes,
+                raw::whole_messages,
+            ))
             .layer(middleware::from_fn_with_state(
                 sessions.clone(),
                 limit_sessions,

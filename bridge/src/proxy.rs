@@ -11,6 +11,9 @@
 //! none), a request is refused (an error to the child) and a log message
 //! dropped, never guessed; resource updates go to the sessions subscribed to
 //! the resource, and `list_changed` notifications to every session.
+//!
+//! What is forwarded is each message as its sender wrote it (see `raw`): the
+//! typed forms only decide where it goes and whether it is the right kind.
 
 // Logging and resources/subscribe are deprecated for 2026-07-28 but still
 // forwarded: clients on older versions use them.
@@ -18,6 +21,7 @@
 
 use crate::child;
 use crate::options::Options;
+use crate::raw::{self, Answers, KeepAnswer};
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResponse, ClientConfig, ClientNotification,
     ClientRequest, ClientResult, CompleteRequest, CompleteRequestParams, CompleteResult,
@@ -70,6 +74,9 @@ impl Sessions {
 }
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+/// The longest message a child may send (the SDK's own default).
+const CHILD_LINE_LIMIT: usize = 16 * 1024 * 1024;
 
 /// Where a child's messages go back to: one HTTP-side session.
 #[derive(Clone)]
@@ -130,6 +137,8 @@ struct Routes {
     in_flight: Mutex<Vec<Waiting>>,
     /// Resource URI -> the sessions subscribed to it (`--shared`).
     subscriptions: Mutex<HashMap<String, Vec<u64>>>,
+    /// The child's whole answers to forwarded requests.
+    answers: Arc<Answers>,
 }
 
 impl Routes {
@@ -293,6 +302,17 @@ impl Service<RoleClient> for ChildFacing {
                 ));
             }
         };
+        // As the child wrote it (its `_meta` is the SDK's to set on the way).
+        if let Some(raw) = request.extensions().get::<raw::Raw>().cloned() {
+            if let (false, Some(custom)) = (
+                matches!(request, ServerRequest::PingRequest(_)),
+                raw::custom_request(&raw.0),
+            ) {
+                let meta = request.get_meta().clone();
+                request = ServerRequest::CustomRequest(custom);
+                *request.get_meta_mut() = meta;
+            }
+        }
         // On the stream of the session's request that caused it. Sent from a
         // task of its own: in this handler the SDK would mark it as caused by
         // the child's request id, which means nothing to the session.
@@ -370,6 +390,17 @@ impl Service<RoleClient> for ChildFacing {
                 }
             },
         };
+        // As the child wrote it.
+        let notification = match notification
+            .extensions()
+            .get::<raw::Raw>()
+            .and_then(|raw| raw::method_and_params(&raw.0))
+        {
+            Some((method, params)) => {
+                ServerNotification::CustomNotification(CustomNotification::new(method, params))
+            }
+            None => notification,
+        };
         for server in to {
             let _ = server.send_notification(notification.clone()).await;
         }
@@ -401,9 +432,10 @@ async fn start_child(
     if let Some(remote) = &options.connect {
         return connect_remote(remote, info, routes).await;
     }
-    let spawned = child::spawn(&options.command).map_err(|e| {
-        ErrorData::internal_error(format!("the stdio MCP server could not start: {e}"), None)
-    })?;
+    let spawned = child::spawn(&options.command, CHILD_LINE_LIMIT, routes.answers.clone())
+        .map_err(|e| {
+            ErrorData::internal_error(format!("the stdio MCP server could not start: {e}"), None)
+        })?;
     let facing = ChildFacing {
         info,
         routes: routes.clone(),
@@ -450,7 +482,10 @@ async fn connect_remote(
         _group: child::Group::none(),
     };
     let running = facing
-        .serve(StreamableHttpClientTransport::from_config(config))
+        .serve(StreamableHttpClientTransport::with_client(
+            crate::remote::WholeAnswers::new(routes.answers.clone()),
+            config,
+        ))
         .await
         .map_err(|e| {
             tracing::warn!("[{}] initialize failed: {e}", remote.url);
@@ -606,8 +641,13 @@ impl Bridge {
         if link.peer.is_transport_closed() {
             return Err(child_exited());
         }
-        // The client's `_meta` (progress token, 2026-07-28 fields) goes along.
+        // The request as the client wrote it; the client's `_meta` (progress
+        // token, 2026-07-28 fields) goes along, and the answer is kept whole.
+        if let Some(custom) = raw::request_of(&context).and_then(|raw| raw::custom_request(&raw)) {
+            request = ClientRequest::CustomRequest(custom);
+        }
         *request.get_meta_mut() = context.meta.clone();
+        request.extensions_mut().insert(KeepAnswer);
         let client_token = request.get_meta().get_progress_token();
         // In flight before the child can see it: what the child sends while
         // working on it is attributed to this session.
@@ -645,6 +685,11 @@ impl Bridge {
                 .await;
         }
         drop(in_flight);
+        let whole = link.routes.answers.take(&handle.id);
+        if let (Ok(_), Some(whole)) = (&outcome, whole) {
+            // Goes out in place of the SDK's typed form of it.
+            raw::keep(&context, whole);
+        }
         outcome
     }
 }

@@ -1142,3 +1142,200 @@ async fn the_legacy_sse_transport_serves_old_clients_beside_streamable_http() ->
     );
     Ok(())
 }
+
+/// The JSON-RPC messages of an answer: its JSON body, or each event's data.
+fn messages(r: &mcp_filter_integration::RawResponse) -> Vec<serde_json::Value> {
+    if r.header("content-type") == Some("application/json") {
+        return match r.json() {
+            serde_json::Value::Array(batch) => batch,
+            one => vec![one],
+        };
+    }
+    r.text()
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str(d.trim()).ok())
+        .collect()
+}
+
+/// The answer to request `id` among `messages`.
+fn answer(messages: &[serde_json::Value], id: u64) -> serde_json::Value {
+    messages
+        .iter()
+        .find(|m| m["id"] == id)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// What a newer server says that the SDK's model lacks, checked on a
+/// `tools/list` and a `tools/call` answer of `future_stdio_server.py`, and
+/// the call's new parameter as the server received it.
+fn assert_whole(list: &serde_json::Value, call: &serde_json::Value, how: &str) {
+    let tool = &list["result"]["tools"][0];
+    assert_eq!(tool["annotations"]["futureHint"], "kept", "{how}: {list}");
+    assert_eq!(tool["annotations"]["readOnlyHint"], true, "{how}: {list}");
+    assert_eq!(
+        tool["futureMember"],
+        json!({"nested": [1, 2, 3]}),
+        "{how}: {list}"
+    );
+    assert_eq!(list["result"]["futureResultField"], "kept", "{how}: {list}");
+    assert_eq!(call["result"]["futureResultField"], "kept", "{how}: {call}");
+    let received: serde_json::Value = serde_json::from_str(
+        call["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default(),
+    )
+    .unwrap_or_default();
+    assert_eq!(
+        received,
+        json!({"name": "probe", "arguments": {"x": 1}, "futureParam": {"a": [true]}}),
+        "{how}: the server received {call}"
+    );
+}
+
+const FUTURE_LIST: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}"#;
+const FUTURE_CALL: &str = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"probe","arguments":{"x":1},"futureParam":{"a":[true]}}}"#;
+
+fn future_server() -> Vec<String> {
+    vec![
+        "python3".into(),
+        mcp_filter_integration::repo_root()
+            .join("scripts/servers/future_stdio_server.py")
+            .display()
+            .to_string(),
+    ]
+}
+
+/// Messages pass whole: a newer server's tool annotations and result members
+/// reach the client, and a client's new request parameter reaches the
+/// server, over a Streamable HTTP session, a 2026-07-28 request without one,
+/// and the legacy SSE transport (rmcp's typed model drops all of them).
+#[tokio::test(flavor = "multi_thread")]
+async fn members_the_sdk_does_not_model_pass_through_whole() -> Result<()> {
+    let server = future_server();
+    let command: Vec<&str> = server.iter().map(String::as_str).collect();
+    let bridge = Bridge::start(&["--output-transport", "both"], &command)?;
+
+    // A session.
+    let r = post_raw(&bridge.url(), &[], INIT).await?;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), bridge.log());
+    let session = r
+        .header("mcp-session-id")
+        .context("session id")?
+        .to_string();
+    let headers = [
+        ("mcp-session-id", session.as_str()),
+        ("mcp-protocol-version", "2025-06-18"),
+    ];
+    let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    assert_eq!(
+        post_raw(&bridge.url(), &headers, initialized).await?.status,
+        202
+    );
+    let list = answer(
+        &messages(&post_raw(&bridge.url(), &headers, FUTURE_LIST).await?),
+        2,
+    );
+    let call = answer(
+        &messages(&post_raw(&bridge.url(), &headers, FUTURE_CALL).await?),
+        3,
+    );
+    assert_whole(&list, &call, "a session");
+
+    // A 2026-07-28 request without a session (answered with JSON).
+    let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"raw","version":"0"},"io.modelcontextprotocol/clientCapabilities":{}}"#;
+    let stateless =
+        |request: &str| request.replacen(r#""params":{"#, &format!(r#""params":{{{meta},"#), 1);
+    let list_2026 = stateless(FUTURE_LIST).replace(",}", "}");
+    let call_2026 = stateless(FUTURE_CALL);
+    let h = |method: &'static str, name: Option<&'static str>| {
+        let mut h = vec![
+            ("mcp-method", method),
+            ("mcp-protocol-version", "2026-07-28"),
+        ];
+        h.extend(name.map(|n| ("mcp-name", n)));
+        h
+    };
+    let list = post_raw(&bridge.url(), &h("tools/list", None), list_2026).await?;
+    let call = post_raw(&bridge.url(), &h("tools/call", Some("probe")), call_2026).await?;
+    assert_eq!(call.status, 200, "{}\n{}", call.text(), bridge.log());
+    assert_whole(
+        &answer(&messages(&list), 2),
+        &answer(&messages(&call), 3),
+        "2026-07-28",
+    );
+
+    // The legacy SSE transport: posted messages, answers on the stream.
+    let base = format!("http://127.0.0.1:{}", bridge.port);
+    let mut stream = reqwest::Client::new()
+        .get(format!("{base}/sse"))
+        .send()
+        .await?;
+    let mut events = String::new();
+    let mut next_data = async |events: &mut String| -> Result<String> {
+        loop {
+            if let Some(end) = events.find("\n\n") {
+                let event: String = events.drain(..end + 2).collect();
+                if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) {
+                    return Ok(data.trim().to_string());
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
+                .await??
+                .context("the stream ended")?;
+            events.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    let endpoint = format!("{base}{}", next_data(&mut events).await?);
+    let mut legacy = Vec::new();
+    for message in [INIT, initialized, FUTURE_LIST, FUTURE_CALL] {
+        assert_eq!(post_raw(&endpoint, &[], message).await?.status, 202);
+        if message.contains("\"id\"") {
+            legacy.push(serde_json::from_str(&next_data(&mut events).await?)?);
+        }
+    }
+    assert_whole(&answer(&legacy, 2), &answer(&legacy, 3), "legacy SSE");
+    Ok(())
+}
+
+/// `connect`: a stdio client's new parameter reaches the remote server, and
+/// the remote server's members reach the stdio client, whether the remote
+/// answers over an event stream (a session) or with JSON (2026-07-28).
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_passes_members_the_sdk_does_not_model_both_ways() -> Result<()> {
+    use std::io::Write;
+    let server = future_server();
+    let command: Vec<&str> = server.iter().map(String::as_str).collect();
+    let remote = Bridge::start(&[], &command)?;
+    let init_2026 = INIT.replace("2025-06-18", "2026-07-28");
+    for (version, init) in [("2025-06-18", INIT.to_string()), ("2026-07-28", init_2026)] {
+        let mut connect = Command::new(env!("CARGO_BIN_EXE_mcp-bridge"))
+            .args(["connect", &remote.url()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut stdin = connect.stdin.take().context("stdin")?;
+        let mut stdout = BufReader::new(connect.stdout.take().context("stdout")?);
+        let mut answers = Vec::new();
+        for message in [
+            init.as_str(),
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            FUTURE_LIST,
+            FUTURE_CALL,
+        ] {
+            writeln!(stdin, "{message}")?;
+            if message.contains("\"id\"") {
+                let mut line = String::new();
+                stdout.read_line(&mut line)?;
+                answers.push(serde_json::from_str::<serde_json::Value>(&line)?);
+            }
+        }
+        let _ = connect.kill();
+        let _ = connect.wait();
+        assert_whole(&answer(&answers, 2), &answer(&answers, 3), version);
+    }
+    Ok(())
+}

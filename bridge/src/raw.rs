@@ -1,0 +1,560 @@
+//! Messages forwarded as their sender wrote them. The SDK parses every
+//! message into its own types, and those forget members they do not know: a
+//! newer server's tool annotations, a client's new request parameters. So
+//! the bridge keeps each message as received beside its typed form and
+//! forwards that: a client's request goes to the server with its own
+//! parameters (only `_meta`'s progress token is the bridge's), and the
+//! server's result, request or notification reaches the client whole.
+//!
+//! Owns: [`Raw`] (a message as received, carried in the typed message's
+//! extensions), the line transport that attaches it ([`Lines`]: a child's
+//! stdio, or the bridge's own stdio under `connect`), the table of a child's
+//! whole answers ([`Answers`]), and the other end: results kept per
+//! [`Channel`] (an HTTP exchange, a legacy SSE session, `connect`'s stdio)
+//! and put back into the answer as it leaves ([`whole_messages`] over HTTP,
+//! [`Channel::restore`] on the others). The SDK answers with its typed
+//! result in between; the exchange's own table is emptied when it ends.
+//! Must not: route anything (that is `proxy`), or let through what the typed
+//! model refuses: the raw form replaces a typed one only after that parsed as
+//! the right kind of message (a result is only used for a request that
+//! succeeded). Hand-written rather than the SDK's line transport, which
+//! yields only typed messages.
+
+use crate::reply;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use futures::StreamExt;
+use rmcp::model::{CustomRequest, GetExtensions, JsonRpcMessage, RequestId};
+use rmcp::service::ServiceRole;
+use rmcp::service::{RequestContext, RxJsonRpcMessage, TxJsonRpcMessage};
+use rmcp::transport::Transport;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+
+/// A JSON-RPC message exactly as its sender wrote it (as JSON: member order
+/// and spacing are not kept, members are).
+#[derive(Clone, Debug)]
+pub struct Raw(pub Arc<Value>);
+
+/// A POST's body as JSON (one message or a batch), kept for the session
+/// that serves it to find its requests in.
+#[derive(Clone, Debug)]
+struct Body(Arc<Value>);
+
+/// Marks a request the bridge forwards to a child: its answer is kept whole.
+#[derive(Clone, Debug)]
+pub struct KeepAnswer;
+
+/// The whole `result` of the child's answers to requests marked
+/// [`KeepAnswer`], by the child's request id, until taken.
+#[derive(Default)]
+pub struct Answers(Mutex<HashMap<RequestId, Option<Value>>>);
+
+impl Answers {
+    /// Before the request is written: its answer cannot arrive earlier.
+    pub fn expect(&self, id: RequestId) {
+        if let Ok(mut answers) = self.0.lock() {
+            answers.insert(id, None);
+        }
+    }
+
+    pub fn record(&self, id: &RequestId, result: Value) {
+        if let Ok(mut answers) = self.0.lock() {
+            if let Some(slot) = answers.get_mut(id) {
+                *slot = Some(result);
+            }
+        }
+    }
+
+    /// The answer's whole result, if it came; the request is forgotten either
+    /// way (an answer arriving later is not kept).
+    pub fn take(&self, id: &RequestId) -> Option<Value> {
+        self.0.lock().ok()?.remove(id).flatten()
+    }
+}
+
+/// The request `id` of `context` as its client wrote it: from the line it
+/// came on, or from the POST body that carried it.
+pub fn request_of<R: ServiceRole>(context: &RequestContext<R>) -> Option<Arc<Value>> {
+    if let Some(Raw(raw)) = context.extensions.get::<Raw>() {
+        return Some(raw.clone());
+    }
+    let Body(body) = context
+        .extensions
+        .get::<axum::http::request::Parts>()?
+        .extensions
+        .get::<Body>()?;
+    let same_id = |message: &Value| {
+        message
+            .get("id")
+            .and_then(|id| serde_json::from_value::<RequestId>(id.clone()).ok())
+            .is_some_and(|id| id == context.id)
+            && message.get("method").is_some()
+    };
+    match &**body {
+        Value::Array(batch) => batch.iter().find(|m| same_id(m)).cloned().map(Arc::new),
+        message if same_id(message) => Some(body.clone()),
+        _ => None,
+    }
+}
+
+/// A request as a custom request of the same method and parameters: what
+/// the SDK serializes as written. `_meta` is left out: the caller sets the
+/// request's meta (its own progress token among the client's members).
+pub fn custom_request(raw: &Value) -> Option<CustomRequest> {
+    let method = raw.get("method")?.as_str()?;
+    let params = raw.get("params").cloned().map(|mut params| {
+        if let Some(members) = params.as_object_mut() {
+            members.remove("_meta");
+        }
+        params
+    });
+    Some(CustomRequest::new(method, params))
+}
+
+/// The method and parameters of a notification or request, as written.
+pub fn method_and_params(raw: &Value) -> Option<(String, Option<Value>)> {
+    Some((
+        raw.get("method")?.as_str()?.to_string(),
+        raw.get("params").cloned(),
+    ))
+}
+
+/// Where answers leave the bridge: one HTTP exchange, one legacy SSE
+/// session, or `connect`'s stdio. Results kept for it wait in [`KEPT`] by
+/// its number and the request id until its answer leaves, or until it ends.
+#[derive(Clone, Debug)]
+pub struct Channel(u64);
+
+static NEXT_CHANNEL: AtomicU64 = AtomicU64::new(1);
+/// Whole results of requests that succeeded, by channel and request id.
+static KEPT: Mutex<BTreeMap<(u64, String), Value>> = Mutex::new(BTreeMap::new());
+
+fn id_key(id: &Value) -> String {
+    id.to_string()
+}
+
+impl Channel {
+    pub fn new() -> Self {
+        Self(NEXT_CHANNEL.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The answer `message` (a JSON-RPC message going out on this channel)
+    /// with the whole result kept for it, if one was: whether it changed.
+    pub fn restore(&self, message: &mut Value) -> bool {
+        let Some(id) = message.get("id").map(id_key) else {
+            return false;
+        };
+        let whole = KEPT
+            .lock()
+            .ok()
+            .and_then(|mut kept| kept.remove(&(self.0, id)));
+        match (whole, message.get_mut("result")) {
+            (Some(whole), Some(result)) => {
+                *result = whole;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether anything waits to go out on this channel (else its messages
+    /// pass as they are, unparsed).
+    fn waits(&self) -> bool {
+        KEPT.lock()
+            .map(|kept| {
+                kept.range((self.0, String::new())..)
+                    .next()
+                    .is_some_and(|((c, _), _)| *c == self.0)
+            })
+            .unwrap_or(false)
+    }
+}
+
+/// Keeps `whole` as the result of the request `context` serves, to go out
+/// in place of the SDK's typed form of it.
+pub fn keep<R: ServiceRole>(context: &RequestContext<R>, whole: Value) {
+    let channel = context.extensions.get::<Channel>().or_else(|| {
+        context
+            .extensions
+            .get::<axum::http::request::Parts>()?
+            .extensions
+            .get::<Channel>()
+    });
+    let (Some(channel), Ok(id)) = (channel, serde_json::to_value(&context.id)) else {
+        return;
+    };
+    if let Ok(mut kept) = KEPT.lock() {
+        kept.insert((channel.0, id_key(&id)), whole);
+    }
+}
+
+/// Forgets what is kept for a channel that ended (its answers will not leave).
+fn forget(channel: u64) {
+    if let Ok(mut kept) = KEPT.lock() {
+        kept.retain(|(c, _), _| *c != channel);
+    }
+}
+
+/// Ends a channel when dropped.
+pub struct Ending(u64);
+
+impl Ending {
+    pub fn of(channel: &Channel) -> Self {
+        Self(channel.0)
+    }
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        forget(self.0);
+    }
+}
+
+/// The HTTP side: a POST's JSON body is kept for [`request_of`] (bounded like
+/// the SDK's own limit: a larger body is refused here, 413), and the
+/// answers in its response, JSON or an event stream, get their whole results
+/// back.
+pub async fn whole_messages(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+        return reply::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            -32600,
+            "the message is larger than --max-message-bytes",
+        );
+    };
+    let channel = Channel::new();
+    if let Ok(value) = serde_json::from_slice::<Value>(&bytes) {
+        parts.extensions.insert(Body(Arc::new(value)));
+    }
+    parts.extensions.insert(channel.clone());
+    let response = next.run(Request::from_parts(parts, bytes.into())).await;
+    let content_type = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let ending = Ending::of(&channel);
+    if content_type.starts_with("application/json") {
+        let (parts, body) = response.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+            return reply::error(StatusCode::BAD_GATEWAY, -32603, "the answer was cut short");
+        };
+        let restored = restore_json(&channel, &bytes).unwrap_or(bytes.to_vec());
+        drop(ending);
+        return Response::from_parts(parts, axum::body::Body::from(restored));
+    }
+    if content_type.starts_with("text/event-stream") {
+        let (parts, body) = response.into_parts();
+        let events = Events {
+            channel,
+            pending: Vec::new(),
+            _ending: ending,
+        };
+        let stream = futures::stream::unfold(
+            (body.into_data_stream(), events),
+            |(mut body, mut events)| async move {
+                let chunk = match body.next().await? {
+                    Ok(chunk) => Ok(axum::body::Bytes::from(events.feed(&chunk))),
+                    Err(e) => Err(e),
+                };
+                Some((chunk, (body, events)))
+            },
+        );
+        return Response::from_parts(parts, axum::body::Body::from_stream(stream));
+    }
+    response
+}
+
+/// A JSON answer (one message or a batch) with its whole results back;
+/// `None` when nothing changed (it then goes out byte for byte).
+fn restore_json(channel: &Channel, bytes: &[u8]) -> Option<Vec<u8>> {
+    if !channel.waits() {
+        return None;
+    }
+    let mut value: Value = serde_json::from_slice(bytes).ok()?;
+    let changed = match &mut value {
+        Value::Array(batch) => batch
+            .iter_mut()
+            .fold(false, |changed, m| channel.restore(m) | changed),
+        message => channel.restore(message),
+    };
+    changed.then(|| serde_json::to_vec(&value).ok()).flatten()
+}
+
+/// An event stream passing through: whole events, each `data` that is an
+/// answer with its whole result back. Bytes of an unfinished event wait.
+struct Events {
+    channel: Channel,
+    pending: Vec<u8>,
+    _ending: Ending,
+}
+
+impl Events {
+    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        self.pending.extend_from_slice(chunk);
+        let mut out = Vec::with_capacity(self.pending.len());
+        while let Some(end) = event_end(&self.pending) {
+            let event: Vec<u8> = self.pending.drain(..end).collect();
+            out.extend_from_slice(&self.restore_event(&event));
+        }
+        out
+    }
+
+    /// One event (its blank line included): a single-line `data` field that
+    /// is a JSON-RPC answer is rewritten; anything else passes unchanged.
+    fn restore_event(&self, event: &[u8]) -> Vec<u8> {
+        let Ok(text) = std::str::from_utf8(event) else {
+            return event.to_vec();
+        };
+        let mut out = String::with_capacity(text.len());
+        for line in text.split_inclusive('\n') {
+            let restored = line
+                .strip_prefix("data:")
+                .map(|data| data.trim_start_matches(' ').trim_end_matches(['\r', '\n']))
+                .and_then(|data| restore_json(&self.channel, data.as_bytes()))
+                .and_then(|json| String::from_utf8(json).ok());
+            match restored {
+                Some(json) => {
+                    out.push_str("data: ");
+                    out.push_str(&json);
+                    out.push('\n');
+                }
+                None => out.push_str(line),
+            }
+        }
+        out.into_bytes()
+    }
+}
+
+/// Where the first whole event in `bytes` ends (after its blank line).
+fn event_end(bytes: &[u8]) -> Option<usize> {
+    let lf = bytes.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    let crlf = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// What a received message keeps of its raw form: requests and
+/// notifications carry it; a marked request's answer is recorded.
+pub trait Attach {
+    fn attach(&mut self, raw: Value, answers: Option<&Answers>);
+    /// A request's answer leaves on `channel`.
+    fn answer_on(&mut self, channel: &Channel);
+    /// The id of a request going out marked [`KeepAnswer`].
+    fn keeps_answer(&self) -> Option<RequestId>;
+}
+
+impl<Req: GetExtensions, Resp, Not: GetExtensions> Attach for JsonRpcMessage<Req, Resp, Not> {
+    fn attach(&mut self, mut raw: Value, answers: Option<&Answers>) {
+        match self {
+            JsonRpcMessage::Request(request) => {
+                request.request.extensions_mut().insert(Raw(Arc::new(raw)));
+            }
+            JsonRpcMessage::Notification(notification) => {
+                let raw = Raw(Arc::new(raw));
+                notification.notification.extensions_mut().insert(raw);
+            }
+            JsonRpcMessage::Response(response) => {
+                if let (Some(answers), Some(result)) = (answers, raw.get_mut("result")) {
+                    answers.record(&response.id, result.take());
+                }
+            }
+            JsonRpcMessage::Error(_) => {}
+        }
+    }
+
+    fn answer_on(&mut self, channel: &Channel) {
+        if let JsonRpcMessage::Request(request) = self {
+            request.request.extensions_mut().insert(channel.clone());
+        }
+    }
+
+    fn keeps_answer(&self) -> Option<RequestId> {
+        match self {
+            JsonRpcMessage::Request(request)
+                if request.request.extensions().get::<KeepAnswer>().is_some() =>
+            {
+                Some(request.id.clone())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Newline-delimited JSON-RPC over a reader and a writer (MCP's stdio
+/// transport), each received message carrying its [`Raw`] form.
+pub struct Lines<Role, R, W> {
+    reader: R,
+    /// The line being read: kept across a cancelled `receive` (the service
+    /// polls it in a `select!`), so no partial line is lost.
+    line: Vec<u8>,
+    oversized: bool,
+    max: usize,
+    writer: Arc<tokio::sync::Mutex<Option<W>>>,
+    answers: Option<Arc<Answers>>,
+    /// Set where the bridge answers on these lines (`connect`'s stdio).
+    channel: Option<(Channel, Arc<Ending>)>,
+    role: PhantomData<fn() -> Role>,
+}
+
+impl<Role, R, W> Lines<Role, R, W> {
+    pub fn new(reader: R, writer: W, max: usize, answers: Option<Arc<Answers>>) -> Self {
+        Self {
+            reader,
+            line: Vec::new(),
+            oversized: false,
+            max,
+            writer: Arc::new(tokio::sync::Mutex::new(Some(writer))),
+            answers,
+            channel: None,
+            role: PhantomData,
+        }
+    }
+
+    /// The bridge answers on these lines: whole results go out.
+    pub fn answering(mut self) -> Self {
+        let channel = Channel::new();
+        let ending = Arc::new(Ending::of(&channel));
+        self.channel = Some((channel, ending));
+        self
+    }
+}
+
+impl<Role, R: AsyncBufRead + Unpin, W> Lines<Role, R, W> {
+    /// The next whole line, its end removed; `None` at the end of input. A
+    /// line longer than the limit is dropped (logged), not cut.
+    async fn next_line(&mut self) -> Option<Vec<u8>> {
+        loop {
+            let available = match self.reader.fill_buf().await {
+                Ok(available) => available,
+                Err(e) => {
+                    tracing::warn!("reading a stdio peer failed: {e}");
+                    return None;
+                }
+            };
+            if available.is_empty() {
+                return None;
+            }
+            let end = available.iter().position(|b| *b == b'\n');
+            let take = end.map_or(available.len(), |i| i + 1);
+            if !self.oversized {
+                self.line.extend_from_slice(&available[..take]);
+            }
+            self.reader.consume(take);
+            if self.line.len() > self.max {
+                self.oversized = true;
+                self.line.clear();
+            }
+            if end.is_some() {
+                if std::mem::take(&mut self.oversized) {
+                    tracing::warn!("dropped a message longer than {} bytes", self.max);
+                    continue;
+                }
+                let mut line = std::mem::take(&mut self.line);
+                while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    line.pop();
+                }
+                return Some(line);
+            }
+        }
+    }
+}
+
+impl<Role, R, W> Transport<Role> for Lines<Role, R, W>
+where
+    Role: ServiceRole,
+    R: AsyncBufRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+    RxJsonRpcMessage<Role>: Attach,
+    TxJsonRpcMessage<Role>: Attach,
+{
+    type Error = std::io::Error;
+
+    fn send(
+        &mut self,
+        item: TxJsonRpcMessage<Role>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        if let (Some(id), Some(answers)) = (item.keeps_answer(), &self.answers) {
+            answers.expect(id);
+        }
+        let text = match &self.channel {
+            Some((channel, _)) => serde_json::to_value(&item).and_then(|mut message| {
+                channel.restore(&mut message);
+                serde_json::to_vec(&message)
+            }),
+            None => serde_json::to_vec(&item),
+        };
+        let writer = self.writer.clone();
+        async move {
+            let mut text = text.map_err(std::io::Error::other)?;
+            text.push(b'\n');
+            let mut writer = writer.lock().await;
+            let writer = writer
+                .as_mut()
+                .ok_or_else(|| std::io::Error::other("the stdio peer is closed"))?;
+            writer.write_all(&text).await?;
+            writer.flush().await
+        }
+    }
+
+    async fn receive(&mut self) -> Option<RxJsonRpcMessage<Role>> {
+        loop {
+            let line = self.next_line().await?;
+            let line = line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&line);
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let (raw, typed) = match (
+                serde_json::from_slice::<Value>(line),
+                serde_json::from_slice::<RxJsonRpcMessage<Role>>(line),
+            ) {
+                (Ok(raw), Ok(typed)) => (raw, typed),
+                (_, Err(e)) => {
+                    // Like the SDK's own transport: nothing to answer it with
+                    // (no id is known for sure), so it is dropped, logged.
+                    tracing::warn!("dropped a message that is not MCP JSON-RPC: {e}");
+                    continue;
+                }
+                (Err(e), _) => {
+                    tracing::warn!("dropped a message that is not JSON: {e}");
+                    continue;
+                }
+            };
+            let mut typed = typed;
+            typed.attach(raw, self.answers.as_deref());
+            if let Some((channel, _)) = &self.channel {
+                typed.answer_on(channel);
+            }
+            return Some(typed);
+        }
+    }
+
+    async fn close(&mut self) -> Result<(), Self::Error> {
+        // Closing its stdin is how a stdio server is told to stop.
+        if let Some(mut writer) = self.writer.lock().await.take() {
+            let _ = writer.shutdown().await;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

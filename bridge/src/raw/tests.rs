@@ -1,0 +1,126 @@
+use super::*;
+use rmcp::RoleServer;
+use serde_json::json;
+
+#[test]
+fn a_custom_request_keeps_every_parameter_but_meta() {
+    let raw = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": "t", "futureParam": [1], "_meta": {"progressToken": 3}}});
+    let custom = custom_request(&raw).expect("a request");
+    assert_eq!(custom.method, "tools/call");
+    assert_eq!(
+        custom.params,
+        Some(json!({"name": "t", "futureParam": [1]}))
+    );
+    assert!(custom_request(&json!({"id": 1})).is_none());
+}
+
+#[test]
+fn a_kept_result_replaces_the_typed_one_once_on_its_own_channel() {
+    let (mine, other) = (Channel::new(), Channel::new());
+    KEPT.lock()
+        .unwrap()
+        .insert((mine.0, id_key(&json!(4))), json!({"whole": true}));
+    let typed = json!({"jsonrpc": "2.0", "id": 4, "result": {"typed": true}});
+    let mut elsewhere = typed.clone();
+    other.restore(&mut elsewhere);
+    assert_eq!(elsewhere, typed, "another channel's answer is not touched");
+    let mut answer = typed.clone();
+    mine.restore(&mut answer);
+    assert_eq!(answer["result"], json!({"whole": true}));
+    let mut again = typed.clone();
+    mine.restore(&mut again);
+    assert_eq!(again, typed, "taken once");
+    // An error answer has no result to replace; the kept one is dropped
+    // with its channel.
+    KEPT.lock()
+        .unwrap()
+        .insert((mine.0, id_key(&json!("s"))), json!(1));
+    let mut error = json!({"jsonrpc": "2.0", "id": "s", "error": {"code": 1, "message": "m"}});
+    mine.restore(&mut error);
+    assert!(error.get("result").is_none());
+    KEPT.lock()
+        .unwrap()
+        .insert((mine.0, id_key(&json!(9))), json!(1));
+    drop(Ending::of(&mine));
+    assert!(!KEPT.lock().unwrap().keys().any(|(c, _)| *c == mine.0));
+}
+
+#[test]
+fn events_split_anywhere_are_restored_whole_and_the_rest_passes_unchanged() {
+    let channel = Channel::new();
+    KEPT.lock().unwrap().insert(
+        (channel.0, id_key(&json!(2))),
+        json!({"tools": [], "future": 1}),
+    );
+    let stream = "event: message\r\nid: 0\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"tools\":[]}}\n\n: keep-alive\n\ndata: {\"method\":\"x\",\"jsonrpc\":\"2.0\"}\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{}}\n\n";
+    for split in 0..stream.len() {
+        KEPT.lock().unwrap().insert(
+            (channel.0, id_key(&json!(2))),
+            json!({"tools": [], "future": 1}),
+        );
+        let mut events = Events {
+            channel: channel.clone(),
+            pending: Vec::new(),
+            _ending: Ending(u64::MAX),
+        };
+        let mut out = events.feed(&stream.as_bytes()[..split]);
+        out.extend(events.feed(&stream.as_bytes()[split..]));
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(
+            out,
+            "event: message\r\nid: 0\ndata: {\"id\":2,\"jsonrpc\":\"2.0\",\"result\":{\"future\":1,\"tools\":[]}}\n\n: keep-alive\n\ndata: {\"method\":\"x\",\"jsonrpc\":\"2.0\"}\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{}}\n\n",
+            "split at {split}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn lines_attach_the_raw_message_and_drop_what_is_not_mcp() {
+    let input = "\u{feff}{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"params\":{\"future\":2}}\r\n\nnot json\n{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}\n";
+    let (writer, _) = tokio::io::duplex(64);
+    let mut lines: Lines<RoleServer, _, _> = Lines::new(
+        std::io::Cursor::new(input.to_string().into_bytes()),
+        writer,
+        1024,
+        None,
+    );
+    let first = Transport::<RoleServer>::receive(&mut lines)
+        .await
+        .expect("a message");
+    let JsonRpcMessage::Request(request) = first else {
+        panic!("a request")
+    };
+    let Raw(raw) = request
+        .request
+        .extensions()
+        .get::<Raw>()
+        .expect("raw")
+        .clone();
+    assert_eq!(raw["params"]["future"], 2);
+    let second = Transport::<RoleServer>::receive(&mut lines)
+        .await
+        .expect("a message");
+    assert!(matches!(second, JsonRpcMessage::Request(r) if r.id == RequestId::Number(2)));
+    assert!(Transport::<RoleServer>::receive(&mut lines).await.is_none());
+}
+
+#[tokio::test]
+async fn a_line_longer_than_the_limit_is_dropped_not_cut() {
+    let long = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{{\"pad\":\"{}\"}}}}\n",
+        "x".repeat(100)
+    );
+    let input = format!("{long}{{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}}\n");
+    let (writer, _) = tokio::io::duplex(64);
+    let mut lines: Lines<RoleServer, _, _> = Lines::new(
+        std::io::Cursor::new(input.to_string().into_bytes()),
+        writer,
+        64,
+        None,
+    );
+    let next = Transport::<RoleServer>::receive(&mut lines)
+        .await
+        .expect("a message");
+    assert!(matches!(next, JsonRpcMessage::Request(r) if r.id == RequestId::Number(2)));
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""A stdio MCP server from a newer protocol than the SDKs know: its tool and
+its results carry members no SDK's typed model has, and `tools/call` echoes
+the parameters it received. The bridge's tests use it to check that nothing
+is lost on the way (standard library only; one JSON-RPC message per line).
+"""
+import json
+import sys
+
+TOOL = {
+    "name": "probe",
+    "description": "echoes the parameters it received",
+    "inputSchema": {"type": "object"},
+    "annotations": {"readOnlyHint": True, "futureHint": "kept"},
+    "futureMember": {"nested": [1, 2, 3]},
+}
+
+
+def answer(request):
+    method = request.get("method")
+    params = request.get("params") or {}
+    if method == "initialize":
+        return {
+            "protocolVersion": params.get("protocolVersion", "2025-06-18"),
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": "future-stdio-server", "version": "0.1.0"},
+        }
+    if method == "tools/list":
+        return {"tools": [TOOL], "futureResultField": "kept"}
+    if method == "tools/call":
+        received = {k: v for k, v in params.items() if k != "_meta"}
+        return {
+            "content": [{"type": "text", "text": json.dumps(received, sort_keys=True)}],
+            "futureResultField": "kept",
+        }
+    if method == "ping":
+        return {}
+    return None
+
+
+def main():
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        message = json.loads(line)
+        if "id" not in message or "method" not in message:
+            continue  # notifications and answers: nothing to say
+        result = answer(message)
+        if result is None:
+            reply = {"jsonrpc": "2.0", "id": message["id"],
+                     "error": {"code": -32601, "message": "method not found"}}
+        else:
+            reply = {"jsonrpc": "2.0", "id": message["id"], "result": result}
+        sys.stdout.write(json.dumps(reply) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
