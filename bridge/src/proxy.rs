@@ -302,11 +302,17 @@ impl Service<RoleClient> for ChildFacing {
                 ));
             }
         };
-        // As the child wrote it (its `_meta` is the SDK's to set on the way).
-        if let Some(raw) = request.extensions().get::<raw::Raw>().cloned() {
+        // As the child wrote it (its `_meta` is the SDK's to set on the way;
+        // the SDK moved the message's extensions into its context).
+        let raw = context
+            .extensions
+            .get::<raw::Raw>()
+            .map(|raw| (*raw.0).clone())
+            .or_else(|| self.routes.answers.heard_request(&context.id));
+        if let Some(raw) = raw {
             if let (false, Some(custom)) = (
                 matches!(request, ServerRequest::PingRequest(_)),
-                raw::custom_request(&raw.0),
+                raw::custom_request(&raw),
             ) {
                 let meta = request.get_meta().clone();
                 request = ServerRequest::CustomRequest(custom);
@@ -345,7 +351,7 @@ impl Service<RoleClient> for ChildFacing {
     async fn handle_notification(
         &self,
         notification: ServerNotification,
-        _context: NotificationContext<RoleClient>,
+        context: NotificationContext<RoleClient>,
     ) -> Result<(), ErrorData> {
         let to = match &notification {
             ServerNotification::ProgressNotification(progress) => {
@@ -391,11 +397,13 @@ impl Service<RoleClient> for ChildFacing {
             },
         };
         // As the child wrote it.
-        let notification = match notification
-            .extensions()
+        // (The SDK moved the message's extensions into its context.)
+        let raw = context
+            .extensions
             .get::<raw::Raw>()
-            .and_then(|raw| raw::method_and_params(&raw.0))
-        {
+            .map(|raw| (*raw.0).clone())
+            .or_else(|| self.routes.answers.heard_notification(&notification));
+        let notification = match raw.as_ref().and_then(raw::method_and_params) {
             Some((method, params)) => {
                 ServerNotification::CustomNotification(CustomNotification::new(method, params))
             }

@@ -26,12 +26,15 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use futures::StreamExt;
-use rmcp::model::{CustomRequest, GetExtensions, JsonRpcMessage, RequestId};
+use rmcp::model::{
+    CustomRequest, GetExtensions, JsonRpcMessage, RequestId, ServerJsonRpcMessage,
+    ServerNotification,
+};
 use rmcp::service::ServiceRole;
 use rmcp::service::{RequestContext, RxJsonRpcMessage, TxJsonRpcMessage};
 use rmcp::transport::Transport;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,22 +55,31 @@ struct Body(Arc<Value>);
 #[derive(Clone, Debug)]
 pub struct KeepAnswer;
 
-/// The whole `result` of the child's answers to requests marked
-/// [`KeepAnswer`], by the child's request id, until taken.
+/// What a child or remote server said, kept whole until the bridge uses it:
+/// the `result` of its answers to requests marked [`KeepAnswer`] (by the
+/// request id), and, from a remote server whose messages arrive typed, its
+/// own requests (by id) and notifications (by their typed form).
 #[derive(Default)]
-pub struct Answers(Mutex<HashMap<RequestId, Option<Value>>>);
+pub struct Answers {
+    results: Mutex<HashMap<RequestId, Option<Value>>>,
+    heard: Mutex<VecDeque<(String, Value)>>,
+}
+
+/// Messages heard and not yet forwarded, at most (the oldest go first: a
+/// message the SDK dropped is never asked for).
+const HEARD_MAX: usize = 256;
 
 impl Answers {
     /// Before the request is written: its answer cannot arrive earlier.
     pub fn expect(&self, id: RequestId) {
-        if let Ok(mut answers) = self.0.lock() {
-            answers.insert(id, None);
+        if let Ok(mut results) = self.results.lock() {
+            results.insert(id, None);
         }
     }
 
     pub fn record(&self, id: &RequestId, result: Value) {
-        if let Ok(mut answers) = self.0.lock() {
-            if let Some(slot) = answers.get_mut(id) {
+        if let Ok(mut results) = self.results.lock() {
+            if let Some(slot) = results.get_mut(id) {
                 *slot = Some(result);
             }
         }
@@ -76,8 +88,57 @@ impl Answers {
     /// The answer's whole result, if it came; the request is forgotten either
     /// way (an answer arriving later is not kept).
     pub fn take(&self, id: &RequestId) -> Option<Value> {
-        self.0.lock().ok()?.remove(id).flatten()
+        self.results.lock().ok()?.remove(id).flatten()
     }
+
+    /// A request or notification as the server wrote it, before the SDK
+    /// parses it into `typed`.
+    pub fn hear(&self, typed: &ServerJsonRpcMessage, raw: Value) {
+        let key = match typed {
+            JsonRpcMessage::Request(request) => request_key(&request.id),
+            JsonRpcMessage::Notification(n) => match notification_key(&n.notification) {
+                Some(key) => key,
+                None => return,
+            },
+            _ => return,
+        };
+        if let Ok(mut heard) = self.heard.lock() {
+            heard.push_back((key, raw));
+            while heard.len() > HEARD_MAX {
+                heard.pop_front();
+            }
+        }
+    }
+
+    /// The server's request `id` as written, if it was heard.
+    pub fn heard_request(&self, id: &RequestId) -> Option<Value> {
+        self.take_heard(&request_key(id))
+    }
+
+    /// The oldest notification heard whose typed form is `notification`'s.
+    pub fn heard_notification(&self, notification: &ServerNotification) -> Option<Value> {
+        self.take_heard(&notification_key(notification)?)
+    }
+
+    fn take_heard(&self, key: &str) -> Option<Value> {
+        let mut heard = self.heard.lock().ok()?;
+        let at = heard.iter().position(|(k, _)| k == key)?;
+        heard.remove(at).map(|(_, raw)| raw)
+    }
+}
+
+fn request_key(id: &RequestId) -> String {
+    format!("request {id}")
+}
+
+/// A notification's typed form, without `_meta` (which the SDK moves out of
+/// the message before the bridge sees it).
+fn notification_key(notification: &ServerNotification) -> Option<String> {
+    let mut value = serde_json::to_value(notification).ok()?;
+    if let Some(params) = value.get_mut("params").and_then(Value::as_object_mut) {
+        params.remove("_meta");
+    }
+    Some(format!("notification {value}"))
 }
 
 /// The request `id` of `context` as its client wrote it: from the line it

@@ -3,7 +3,7 @@
 //! DELETE at the end) over an HTTP client that also keeps the remote
 //! server's answers whole (see `raw`): each answer's `result` is recorded in
 //! the child's [`Answers`] as the server wrote it, before the SDK parses it
-//! into its typed model.
+//! into its typed model; so is each request and notification it sends.
 //!
 //! Owns: one POST exchange (its statuses, JSON or an event stream) and the
 //! tap on every event stream. Must not: route or change a message.
@@ -42,8 +42,8 @@ impl WholeAnswers {
         }
     }
 
-    /// Records `data` (one JSON-RPC message or a batch) if it answers a
-    /// request whose whole answer is wanted.
+    /// Records `data` (one JSON-RPC message or a batch): an answer to a
+    /// request whose whole answer is wanted, or the server's own message.
     fn record(&self, data: &[u8]) {
         let Ok(value) = serde_json::from_slice::<Value>(data) else {
             return;
@@ -56,8 +56,13 @@ impl WholeAnswers {
             let id = message
                 .get("id")
                 .and_then(|id| serde_json::from_value(id.clone()).ok());
-            if let (Some(id), Some(result)) = (id, message.get_mut("result")) {
-                self.answers.record(&id, result.take());
+            if let (Some(id), Some(result)) = (&id, message.get_mut("result")) {
+                self.answers.record(id, result.take());
+            } else if message.get("method").is_some() {
+                // The server's own request or notification.
+                if let Ok(typed) = serde_json::from_value(message.clone()) {
+                    self.answers.hear(&typed, message);
+                }
             }
         }
     }

@@ -1194,6 +1194,21 @@ fn assert_whole(list: &serde_json::Value, call: &serde_json::Value, how: &str) {
     );
 }
 
+/// The log message the server sends while serving the call, with its
+/// member the SDK does not model.
+fn assert_logged_whole(messages: &[serde_json::Value], how: &str) {
+    let logged = messages
+        .iter()
+        .find(|m| m["method"] == "notifications/message")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        logged["params"]["futureNote"], "kept",
+        "{how}: {messages:?}"
+    );
+    assert_eq!(logged["params"]["data"], "probe called", "{how}: {logged}");
+}
+
 const FUTURE_LIST: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}"#;
 const FUTURE_CALL: &str = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"probe","arguments":{"x":1},"futureParam":{"a":[true]}}}"#;
 
@@ -1289,14 +1304,27 @@ async fn members_the_sdk_does_not_model_pass_through_whole() -> Result<()> {
         }
     };
     let endpoint = format!("{base}{}", next_data(&mut events).await?);
-    let mut legacy = Vec::new();
-    for message in [INIT, initialized, FUTURE_LIST, FUTURE_CALL] {
+    let mut legacy: Vec<serde_json::Value> = Vec::new();
+    for (message, id) in [
+        (INIT, Some(1)),
+        (initialized, None),
+        (FUTURE_LIST, Some(2)),
+        (FUTURE_CALL, Some(3)),
+    ] {
         assert_eq!(post_raw(&endpoint, &[], message).await?.status, 202);
-        if message.contains("\"id\"") {
+        while id.is_some_and(|id| !legacy.iter().any(|m| m["id"] == id)) {
             legacy.push(serde_json::from_str(&next_data(&mut events).await?)?);
         }
     }
+    // The log message may follow the answer.
+    while !legacy
+        .iter()
+        .any(|m| m["method"] == "notifications/message")
+    {
+        legacy.push(serde_json::from_str(&next_data(&mut events).await?)?);
+    }
     assert_whole(&answer(&legacy, 2), &answer(&legacy, 3), "legacy SSE");
+    assert_logged_whole(&legacy, "legacy SSE");
     Ok(())
 }
 
@@ -1319,23 +1347,36 @@ async fn connect_passes_members_the_sdk_does_not_model_both_ways() -> Result<()>
             .spawn()?;
         let mut stdin = connect.stdin.take().context("stdin")?;
         let mut stdout = BufReader::new(connect.stdout.take().context("stdout")?);
-        let mut answers = Vec::new();
-        for message in [
-            init.as_str(),
-            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-            FUTURE_LIST,
-            FUTURE_CALL,
+        let mut answers: Vec<serde_json::Value> = Vec::new();
+        for (message, id) in [
+            (init.as_str(), Some(1)),
+            (
+                r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+                None,
+            ),
+            (FUTURE_LIST, Some(2)),
+            (FUTURE_CALL, Some(3)),
         ] {
             writeln!(stdin, "{message}")?;
-            if message.contains("\"id\"") {
+            while id.is_some_and(|id| !answers.iter().any(|m| m["id"] == id)) {
                 let mut line = String::new();
                 stdout.read_line(&mut line)?;
-                answers.push(serde_json::from_str::<serde_json::Value>(&line)?);
+                answers.push(serde_json::from_str(&line)?);
             }
+        }
+        // The log message may follow the answer.
+        while !answers
+            .iter()
+            .any(|m| m["method"] == "notifications/message")
+        {
+            let mut line = String::new();
+            stdout.read_line(&mut line)?;
+            answers.push(serde_json::from_str(&line)?);
         }
         let _ = connect.kill();
         let _ = connect.wait();
         assert_whole(&answer(&answers, 2), &answer(&answers, 3), version);
+        assert_logged_whole(&answers, version);
     }
     Ok(())
 }

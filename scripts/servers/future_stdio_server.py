@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A stdio MCP server from a newer protocol than the SDKs know: its tool and
-its results carry members no SDK's typed model has, and `tools/call` echoes
-the parameters it received. The bridge's tests use it to check that nothing
+its results carry members no SDK's typed model has, and `tools/call` logs a
+message with one more member, then echoes the parameters it received. The bridge's tests use it to check that nothing
 is lost on the way (standard library only; one JSON-RPC message per line).
 """
 import json
@@ -16,6 +16,11 @@ TOOL = {
 }
 
 
+def say(message):
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
 def answer(request):
     method = request.get("method")
     params = request.get("params") or {}
@@ -28,6 +33,8 @@ def answer(request):
     if method == "tools/list":
         return {"tools": [TOOL], "futureResultField": "kept"}
     if method == "tools/call":
+        say({"jsonrpc": "2.0", "method": "notifications/message",
+             "params": {"level": "info", "data": "probe called", "futureNote": "kept"}})
         received = {k: v for k, v in params.items() if k != "_meta"}
         return {
             "content": [{"type": "text", "text": json.dumps(received, sort_keys=True)}],
@@ -52,8 +59,7 @@ def main():
                      "error": {"code": -32601, "message": "method not found"}}
         else:
             reply = {"jsonrpc": "2.0", "id": message["id"], "result": result}
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
+        say(reply)
 
 
 if __name__ == "__main__":

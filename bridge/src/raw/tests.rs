@@ -1,4 +1,5 @@
 use super::*;
+use rmcp::model::GetMeta;
 use rmcp::RoleServer;
 use serde_json::json;
 
@@ -123,4 +124,41 @@ async fn a_line_longer_than_the_limit_is_dropped_not_cut() {
         .await
         .expect("a message");
     assert!(matches!(next, JsonRpcMessage::Request(r) if r.id == RequestId::Number(2)));
+}
+
+#[test]
+fn what_a_remote_said_on_its_own_is_found_by_id_or_typed_form_and_bounded() {
+    let answers = Answers::default();
+    let heard = |raw: Value| {
+        let typed: ServerJsonRpcMessage = serde_json::from_value(raw.clone()).unwrap();
+        answers.hear(&typed, raw);
+    };
+    let log = json!({"jsonrpc": "2.0", "method": "notifications/message",
+        "params": {"level": "info", "data": "d", "futureNote": 1, "_meta": {"k": 1}}});
+    heard(log.clone());
+    heard(json!({"jsonrpc": "2.0", "id": 9, "method": "roots/list", "params": {"future": true}}));
+    let JsonRpcMessage::Notification(n) =
+        serde_json::from_value::<ServerJsonRpcMessage>(log.clone()).unwrap()
+    else {
+        panic!("a notification")
+    };
+    // As the SDK hands it over: its meta moved out.
+    let mut bare = n.notification.clone();
+    *bare.get_meta_mut() = Default::default();
+    assert_eq!(answers.heard_notification(&bare), Some(log));
+    assert_eq!(answers.heard_notification(&bare), None, "taken once");
+    assert_eq!(
+        answers.heard_request(&RequestId::Number(9)).unwrap()["params"]["future"],
+        true
+    );
+    for i in 0..(HEARD_MAX as i64 + 10) {
+        heard(json!({"jsonrpc": "2.0", "id": i, "method": "ping"}));
+    }
+    assert!(
+        answers.heard_request(&RequestId::Number(0)).is_none(),
+        "the oldest went"
+    );
+    assert!(answers
+        .heard_request(&RequestId::Number(HEARD_MAX as i64))
+        .is_some());
 }
