@@ -11,9 +11,10 @@
 //!            -- <command> [args...]
 //! ```
 //!
-//! `mcp-bridge connect URL [--header "N: v"]... [--bearer T | --bearer-env VAR]`
-//! goes the other way: a stdio MCP server for a desktop client, forwarding
-//! to a remote Streamable HTTP server (e.g. behind Envoy and mcp-filter).
+//! `mcp-bridge connect URL [--header "N: v"]... [--bearer T | --bearer-env VAR]
+//! [--remote-transport streamable-http|sse]` goes the other way: a stdio MCP
+//! server for a desktop client, forwarding to a remote Streamable HTTP (or
+//! legacy SSE) server (e.g. behind Envoy and mcp-filter).
 //!
 //! Each MCP session gets its own child by default (stdio servers serve one
 //! client); `--shared` multiplexes every session onto one child. Built on the
@@ -30,6 +31,7 @@ mod proxy;
 mod raw;
 mod remote;
 mod reply;
+mod sse_client;
 
 use anyhow::Result;
 use axum::extract::{Request, State};

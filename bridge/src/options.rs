@@ -100,6 +100,10 @@ enum Mode {
         /// The environment variable holding the bearer token (keeps it out of `ps`).
         #[arg(long, value_name = "VAR")]
         bearer_env: Option<String>,
+        /// What the remote server speaks: Streamable HTTP, or the legacy
+        /// HTTP+SSE transport of MCP 2024-11-05 (URL: its event stream).
+        #[arg(long, value_enum, default_value = "streamable-http")]
+        remote_transport: RemoteTransport,
     },
 }
 
@@ -129,10 +133,20 @@ fn header_arg(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// What `connect`'s remote server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RemoteTransport {
+    /// Streamable HTTP (MCP 2025-03-26 and later).
+    StreamableHttp,
+    /// The legacy HTTP+SSE transport (MCP 2024-11-05).
+    Sse,
+}
+
 /// `connect`: the remote server a stdio client is forwarded to.
 #[derive(Debug, Clone)]
 pub struct Remote {
     pub url: String,
+    pub transport: RemoteTransport,
     pub headers: Vec<(String, String)>,
     /// The bearer token, from `--bearer` or the `--bearer-env` variable.
     pub bearer: Option<String>,
@@ -352,8 +366,10 @@ impl From<Cli> for Options {
                      headers,
                      bearer,
                      bearer_env,
+                     remote_transport,
                  }| Remote {
                     url,
+                    transport: remote_transport,
                     headers,
                     bearer: bearer.or_else(|| {
                         bearer_env
@@ -490,7 +506,11 @@ mod tests {
         assert_eq!(remote.url, "https://gw.example.com/mcp");
         assert_eq!(remote.headers, [("x-team".to_string(), "blue".to_string())]);
         assert_eq!(remote.bearer.as_deref(), Some("t0k"));
+        assert_eq!(remote.transport, RemoteTransport::StreamableHttp);
         assert!(o.command.is_empty());
+        let legacy = parse(&["connect", "http://x/sse", "--remote-transport", "sse"]).unwrap();
+        assert_eq!(legacy.connect.unwrap().transport, RemoteTransport::Sse);
+        assert!(parse(&["connect", "http://x/sse", "--remote-transport", "ws"]).is_err());
         assert!(parse(&["connect", "ftp://x/mcp"])
             .unwrap_err()
             .contains("http"));

@@ -20,8 +20,9 @@
 #![allow(deprecated)]
 
 use crate::child;
-use crate::options::Options;
+use crate::options::{Options, RemoteTransport};
 use crate::raw::{self, Answers, KeepAnswer};
+use crate::sse_client::LegacySse;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResponse, ClientConfig, ClientNotification,
     ClientRequest, ClientResult, CompleteRequest, CompleteRequestParams, CompleteResult,
@@ -489,22 +490,31 @@ async fn connect_remote(
         routes: routes.clone(),
         _group: child::Group::none(),
     };
-    let running = facing
-        .serve(StreamableHttpClientTransport::with_client(
-            crate::remote::WholeAnswers::new(routes.answers.clone()),
-            config,
-        ))
-        .await
-        .map_err(|e| {
-            tracing::warn!("[{}] initialize failed: {e}", remote.url);
-            ErrorData::internal_error(
-                format!(
-                    "the remote MCP server {} did not initialize: {e}",
-                    remote.url
-                ),
-                None,
-            )
-        })?;
+    let failed = |e: &dyn std::fmt::Display| {
+        tracing::warn!("[{}] initialize failed: {e}", remote.url);
+        ErrorData::internal_error(
+            format!(
+                "the remote MCP server {} did not initialize: {e}",
+                remote.url
+            ),
+            None,
+        )
+    };
+    let running = match remote.transport {
+        RemoteTransport::StreamableHttp => facing
+            .serve(StreamableHttpClientTransport::with_client(
+                crate::remote::WholeAnswers::new(routes.answers.clone()),
+                config,
+            ))
+            .await
+            .map_err(|e| failed(&e))?,
+        RemoteTransport::Sse => {
+            let transport = LegacySse::connect(remote, routes.answers.clone())
+                .await
+                .map_err(|e| failed(&e))?;
+            facing.serve(transport).await.map_err(|e| failed(&e))?
+        }
+    };
     tracing::info!("connected to {}", remote.url);
     Ok((running, routes))
 }

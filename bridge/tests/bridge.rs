@@ -1328,55 +1328,118 @@ async fn members_the_sdk_does_not_model_pass_through_whole() -> Result<()> {
     Ok(())
 }
 
+/// `mcp-bridge connect ARGS...` driven over its stdio with raw lines: what
+/// it printed until the answers to the list and the call of
+/// `future_stdio_server.py` and its log message were there.
+fn connect_raw(args: &[&str], init: &str) -> Result<Vec<serde_json::Value>> {
+    use std::io::Write;
+    let mut connect = Command::new(env!("CARGO_BIN_EXE_mcp-bridge"))
+        .arg("connect")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut stdin = connect.stdin.take().context("stdin")?;
+    let mut stdout = BufReader::new(connect.stdout.take().context("stdout")?);
+    let mut said: Vec<serde_json::Value> = Vec::new();
+    let mut read = |said: &mut Vec<serde_json::Value>| -> Result<()> {
+        let mut line = String::new();
+        stdout.read_line(&mut line)?;
+        said.push(serde_json::from_str(&line).with_context(|| format!("{line:?}"))?);
+        Ok(())
+    };
+    for (message, id) in [
+        (init, Some(1)),
+        (
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            None,
+        ),
+        (FUTURE_LIST, Some(2)),
+        (FUTURE_CALL, Some(3)),
+    ] {
+        writeln!(stdin, "{message}")?;
+        while id.is_some_and(|id| !said.iter().any(|m| m["id"] == id)) {
+            read(&mut said)?;
+        }
+    }
+    // The log message may follow the answer.
+    while !said.iter().any(|m| m["method"] == "notifications/message") {
+        read(&mut said)?;
+    }
+    let _ = connect.kill();
+    let _ = connect.wait();
+    Ok(said)
+}
+
 /// `connect`: a stdio client's new parameter reaches the remote server, and
-/// the remote server's members reach the stdio client, whether the remote
-/// answers over an event stream (a session) or with JSON (2026-07-28).
+/// the remote server's members reach the stdio client, over Streamable HTTP
+/// (2025-06-18 and 2026-07-28 clients) and the legacy SSE transport.
 #[tokio::test(flavor = "multi_thread")]
 async fn connect_passes_members_the_sdk_does_not_model_both_ways() -> Result<()> {
-    use std::io::Write;
     let server = future_server();
     let command: Vec<&str> = server.iter().map(String::as_str).collect();
-    let remote = Bridge::start(&[], &command)?;
+    let remote = Bridge::start(&["--output-transport", "both"], &command)?;
+    let sse = format!("http://127.0.0.1:{}/sse", remote.port);
     let init_2026 = INIT.replace("2025-06-18", "2026-07-28");
-    for (version, init) in [("2025-06-18", INIT.to_string()), ("2026-07-28", init_2026)] {
-        let mut connect = Command::new(env!("CARGO_BIN_EXE_mcp-bridge"))
-            .args(["connect", &remote.url()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let mut stdin = connect.stdin.take().context("stdin")?;
-        let mut stdout = BufReader::new(connect.stdout.take().context("stdout")?);
-        let mut answers: Vec<serde_json::Value> = Vec::new();
-        for (message, id) in [
-            (init.as_str(), Some(1)),
-            (
-                r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-                None,
-            ),
-            (FUTURE_LIST, Some(2)),
-            (FUTURE_CALL, Some(3)),
-        ] {
-            writeln!(stdin, "{message}")?;
-            while id.is_some_and(|id| !answers.iter().any(|m| m["id"] == id)) {
-                let mut line = String::new();
-                stdout.read_line(&mut line)?;
-                answers.push(serde_json::from_str(&line)?);
-            }
-        }
-        // The log message may follow the answer.
-        while !answers
-            .iter()
-            .any(|m| m["method"] == "notifications/message")
-        {
-            let mut line = String::new();
-            stdout.read_line(&mut line)?;
-            answers.push(serde_json::from_str(&line)?);
-        }
-        let _ = connect.kill();
-        let _ = connect.wait();
-        assert_whole(&answer(&answers, 2), &answer(&answers, 3), version);
-        assert_logged_whole(&answers, version);
+    for (how, args, init) in [
+        ("2025-06-18", vec![remote.url()], INIT.to_string()),
+        ("2026-07-28", vec![remote.url()], init_2026),
+        (
+            "legacy SSE",
+            vec![sse, "--remote-transport".into(), "sse".into()],
+            INIT.to_string(),
+        ),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let said = connect_raw(&args, &init)?;
+        assert_whole(&answer(&said, 2), &answer(&said, 3), how);
+        assert_logged_whole(&said, how);
     }
     Ok(())
+}
+
+/// `connect --remote-transport sse` to a real legacy server: the Python
+/// SDK's `sse_app`, with an rmcp stdio client.
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_reaches_a_legacy_sse_server() -> Result<()> {
+    let Some(python) = mcp_filter_integration::sdk::python_sdk()? else {
+        return Ok(());
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut server = Command::new(python)
+        .arg(mcp_filter_integration::repo_root().join("scripts/servers/python_sse_server.py"))
+        .arg(port.to_string())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().context("stdout")?).read_line(&mut line)?;
+    assert!(line.starts_with("listening"), "{line:?}");
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-bridge"));
+    command.args([
+        "connect",
+        &format!("http://127.0.0.1:{port}/sse"),
+        "--remote-transport",
+        "sse",
+    ]);
+    let client = ().serve(rmcp::transport::TokioChildProcess::new(command)?).await;
+    let outcome = async {
+        let client = client?;
+        assert_eq!(listed_tool_names(client.peer()).await?, ["add"]);
+        let sum = client
+            .call_tool(
+                CallToolRequestParams::new("add")
+                    .with_arguments(tool_args(json!({"a": 2, "b": 40}))),
+            )
+            .await?;
+        assert_eq!(tool_text(&sum), "42");
+        client.cancel().await?;
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = server.kill();
+    let _ = server.wait();
+    outcome
 }
