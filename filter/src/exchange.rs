@@ -404,13 +404,15 @@ impl Exchange {
             if held {
                 let rh = &self.config.routing_headers;
                 if !method.is_empty() {
-                    step.header_edits
-                        .push(HeaderEdit::Set(rh.method.clone(), header_safe(method)));
+                    step.header_edits.push(HeaderEdit::Set(
+                        rh.method.clone(),
+                        header_value(method, Fit::Cut),
+                    ));
                 }
                 if let Some(subject) = &message.subject {
                     step.header_edits.push(HeaderEdit::Set(
                         rh.name.clone(),
-                        header_safe(subject.name()),
+                        header_value(subject.name(), Fit::Cut),
                     ));
                 }
                 // A caller authenticated once the keys came in was not known
@@ -500,7 +502,7 @@ use downstream::ListingRewrite;
 use fanout::{fanout_headers, Fanout, Lister};
 use report::message_label;
 pub use report::series_at_load;
-use route::{header_safe, Routed};
+use route::{header_value, Fit, Routed};
 
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,7 @@
 use crate::auth::token::AuthFailure;
 use crate::auth::Authenticated;
 use crate::exchange::refusal::Refusal;
+use crate::exchange::route::{header_value, Fit};
 use crate::exchange::{body_follows, bounded, header, Exchange, HeaderEdit, Rc};
 use crate::policy::Caller;
 
@@ -129,12 +130,12 @@ impl Exchange {
         let names = &self.config.routing_headers;
         let mut edits = vec![HeaderEdit::Set(
             names.subject.clone(),
-            caller_header_value(&caller.subject),
+            header_value(&caller.subject, Fit::Whole),
         )];
         if let Some(tenant) = &caller.tenant {
             edits.push(HeaderEdit::Set(
                 names.tenant.clone(),
-                caller_header_value(tenant),
+                header_value(tenant, Fit::Whole),
             ));
         }
         edits
@@ -149,23 +150,5 @@ impl Exchange {
             }
         }
         out
-    }
-}
-
-/// A caller attribute as a header value: as it is when printable ASCII of at
-/// most 256 bytes, else MCP's `=?base64?...?=` form of the whole value (never
-/// cut: two callers must never share a value).
-fn caller_header_value(value: &str) -> String {
-    let printable = value.bytes().all(|b| (0x20..0x7f).contains(&b))
-        && !value.starts_with("=?base64?")
-        && value.trim() == value;
-    if printable && !value.is_empty() && value.len() <= 256 {
-        value.to_string()
-    } else {
-        use base64::Engine;
-        format!(
-            "=?base64?{}?=",
-            base64::engine::general_purpose::STANDARD.encode(value)
-        )
     }
 }

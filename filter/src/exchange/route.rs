@@ -46,7 +46,7 @@ impl Exchange {
                 if route.upstream != public {
                     edits.push(HeaderEdit::Set(
                         "mcp-name".into(),
-                        header_safe(&route.upstream),
+                        header_value(&route.upstream, Fit::Cut),
                     ));
                 }
             }
@@ -174,7 +174,10 @@ impl Exchange {
                 if held {
                     edits.push(HeaderEdit::Remove("content-length".into()));
                     if !self.mirrored.name.is_empty() {
-                        edits.push(HeaderEdit::Set("mcp-name".into(), header_safe(&upstream)));
+                        edits.push(HeaderEdit::Set(
+                            "mcp-name".into(),
+                            header_value(&upstream, Fit::Cut),
+                        ));
                     }
                 }
                 Some(rewritten)
@@ -193,17 +196,33 @@ impl Exchange {
     }
 }
 
-/// A header value Envoy accepts: printable ASCII as is, anything else in the
-/// MCP base64 sentinel form (`=?base64?...?=`), the same form `Mcp-Name` uses.
-pub(super) fn header_safe(value: &str) -> String {
-    let printable =
-        value.bytes().all(|b| (0x20..0x7f).contains(&b)) && !value.starts_with("=?base64?");
-    if printable && value.len() <= MAX_EXPOSED_VALUE {
-        value.to_string()
+/// How a value too long for a header is treated.
+pub(super) enum Fit {
+    /// Cut at 256 bytes (a copy for Envoy's routes and logs).
+    Cut,
+    /// Never cut: two callers must never share a value.
+    Whole,
+}
+
+/// A value as a request header: as it is when it is printable ASCII without
+/// surrounding spaces, not empty and at most 256 bytes; else in MCP's base64
+/// sentinel form (`=?base64?...?=`, as `Mcp-Name` uses), so no value can
+/// smuggle a line end or pass for another.
+pub(super) fn header_value(value: &str, fit: Fit) -> String {
+    let value = match fit {
+        Fit::Cut => bounded(value),
+        Fit::Whole => value.to_string(),
+    };
+    let plain = value.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && !value.starts_with("=?base64?")
+        && value.trim() == value
+        && !value.is_empty();
+    if plain && value.len() <= MAX_EXPOSED_VALUE {
+        value
     } else {
         format!(
             "=?base64?{}?=",
-            base64::engine::general_purpose::STANDARD.encode(bounded(value))
+            base64::engine::general_purpose::STANDARD.encode(value)
         )
     }
 }
