@@ -9,7 +9,7 @@ Prints "listening" once it accepts connections.
 
 import sys
 
-import uvicorn
+from uvicorn_serve import serve
 from mcp.server.mcpserver import MCPServer
 
 server = MCPServer("legacy-sse-peer")
@@ -22,18 +22,7 @@ def add(a: int, b: int) -> int:
 
 
 def main() -> None:
-    config = uvicorn.Config(
-        server.sse_app(), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning"
-    )
-    uvicorn_server = uvicorn.Server(config)
-    original_startup = uvicorn_server.startup
-
-    async def startup(sockets=None):
-        await original_startup(sockets)
-        print("listening", flush=True)
-
-    uvicorn_server.startup = startup
-    uvicorn_server.run()
+    serve(server.sse_app(), int(sys.argv[1]))
 
 
 if __name__ == "__main__":

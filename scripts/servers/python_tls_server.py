@@ -8,7 +8,7 @@ Prints "listening" once it accepts connections.
 
 import sys
 
-import uvicorn
+from uvicorn_serve import serve
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
@@ -35,24 +35,7 @@ def main() -> None:
         # Envoy forwards the client's Host; this server only binds loopback.
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
     )
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=int(port),
-        ssl_certfile=cert,
-        ssl_keyfile=key,
-        log_level="warning",
-    )
-    uvicorn_server = uvicorn.Server(config)
-
-    original_startup = uvicorn_server.startup
-
-    async def startup(sockets=None):
-        await original_startup(sockets)
-        print("listening", flush=True)
-
-    uvicorn_server.startup = startup
-    uvicorn_server.run()
+    serve(app, int(port), ssl_certfile=cert, ssl_keyfile=key)
 
 
 if __name__ == "__main__":
