@@ -129,12 +129,12 @@ pub async fn open_stream(State(legacy): State<Arc<Legacy>>) -> Response {
         legacy.shared.clone(),
     );
     tokio::spawn(async move {
-        let channel = Channel::new();
+        let (channel, ending) = Channel::open();
         let transport = StreamTransport {
             inbound,
             outbound,
-            _ending: Ending::of(&channel),
             channel,
+            _ending: ending,
         };
         match bridge.serve(transport).await {
             Ok(running) => {

@@ -661,7 +661,9 @@ impl Bridge {
         }
         // The request as the client wrote it; the client's `_meta` (progress
         // token, 2026-07-28 fields) goes along, and the answer is kept whole.
-        if let Some(custom) = raw::request_of(&context).and_then(|raw| raw::custom_request(&raw)) {
+        let raw = raw::request_of(&context)
+            .filter(|raw| raw.get("method").and_then(|m| m.as_str()) == Some(request.method()));
+        if let Some(custom) = raw.and_then(|raw| raw::custom_request(&raw)) {
             request = ClientRequest::CustomRequest(custom);
         }
         *request.get_meta_mut() = context.meta.clone();

@@ -34,7 +34,7 @@ use rmcp::service::ServiceRole;
 use rmcp::service::{RequestContext, RxJsonRpcMessage, TxJsonRpcMessage};
 use rmcp::transport::Transport;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,8 +46,8 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 #[derive(Clone, Debug)]
 pub struct Raw(pub Arc<Value>);
 
-/// A POST's body as JSON (one message or a batch), kept for the session
-/// that serves it to find its requests in.
+/// A POST's body as JSON, kept for the session that serves it to find its
+/// request in.
 #[derive(Clone, Debug)]
 struct Body(Arc<Value>);
 
@@ -159,11 +159,8 @@ pub fn request_of<R: ServiceRole>(context: &RequestContext<R>) -> Option<Arc<Val
             .is_some_and(|id| id == context.id)
             && message.get("method").is_some()
     };
-    match &**body {
-        Value::Array(batch) => batch.iter().find(|m| same_id(m)).cloned().map(Arc::new),
-        message if same_id(message) => Some(body.clone()),
-        _ => None,
-    }
+    // One message: the SDK refuses a batch before any session sees it.
+    same_id(body).then(|| body.clone())
 }
 
 /// A request as a custom request of the same method and parameters: what
@@ -189,22 +186,41 @@ pub fn method_and_params(raw: &Value) -> Option<(String, Option<Value>)> {
 }
 
 /// Where answers leave the bridge: one HTTP exchange, one legacy SSE
-/// session, or `connect`'s stdio. Results kept for it wait in [`KEPT`] by
-/// its number and the request id until its answer leaves, or until it ends.
+/// session, or `connect`'s stdio. Results kept for it wait in [`TABLE`] by
+/// its number and the request id until its answer leaves, or until it ends
+/// ([`Ending`]); nothing is kept for a channel that has ended.
 #[derive(Clone, Debug)]
 pub struct Channel(u64);
 
+/// Channels open now, and the whole results waiting to leave on them.
+struct Table {
+    open: BTreeSet<u64>,
+    kept: BTreeMap<(u64, String), Value>,
+}
+
 static NEXT_CHANNEL: AtomicU64 = AtomicU64::new(1);
-/// Whole results of requests that succeeded, by channel and request id.
-static KEPT: Mutex<BTreeMap<(u64, String), Value>> = Mutex::new(BTreeMap::new());
+static TABLE: Mutex<Table> = Mutex::new(Table {
+    open: BTreeSet::new(),
+    kept: BTreeMap::new(),
+});
 
 fn id_key(id: &Value) -> String {
     id.to_string()
 }
 
+/// The keys of one channel's entries.
+fn of(channel: u64) -> std::ops::Range<(u64, String)> {
+    (channel, String::new())..(channel + 1, String::new())
+}
+
 impl Channel {
-    pub fn new() -> Self {
-        Self(NEXT_CHANNEL.fetch_add(1, Ordering::Relaxed))
+    /// A new channel, open until the [`Ending`] is dropped.
+    pub fn open() -> (Self, Ending) {
+        let number = NEXT_CHANNEL.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut table) = TABLE.lock() {
+            table.open.insert(number);
+        }
+        (Self(number), Ending(number))
     }
 
     /// The answer `message` (a JSON-RPC message going out on this channel)
@@ -213,10 +229,10 @@ impl Channel {
         let Some(id) = message.get("id").map(id_key) else {
             return false;
         };
-        let whole = KEPT
+        let whole = TABLE
             .lock()
             .ok()
-            .and_then(|mut kept| kept.remove(&(self.0, id)));
+            .and_then(|mut table| table.kept.remove(&(self.0, id)));
         match (whole, message.get_mut("result")) {
             (Some(whole), Some(result)) => {
                 *result = whole;
@@ -226,21 +242,27 @@ impl Channel {
         }
     }
 
+    /// Keeps `whole` for the answer to request `id`, if this channel is open.
+    fn keep(&self, id: &Value, whole: Value) {
+        if let Ok(mut table) = TABLE.lock() {
+            if table.open.contains(&self.0) {
+                table.kept.insert((self.0, id_key(id)), whole);
+            }
+        }
+    }
+
     /// Whether anything waits to go out on this channel (else its messages
     /// pass as they are, unparsed).
     fn waits(&self) -> bool {
-        KEPT.lock()
-            .map(|kept| {
-                kept.range((self.0, String::new())..)
-                    .next()
-                    .is_some_and(|((c, _), _)| *c == self.0)
-            })
+        TABLE
+            .lock()
+            .map(|table| table.kept.range(of(self.0)).next().is_some())
             .unwrap_or(false)
     }
 }
 
 /// Keeps `whole` as the result of the request `context` serves, to go out
-/// in place of the SDK's typed form of it.
+/// in place of the SDK's typed form of it (if its channel is still open).
 pub fn keep<R: ServiceRole>(context: &RequestContext<R>, whole: Value) {
     let channel = context.extensions.get::<Channel>().or_else(|| {
         context
@@ -249,33 +271,28 @@ pub fn keep<R: ServiceRole>(context: &RequestContext<R>, whole: Value) {
             .extensions
             .get::<Channel>()
     });
-    let (Some(channel), Ok(id)) = (channel, serde_json::to_value(&context.id)) else {
-        return;
-    };
-    if let Ok(mut kept) = KEPT.lock() {
-        kept.insert((channel.0, id_key(&id)), whole);
+    if let (Some(channel), Ok(id)) = (channel, serde_json::to_value(&context.id)) {
+        channel.keep(&id, whole);
     }
 }
 
-/// Forgets what is kept for a channel that ended (its answers will not leave).
-fn forget(channel: u64) {
-    if let Ok(mut kept) = KEPT.lock() {
-        kept.retain(|(c, _), _| *c != channel);
-    }
-}
-
-/// Ends a channel when dropped.
+/// Closes a channel when dropped: what was kept for it is forgotten (its
+/// answers will not leave), and nothing more is kept for it.
 pub struct Ending(u64);
-
-impl Ending {
-    pub fn of(channel: &Channel) -> Self {
-        Self(channel.0)
-    }
-}
 
 impl Drop for Ending {
     fn drop(&mut self) {
-        forget(self.0);
+        if let Ok(mut table) = TABLE.lock() {
+            table.open.remove(&self.0);
+            let keys: Vec<_> = table
+                .kept
+                .range(of(self.0))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in keys {
+                table.kept.remove(&key);
+            }
+        }
     }
 }
 
@@ -295,7 +312,7 @@ pub async fn whole_messages(State(limit): State<usize>, request: Request, next: 
             "the message is larger than --max-message-bytes",
         );
     };
-    let channel = Channel::new();
+    let (channel, ending) = Channel::open();
     if let Ok(value) = serde_json::from_slice::<Value>(&bytes) {
         parts.extensions.insert(Body(Arc::new(value)));
     }
@@ -307,7 +324,6 @@ pub async fn whole_messages(State(limit): State<usize>, request: Request, next: 
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let ending = Ending::of(&channel);
     if content_type.starts_with("application/json") {
         let (parts, body) = response.into_parts();
         let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
@@ -492,9 +508,8 @@ impl<Role, R, W> Lines<Role, R, W> {
 
     /// The bridge answers on these lines: whole results go out.
     pub fn answering(mut self) -> Self {
-        let channel = Channel::new();
-        let ending = Arc::new(Ending::of(&channel));
-        self.channel = Some((channel, ending));
+        let (channel, ending) = Channel::open();
+        self.channel = Some((channel, Arc::new(ending)));
         self
     }
 }

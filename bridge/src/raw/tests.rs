@@ -17,53 +17,45 @@ fn a_custom_request_keeps_every_parameter_but_meta() {
 }
 
 #[test]
-fn a_kept_result_replaces_the_typed_one_once_on_its_own_channel() {
-    let (mine, other) = (Channel::new(), Channel::new());
-    KEPT.lock()
-        .unwrap()
-        .insert((mine.0, id_key(&json!(4))), json!({"whole": true}));
+fn a_kept_result_replaces_the_typed_one_once_on_its_own_open_channel() {
+    let ((mine, ending), (other, _other)) = (Channel::open(), Channel::open());
+    mine.keep(&json!(4), json!({"whole": true}));
     let typed = json!({"jsonrpc": "2.0", "id": 4, "result": {"typed": true}});
     let mut elsewhere = typed.clone();
-    other.restore(&mut elsewhere);
+    assert!(!other.restore(&mut elsewhere));
     assert_eq!(elsewhere, typed, "another channel's answer is not touched");
     let mut answer = typed.clone();
-    mine.restore(&mut answer);
+    assert!(mine.restore(&mut answer));
     assert_eq!(answer["result"], json!({"whole": true}));
     let mut again = typed.clone();
     mine.restore(&mut again);
     assert_eq!(again, typed, "taken once");
-    // An error answer has no result to replace; the kept one is dropped
-    // with its channel.
-    KEPT.lock()
-        .unwrap()
-        .insert((mine.0, id_key(&json!("s"))), json!(1));
+    // An error answer has no result to replace.
+    mine.keep(&json!("s"), json!(1));
     let mut error = json!({"jsonrpc": "2.0", "id": "s", "error": {"code": 1, "message": "m"}});
     mine.restore(&mut error);
     assert!(error.get("result").is_none());
-    KEPT.lock()
-        .unwrap()
-        .insert((mine.0, id_key(&json!(9))), json!(1));
-    drop(Ending::of(&mine));
-    assert!(!KEPT.lock().unwrap().keys().any(|(c, _)| *c == mine.0));
+    // An ended channel forgets what waited, and keeps nothing more (an
+    // answer that comes after its client went is not held forever).
+    mine.keep(&json!(9), json!(1));
+    assert!(mine.waits());
+    drop(ending);
+    assert!(!mine.waits());
+    mine.keep(&json!(10), json!(1));
+    assert!(!mine.waits());
 }
 
 #[test]
 fn events_split_anywhere_are_restored_whole_and_the_rest_passes_unchanged() {
-    let channel = Channel::new();
-    KEPT.lock().unwrap().insert(
-        (channel.0, id_key(&json!(2))),
-        json!({"tools": [], "future": 1}),
-    );
+    let (channel, _ending) = Channel::open();
     let stream = "event: message\r\nid: 0\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"tools\":[]}}\n\n: keep-alive\n\ndata: {\"method\":\"x\",\"jsonrpc\":\"2.0\"}\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{}}\n\n";
     for split in 0..stream.len() {
-        KEPT.lock().unwrap().insert(
-            (channel.0, id_key(&json!(2))),
-            json!({"tools": [], "future": 1}),
-        );
+        channel.keep(&json!(2), json!({"tools": [], "future": 1}));
+        let (_, unused) = Channel::open();
         let mut events = Events {
             channel: channel.clone(),
             pending: Vec::new(),
-            _ending: Ending(u64::MAX),
+            _ending: unused,
         };
         let mut out = events.feed(&stream.as_bytes()[..split]);
         out.extend(events.feed(&stream.as_bytes()[split..]));
