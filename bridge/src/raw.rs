@@ -476,6 +476,22 @@ impl<Req: GetExtensions, Resp, Not: GetExtensions> Attach for JsonRpcMessage<Req
     }
 }
 
+/// The answer to `raw` when it is a request (a method and an id) the typed
+/// model refuses: Invalid Request, with its id, as one line.
+fn invalid_request(raw: &Value, why: &serde_json::Error) -> Option<Vec<u8>> {
+    raw.get("method")?;
+    let id = raw
+        .get("id")
+        .filter(|id| id.is_string() || id.is_i64() || id.is_u64())?;
+    let mut line = serde_json::to_vec(&serde_json::json!({
+        "jsonrpc": "2.0", "id": id,
+        "error": {"code": -32600, "message": format!("Invalid request: {why}")}
+    }))
+    .ok()?;
+    line.push(b'\n');
+    Some(line)
+}
+
 /// Newline-delimited JSON-RPC over a reader and a writer (MCP's stdio
 /// transport), each received message carrying its [`Raw`] form.
 pub struct Lines<Role, R, W> {
@@ -603,13 +619,24 @@ where
                 serde_json::from_slice::<RxJsonRpcMessage<Role>>(line),
             ) {
                 (Ok(raw), Ok(typed)) => (raw, typed),
-                (_, Err(e)) => {
-                    // Like the SDK's own transport: nothing to answer it with
-                    // (no id is known for sure), so it is dropped, logged.
-                    tracing::warn!("dropped a message that is not MCP JSON-RPC: {e}");
+                (Ok(raw), Err(e)) => {
+                    // A request of the wrong shape is answered (JSON-RPC's
+                    // Invalid Request, with its id); anything else dropped.
+                    tracing::warn!("refused a message that is not MCP JSON-RPC: {e}");
+                    if let Some(refusal) = invalid_request(&raw, &e) {
+                        let writer = self.writer.clone();
+                        tokio::spawn(async move {
+                            if let Some(writer) = writer.lock().await.as_mut() {
+                                let _ = writer.write_all(&refusal).await;
+                                let _ = writer.flush().await;
+                            }
+                        });
+                    }
                     continue;
                 }
                 (Err(e), _) => {
+                    // No id can be read: nothing to answer (like the SDK's
+                    // own transport, which ignores what does not parse).
                     tracing::warn!("dropped a message that is not JSON: {e}");
                     continue;
                 }

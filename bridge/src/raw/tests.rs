@@ -154,3 +154,36 @@ fn what_a_remote_said_on_its_own_is_found_by_id_or_typed_form_and_bounded() {
         .heard_request(&RequestId::Number(HEARD_MAX as i64))
         .is_some());
 }
+
+#[tokio::test]
+async fn a_request_of_the_wrong_shape_is_answered_invalid_request_with_its_id() {
+    use tokio::io::AsyncBufReadExt;
+    let input = concat!(
+        "{\"jsonrpc\":\"1.0\",\"id\":5,\"method\":\"tools/call\",\"params\":{}}\n",
+        "{\"jsonrpc\":\"1.0\",\"method\":\"notifications/progress\",\"params\":{}}\n",
+        "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"ping\"}\n",
+    );
+    let (writer, reader) = tokio::io::duplex(4096);
+    let mut lines: Lines<RoleServer, _, _> = Lines::new(
+        std::io::Cursor::new(input.as_bytes().to_vec()),
+        writer,
+        1024,
+        None,
+    );
+    let next = Transport::<RoleServer>::receive(&mut lines)
+        .await
+        .expect("a message");
+    assert!(matches!(next, JsonRpcMessage::Request(r) if r.id == RequestId::Number(6)));
+    let mut answered = String::new();
+    let mut reader = tokio::io::BufReader::new(reader);
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        reader.read_line(&mut answered),
+    )
+    .await
+    .expect("an answer")
+    .unwrap();
+    let answered: Value = serde_json::from_str(&answered).unwrap();
+    assert_eq!(answered["id"], 5);
+    assert_eq!(answered["error"]["code"], -32600);
+}
