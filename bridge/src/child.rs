@@ -1,11 +1,12 @@
 //! The stdio server's process: spawned in a process group of its own, its
 //! stdin/stdout a [`Lines`] transport (messages kept whole, see `raw`), its
-//! stderr copied to the bridge's log with a prefix. When a child ends (its
-//! session closed, or it exited) what is left of its group is terminated
-//! (SIGTERM, SIGKILL two seconds later if it is still there), and when the
-//! bridge stops every group is: a server that starts processes of its own
-//! (`npx` starting `node`, a shell script) leaves none behind. Every child
-//! is waited for: no zombies.
+//! stderr copied to the bridge's log with a prefix. When a session ends its
+//! child's stdin is closed (MCP's stdio shutdown); a child still running two
+//! seconds later gets SIGTERM, two more and SIGKILL, each to its whole
+//! process group. When a child exits, what is left of its group is
+//! terminated, and when the bridge stops every group is: a server that
+//! starts processes of its own (`npx` starting `node`, a shell script)
+//! leaves none behind. Every child is waited for: no zombies.
 
 use crate::raw::{Answers, Lines};
 use rmcp::RoleClient;
@@ -20,6 +21,8 @@ use tokio::sync::oneshot;
 /// Children alive now (pid), so a shutdown can make sure none is left.
 static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 static NEXT: AtomicU64 = AtomicU64::new(1);
+/// How long a child has after its stdin closes, then after SIGTERM.
+const GRACE: Duration = Duration::from_secs(2);
 
 pub type ChildTransport = Lines<RoleClient, BufReader<ChildStdout>, ChildStdin>;
 
@@ -69,6 +72,8 @@ pub fn spawn(
     // Its own group (pgid = its pid), so the group can be signalled whole.
     #[cfg(unix)]
     cmd.process_group(0);
+    // Last resort: a child still there when the bridge's runtime ends.
+    cmd.kill_on_drop(true);
     let mut child = cmd.spawn()?;
     let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         return Err(std::io::Error::other("the child's stdio is not piped"));
@@ -98,11 +103,15 @@ pub fn spawn(
         tokio::select! {
             _ = child.wait() => {}
             _ = stopped => {
-                signal_group(pid, Signal::Term);
-                if tokio::time::timeout(Duration::from_secs(2), child.wait()).await.is_err() {
-                    signal_group(pid, Signal::Kill);
-                    let _ = child.start_kill();
-                    let _ = child.wait().await;
+                // MCP's stdio shutdown: its stdin is closed; it may take a
+                // moment to exit, then it is asked, then made to.
+                if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
+                    signal_group(pid, Signal::Term);
+                    if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
+                        signal_group(pid, Signal::Kill);
+                        let _ = child.start_kill();
+                        let _ = child.wait().await;
+                    }
                 }
             }
         }
@@ -165,17 +174,22 @@ fn signal_group(pid: Option<u32>, signal: Signal) {
 }
 
 /// Terminates every child's group and waits for the children (no zombies,
-/// no orphans).
+/// no orphans): SIGTERM, then SIGKILL to what is left after the grace.
 pub async fn reap_all() {
-    let pids: Vec<u32> = LIVE.lock().map(|l| l.clone()).unwrap_or_default();
-    for pid in pids {
+    let live = || LIVE.lock().map(|l| l.clone()).unwrap_or_default();
+    for pid in live() {
         signal_group(Some(pid), Signal::Term);
     }
-    // Each child's waiter sees it end; give them a moment.
-    for _ in 0..50 {
-        if LIVE.lock().map(|l| l.is_empty()).unwrap_or(true) {
-            return;
+    // Each child's waiter sees it end.
+    let all_gone = || async {
+        let deadline = tokio::time::Instant::now() + GRACE;
+        while !live().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    all_gone().await;
+    for pid in live() {
+        signal_group(Some(pid), Signal::Kill);
     }
+    all_gone().await;
 }

@@ -25,6 +25,7 @@
 
 mod child;
 mod guard;
+mod http_client;
 mod legacy;
 mod options;
 mod proxy;

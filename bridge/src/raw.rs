@@ -37,7 +37,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -62,6 +62,9 @@ pub struct KeepAnswer;
 #[derive(Default)]
 pub struct Answers {
     results: Mutex<HashMap<RequestId, Option<Value>>>,
+    /// Requests given up before they were sent (a remote's client sends from
+    /// a task of its own): their answers are not expected.
+    abandoned: Mutex<VecDeque<RequestId>>,
     heard: Mutex<VecDeque<(String, Value)>>,
 }
 
@@ -72,6 +75,12 @@ const HEARD_MAX: usize = 256;
 impl Answers {
     /// Before the request is written: its answer cannot arrive earlier.
     pub fn expect(&self, id: RequestId) {
+        if let Ok(mut abandoned) = self.abandoned.lock() {
+            if let Some(at) = abandoned.iter().position(|a| *a == id) {
+                abandoned.remove(at);
+                return;
+            }
+        }
         if let Ok(mut results) = self.results.lock() {
             results.insert(id, None);
         }
@@ -88,7 +97,17 @@ impl Answers {
     /// The answer's whole result, if it came; the request is forgotten either
     /// way (an answer arriving later is not kept).
     pub fn take(&self, id: &RequestId) -> Option<Value> {
-        self.results.lock().ok()?.remove(id).flatten()
+        let taken = self.results.lock().ok()?.remove(id);
+        if taken.is_none() {
+            // Not expected yet: if it is sent after all, it is not.
+            if let Ok(mut abandoned) = self.abandoned.lock() {
+                abandoned.push_back(id.clone());
+                while abandoned.len() > HEARD_MAX {
+                    abandoned.pop_front();
+                }
+            }
+        }
+        taken.flatten()
     }
 
     /// A request or notification as the server wrote it, before the SDK
@@ -199,6 +218,7 @@ struct Table {
 }
 
 static NEXT_CHANNEL: AtomicU64 = AtomicU64::new(1);
+const KEPT_PER_CHANNEL: usize = 256;
 static TABLE: Mutex<Table> = Mutex::new(Table {
     open: BTreeSet::new(),
     kept: BTreeMap::new(),
@@ -226,6 +246,11 @@ impl Channel {
     /// The answer `message` (a JSON-RPC message going out on this channel)
     /// with the whole result kept for it, if one was: whether it changed.
     pub fn restore(&self, message: &mut Value) -> bool {
+        // Only an answer (the bridge's own requests to the client count ids
+        // of their own, which may equal a client's).
+        if message.get("method").is_some() {
+            return false;
+        }
         let Some(id) = message.get("id").map(id_key) else {
             return false;
         };
@@ -242,13 +267,26 @@ impl Channel {
         }
     }
 
-    /// Keeps `whole` for the answer to request `id`, if this channel is open.
+    /// Keeps `whole` for the answer to request `id`, if this channel is open
+    /// (at most [`KEPT_PER_CHANNEL`]: an answer the SDK dropped, its request
+    /// cancelled, is never asked for).
     fn keep(&self, id: &Value, whole: Value) {
         if let Ok(mut table) = TABLE.lock() {
-            if table.open.contains(&self.0) {
+            if table.open.contains(&self.0)
+                && table.kept.range(of(self.0)).count() < KEPT_PER_CHANNEL
+            {
                 table.kept.insert((self.0, id_key(id)), whole);
             }
         }
+    }
+
+    /// A request `id` starts on this channel: nothing kept under its id
+    /// (from an earlier request the SDK did not answer) may answer it.
+    fn starts(&self, id: &RequestId) {
+        let (Ok(id), Ok(mut table)) = (serde_json::to_value(id), TABLE.lock()) else {
+            return;
+        };
+        table.kept.remove(&(self.0, id_key(&id)));
     }
 
     /// Whether anything waits to go out on this channel (else its messages
@@ -343,9 +381,14 @@ pub async fn whole_messages(State(limit): State<usize>, request: Request, next: 
         let stream = futures::stream::unfold(
             (body.into_data_stream(), events),
             |(mut body, mut events)| async move {
-                let chunk = match body.next().await? {
-                    Ok(chunk) => Ok(axum::body::Bytes::from(events.feed(&chunk))),
-                    Err(e) => Err(e),
+                let chunk = match body.next().await {
+                    Some(Ok(chunk)) => Ok(axum::body::Bytes::from(events.feed(&chunk))),
+                    Some(Err(e)) => Err(e),
+                    // An unfinished last event goes out as it is.
+                    None if !events.pending.is_empty() => {
+                        Ok(axum::body::Bytes::from(std::mem::take(&mut events.pending)))
+                    }
+                    None => return None,
                 };
                 Some((chunk, (body, events)))
             },
@@ -418,15 +461,35 @@ impl Events {
 
 /// Where the first whole event in `bytes` ends (after its blank line).
 fn event_end(bytes: &[u8]) -> Option<usize> {
-    let lf = bytes.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    let crlf = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4);
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+    // A line ends at CR LF, CR or LF; an event at an empty line. A CR last
+    // may be the first half of a CR LF: the event is not over until it is
+    // known.
+    let mut line = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\r' | b'\n' => {
+                let mut end = i + 1;
+                if bytes[i] == b'\r' {
+                    match bytes.get(i + 1) {
+                        Some(b'\n') => end += 1,
+                        Some(_) => {}
+                        None => return None,
+                    }
+                }
+                if line == 0 {
+                    return Some(end);
+                }
+                line = 0;
+                i = end;
+            }
+            _ => {
+                line += 1;
+                i += 1;
+            }
+        }
     }
+    None
 }
 
 /// What a received message keeps of its raw form: requests and
@@ -460,6 +523,7 @@ impl<Req: GetExtensions, Resp, Not: GetExtensions> Attach for JsonRpcMessage<Req
 
     fn answer_on(&mut self, channel: &Channel) {
         if let JsonRpcMessage::Request(request) = self {
+            channel.starts(&request.id);
             request.request.extensions_mut().insert(channel.clone());
         }
     }
@@ -505,6 +569,8 @@ pub struct Lines<Role, R, W> {
     answers: Option<Arc<Answers>>,
     /// Set where the bridge answers on these lines (`connect`'s stdio).
     channel: Option<(Channel, Arc<Ending>)>,
+    /// A refusal is being written.
+    refusing: Arc<AtomicBool>,
     role: PhantomData<fn() -> Role>,
 }
 
@@ -518,6 +584,7 @@ impl<Role, R, W> Lines<Role, R, W> {
             writer: Arc::new(tokio::sync::Mutex::new(Some(writer))),
             answers,
             channel: None,
+            refusing: Arc::new(AtomicBool::new(false)),
             role: PhantomData,
         }
     }
@@ -623,13 +690,19 @@ where
                     // A request of the wrong shape is answered (JSON-RPC's
                     // Invalid Request, with its id); anything else dropped.
                     tracing::warn!("refused a message that is not MCP JSON-RPC: {e}");
-                    if let Some(refusal) = invalid_request(&raw, &e) {
-                        let writer = self.writer.clone();
+                    let refusal = invalid_request(&raw, &e);
+                    // One refusal at a time: a peer that floods them while
+                    // not reading gets the first.
+                    if let (Some(refusal), false) =
+                        (refusal, self.refusing.swap(true, Ordering::SeqCst))
+                    {
+                        let (writer, refusing) = (self.writer.clone(), self.refusing.clone());
                         tokio::spawn(async move {
                             if let Some(writer) = writer.lock().await.as_mut() {
                                 let _ = writer.write_all(&refusal).await;
                                 let _ = writer.flush().await;
                             }
+                            refusing.store(false, Ordering::SeqCst);
                         });
                     }
                     continue;

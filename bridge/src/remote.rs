@@ -10,6 +10,7 @@
 //! Hand-written because the SDK's reqwest client hands JSON answers over
 //! already typed; the GET stream and DELETE are the SDK's own client's.
 
+use crate::http_client;
 use crate::raw::{Answers, Attach};
 use axum::http::{HeaderName, HeaderValue};
 use futures::stream::BoxStream;
@@ -37,7 +38,7 @@ pub struct WholeAnswers {
 impl WholeAnswers {
     pub fn new(answers: Arc<Answers>) -> Self {
         Self {
-            http: reqwest::Client::new(),
+            http: http_client::client(),
             answers,
         }
     }
@@ -163,27 +164,17 @@ impl StreamableHttpClient for WholeAnswers {
             return Err(StreamableHttpError::SessionExpired);
         }
         if content_type.starts_with("text/event-stream") && status.is_success() {
-            let events = SseStream::from_bytes_stream(response.bytes_stream()).boxed();
+            let bytes =
+                http_client::bounded_events(response.bytes_stream(), limits.max_sse_event_size);
+            let events = SseStream::from_bytes_stream(bytes).boxed();
             return Ok(StreamableHttpPostResponse::Sse(self.tap(events), session));
         }
         if content_type.starts_with("application/json") {
-            if response
-                .content_length()
-                .is_some_and(|n| n > limits.max_json_response_size as u64)
-            {
-                return Err(StreamableHttpError::ResponseBodyTooLarge {
-                    max_size: limits.max_json_response_size,
-                });
-            }
-            let bytes = response
-                .bytes()
+            let bytes = http_client::bounded_body(response, limits.max_json_response_size)
                 .await
-                .map_err(StreamableHttpError::Client)?;
-            if bytes.len() > limits.max_json_response_size {
-                return Err(StreamableHttpError::ResponseBodyTooLarge {
+                .map_err(|_| StreamableHttpError::ResponseBodyTooLarge {
                     max_size: limits.max_json_response_size,
-                });
-            }
+                })?;
             // A JSON-RPC error is the answer also under an error status.
             return match serde_json::from_slice::<ClientAnswer>(&bytes) {
                 Ok(ClientAnswer(answer)) => {

@@ -10,6 +10,7 @@
 //! naming another host is refused, so the token is never sent elsewhere.
 //! Hand-written because the SDK has no legacy SSE client.
 
+use crate::http_client;
 use crate::options::Remote;
 use crate::raw::{Answers, Attach};
 use futures::StreamExt;
@@ -57,7 +58,7 @@ impl LegacySse {
                 .map_err(failed)?;
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let http = reqwest::Client::new();
+        let http = http_client::client();
         let response = http
             .get(url.clone())
             .headers(headers.clone())
@@ -71,7 +72,10 @@ impl LegacySse {
                 response.status()
             )));
         }
-        let mut events = SseStream::from_bytes_stream(response.bytes_stream());
+        let mut events = SseStream::from_bytes_stream(http_client::bounded_events(
+            response.bytes_stream(),
+            http_client::MAX_MESSAGE,
+        ));
         let endpoint = tokio::time::timeout(ENDPOINT_WAIT, async {
             while let Some(event) = events.next().await {
                 let event = event.map_err(failed)?;

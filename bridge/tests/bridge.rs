@@ -1443,3 +1443,36 @@ async fn connect_reaches_a_legacy_sse_server() -> Result<()> {
     let _ = server.wait();
     outcome
 }
+
+/// A session's end closes its child's stdin and gives it time: a server
+/// that finishes its work on EOF is not signalled while it does.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_child_finishes_on_eof_before_any_signal() -> Result<()> {
+    let peer = peer_bin();
+    let peer = peer.to_str().context("peer path")?;
+    let script = format!(
+        "trap 'echo got SIGTERM >&2; exit 1' TERM; {peer} --mode stdio; sleep 0.5; echo flushed on EOF >&2"
+    );
+    let bridge = Bridge::start(&[], &["sh", "-c", &script])?;
+    let opened = post_raw(&bridge.url(), &[], INIT).await?;
+    let session = opened
+        .header("mcp-session-id")
+        .context("session id")?
+        .to_string();
+    reqwest::Client::new()
+        .delete(bridge.url())
+        .header("mcp-session-id", &session)
+        .send()
+        .await?;
+    wait_for("the child's last words", &bridge, || {
+        let log = bridge.log();
+        // (Its stderr lines are prefixed `[child 1] `; the command line
+        // in the log holds the same words.)
+        log.contains("] flushed on EOF") || log.contains("] got SIGTERM")
+    })
+    .await;
+    let log = bridge.log();
+    assert!(log.contains("] flushed on EOF"), "{log}");
+    assert!(!log.contains("] got SIGTERM"), "{log}");
+    Ok(())
+}

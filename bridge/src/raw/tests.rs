@@ -187,3 +187,56 @@ async fn a_request_of_the_wrong_shape_is_answered_invalid_request_with_its_id() 
     assert_eq!(answered["id"], 5);
     assert_eq!(answered["error"]["code"], -32600);
 }
+
+#[test]
+fn only_answers_take_a_kept_result_and_a_new_request_drops_a_stale_one() {
+    let (channel, _ending) = Channel::open();
+    channel.keep(&json!(3), json!({"whole": true}));
+    // The bridge's own request to the client, with an id of its own count.
+    let mut asking =
+        json!({"jsonrpc": "2.0", "id": 3, "method": "sampling/createMessage", "params": {}});
+    assert!(!channel.restore(&mut asking));
+    assert!(channel.waits(), "still kept for the answer");
+    // The client reuses id 3 for a new request (the first one's answer was
+    // dropped): what was kept under it is not that request's.
+    let mut request: RxJsonRpcMessage<RoleServer> =
+        serde_json::from_value(json!({"jsonrpc": "2.0", "id": 3, "method": "ping"})).unwrap();
+    request.answer_on(&channel);
+    assert!(!channel.waits());
+    // At most so many wait on one channel.
+    for i in 0..(KEPT_PER_CHANNEL + 5) {
+        channel.keep(&json!(i), json!(i));
+    }
+    assert_eq!(
+        TABLE.lock().unwrap().kept.range(of(channel.0)).count(),
+        KEPT_PER_CHANNEL
+    );
+}
+
+#[test]
+fn events_end_at_an_empty_line_whatever_the_line_ends() {
+    assert_eq!(event_end(b"data: x\n\nrest"), Some(9));
+    assert_eq!(event_end(b"data: x\r\n\r\nrest"), Some(11));
+    assert_eq!(event_end(b"data: x\r\rrest"), Some(9));
+    assert_eq!(event_end(b"data: x\n\r\nrest"), Some(10));
+    assert_eq!(
+        event_end(b"data: x\r\n\r"),
+        None,
+        "the CR may be half a CR LF"
+    );
+    assert_eq!(event_end(b"data: x\ndata: y\n"), None);
+}
+
+#[test]
+fn an_answer_given_up_before_its_request_was_sent_is_not_expected() {
+    let answers = Answers::default();
+    // Given up (timed out) before the client sent it.
+    assert_eq!(answers.take(&RequestId::Number(1)), None);
+    answers.expect(RequestId::Number(1));
+    answers.record(&RequestId::Number(1), json!("late"));
+    assert!(answers.results.lock().unwrap().is_empty(), "nothing held");
+    // The usual order.
+    answers.expect(RequestId::Number(2));
+    answers.record(&RequestId::Number(2), json!("whole"));
+    assert_eq!(answers.take(&RequestId::Number(2)), Some(json!("whole")));
+}

@@ -114,3 +114,42 @@ async fn statuses_mean_what_the_sdk_expects() {
     let broken = server(502, "text/html", "<html>").await;
     assert!(post(&client, broken, None).await.is_err());
 }
+
+#[tokio::test]
+async fn a_redirect_to_another_origin_is_not_followed() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let reached = Arc::new(AtomicUsize::new(0));
+    let counter = reached.clone();
+    let elsewhere = axum::Router::new().fallback(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { "got it" }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let evil = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, elsewhere).await });
+    let location: &'static str = Box::leak(evil.into_boxed_str());
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(move || async move {
+            (StatusCode::TEMPORARY_REDIRECT, [("location", location)]).into_response()
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url: Arc<str> = format!("http://{}/mcp", listener.local_addr().unwrap()).into();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = WholeAnswers::new(Arc::new(Answers::default()));
+    let mut headers = HashMap::new();
+    headers.insert(
+        HeaderName::from_static("x-api-key"),
+        HeaderValue::from_static("secret"),
+    );
+    let outcome = client
+        .post_message(url, request(5), Some("s1".into()), None, headers)
+        .await;
+    assert!(outcome.is_err(), "{outcome:?}");
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        0,
+        "the other origin got nothing"
+    );
+}
