@@ -113,6 +113,15 @@ impl Answers {
     /// A request or notification as the server wrote it, before the SDK
     /// parses it into `typed`.
     pub fn hear(&self, typed: &ServerJsonRpcMessage, raw: Value) {
+        // Forwarded in their typed form (pings answered, progress and
+        // cancellation routed by the SDK): nobody would ask for them.
+        let method = raw.get("method").and_then(Value::as_str);
+        if matches!(
+            method,
+            Some("ping" | "notifications/progress" | "notifications/cancelled")
+        ) {
+            return;
+        }
         let key = match typed {
             JsonRpcMessage::Request(request) => request_key(&request.id),
             JsonRpcMessage::Notification(n) => match notification_key(&n.notification) {
