@@ -257,7 +257,7 @@ fn exchange(c: &mut Criterion) {
         tenant: Some("bench".into()),
         ..Caller::default()
     });
-    for (name, config) in [("observe", json!({})), ("full", full)] {
+    for (name, config) in [("observe", json!({})), ("full", full.clone())] {
         let config = Rc::new(FilterConfig::from_json(config.to_string().as_bytes()).unwrap());
         let mut labels = Labels::default();
         let mut run = || {
@@ -314,46 +314,61 @@ fn exchange(c: &mut Criterion) {
                        "inputSchema": {"type": "object", "properties": {"q": {"type": "string"}}}})
             })
             .collect();
-        let json_body = json!({"jsonrpc": "2.0", "id": 8, "result": {"tools": tools}}).to_string();
+        let listing_answer = json!({"jsonrpc": "2.0", "id": 8, "result": {"tools": tools}});
+        let json_body = listing_answer.to_string();
         let sse_body = format!("event: message\ndata: {json_body}\n\n");
-        let mut group = c.benchmark_group("exchange: 1,000-tool listing, full, per tool");
-        group.throughput(Throughput::Elements(1000));
-        for (framing, content_type, body) in [
-            ("JSON", "application/json", json_body.as_bytes()),
-            ("SSE", "text/event-stream", sse_body.as_bytes()),
+        // The same with every tool pinned (`tool_pins`): each listed tool is
+        // also read and hashed.
+        let mut pinned = full.clone();
+        let pins = mcp_filter::pins::pins_of_listing(&listing_answer, "gh").unwrap();
+        pinned["tool_pins"] = pins["tool_pins"].clone();
+        let pinned = Rc::new(FilterConfig::from_json(pinned.to_string().as_bytes()).unwrap());
+        for (setup, config) in [
+            ("full", config.clone()),
+            ("full, every tool pinned", pinned),
         ] {
-            let head_of_answer: Vec<(String, String)> =
-                [(":status", "200"), ("content-type", content_type)]
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect();
-            let mut listing = || {
-                let caller = caller.clone();
-                let mut exchange = Exchange::new(config.clone(), 0)
-                    .with_authenticator(Box::new(move |_| Authenticated::Caller(caller.clone())));
-                exchange.on_request_headers(black_box(&head), false);
-                exchange.on_request_body(list.len(), true, || Some(list.to_vec()));
-                exchange.on_response_headers(200, &head_of_answer);
-                let mut out = 0;
-                let chunks: Vec<&[u8]> = body.chunks(16 * 1024).collect();
-                for (i, chunk) in chunks.iter().enumerate() {
-                    let step = exchange.on_response_body(chunk, i + 1 == chunks.len());
-                    out += step.body.map_or(0, |b| b.len());
-                }
-                black_box((out, exchange.finish(1, &mut labels)))
-            };
-            let ((out, _), allocs) = allocations(&mut listing);
-            // Half the items, each renamed: about half the bytes.
-            assert!(
-                out > body.len() * 4 / 10 && out < body.len() * 6 / 10,
-                "{framing}: {out} bytes out"
+            let mut group =
+                c.benchmark_group(format!("exchange: 1,000-tool listing, {setup}, per tool"));
+            group.throughput(Throughput::Elements(1000));
+            for (framing, content_type, body) in [
+                ("JSON", "application/json", json_body.as_bytes()),
+                ("SSE", "text/event-stream", sse_body.as_bytes()),
+            ] {
+                let head_of_answer: Vec<(String, String)> =
+                    [(":status", "200"), ("content-type", content_type)]
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect();
+                let mut listing = || {
+                    let caller = caller.clone();
+                    let mut exchange =
+                        Exchange::new(config.clone(), 0).with_authenticator(Box::new(move |_| {
+                            Authenticated::Caller(caller.clone())
+                        }));
+                    exchange.on_request_headers(black_box(&head), false);
+                    exchange.on_request_body(list.len(), true, || Some(list.to_vec()));
+                    exchange.on_response_headers(200, &head_of_answer);
+                    let mut out = 0;
+                    let chunks: Vec<&[u8]> = body.chunks(16 * 1024).collect();
+                    for (i, chunk) in chunks.iter().enumerate() {
+                        let step = exchange.on_response_body(chunk, i + 1 == chunks.len());
+                        out += step.body.map_or(0, |b| b.len());
+                    }
+                    black_box((out, exchange.finish(1, &mut labels)))
+                };
+                let ((out, _), allocs) = allocations(&mut listing);
+                // Half the items, each renamed: about half the bytes.
+                assert!(
+                    out > body.len() * 4 / 10 && out < body.len() * 6 / 10,
+                    "{framing}: {out} bytes out"
+                );
+                println!(
+                "allocations per 1,000-tool listing through the exchange ({setup}, {framing}): {allocs}"
             );
-            println!(
-                "allocations per 1,000-tool listing through the exchange ({framing}): {allocs}"
-            );
-            group.bench_function(framing, |b| b.iter(&mut listing));
+                group.bench_function(framing, |b| b.iter(&mut listing));
+            }
+            group.finish();
         }
-        group.finish();
     }
 }
 

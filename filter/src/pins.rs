@@ -47,8 +47,10 @@ impl ToolDigest {
         // header): no whitespace, its own escaping and numbers, and the keys
         // in `serde_json::Map`'s order, a `BTreeMap`'s here (no
         // `preserve_order`): byte order (the tests fail if a build changes it).
-        let text = serde_json::to_string(&WithoutMeta(&object)).ok()?;
-        Some(Self(Sha256::digest(text.as_bytes()).into()))
+        // Written straight into the hash: no copy of the text.
+        let mut hash = Hashing(Sha256::new());
+        serde_json::to_writer(&mut hash, &WithoutMeta(&object)).ok()?;
+        Some(Self(hash.0.finalize().into()))
     }
 
     /// Reads `sha256:` and 64 hex digits.
@@ -78,6 +80,20 @@ impl fmt::Display for ToolDigest {
         for b in self.0 {
             write!(f, "{b:02x}")?;
         }
+        Ok(())
+    }
+}
+
+/// Bytes written to it go into the hash.
+struct Hashing(Sha256);
+
+impl std::io::Write for Hashing {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
 }
