@@ -321,7 +321,9 @@ fn exchange(c: &mut Criterion) {
         // also read and hashed.
         let mut pinned = full.clone();
         let pins = mcp_filter::pins::pins_of_listing(&listing_answer, "gh").unwrap();
-        pinned["tool_pins"] = pins["tool_pins"].clone();
+        if let (Some(section), Some(pins)) = (pinned.as_object_mut(), pins.get("tool_pins")) {
+            section.insert("tool_pins".into(), pins.clone());
+        }
         let pinned = Rc::new(FilterConfig::from_json(pinned.to_string().as_bytes()).unwrap());
         for (setup, config) in [
             ("full", config.clone()),
