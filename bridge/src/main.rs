@@ -54,7 +54,10 @@ fn log(line: &str) {
 /// warnings from everything else.
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(format!("warn,mcp_bridge={level}")))
+        .or_else(|_| match level {
+            "off" => tracing_subscriber::EnvFilter::try_new("off"),
+            level => tracing_subscriber::EnvFilter::try_new(format!("warn,mcp_bridge={level}")),
+        })
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,mcp_bridge=info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -212,6 +212,8 @@ impl OutputTransport {
 /// How much the bridge logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogLevel {
+    /// Nothing, from the bridge or anything it uses.
+    Off,
     Error,
     Warn,
     Info,
@@ -222,6 +224,7 @@ pub enum LogLevel {
 impl LogLevel {
     pub fn as_str(self) -> &'static str {
         match self {
+            LogLevel::Off => "off",
             LogLevel::Error => "error",
             LogLevel::Warn => "warn",
             LogLevel::Info => "info",

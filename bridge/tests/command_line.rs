@@ -22,14 +22,38 @@ fn mcp_bridge_has_a_command_line() {
 /// takes only the levels it names.
 #[test]
 fn rust_log_brings_rmcp_logs_to_the_bridge_log() {
+    let (answer, text) = one_session_logged(&[], &[("RUST_LOG", "rmcp=debug,mcp_bridge=info")]);
+    assert!(answer.contains("\"serverInfo\""), "{answer}");
+    assert!(text.contains(" rmcp"), "no rmcp line in the log:\n{text}");
+    assert!(text.contains("] started `"), "{text}");
+}
+
+#[test]
+fn log_level_off_logs_nothing() {
+    let (answer, text) = one_session_logged(&["--log-level", "off"], &[]);
+    assert!(answer.contains("\"serverInfo\""), "{answer}");
+    assert!(text.is_empty(), "{text}");
+}
+
+/// Runs the bridge (with `options` and `env`) over the rmcp stdio server
+/// for one `initialize`: its answer, and what the bridge logged.
+fn one_session_logged(options: &[&str], env: &[(&str, &str)]) -> (String, String) {
     use std::io::{BufRead, BufReader, Read, Write};
-    let log = std::env::temp_dir().join(format!("mcp-bridge-rust-log-{}.log", std::process::id()));
+    static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let log = std::env::temp_dir().join(format!(
+        "mcp-bridge-log-{}-{}.log",
+        std::process::id(),
+        RUN.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    ));
     let peer = mcp_filter_integration::peer_bin();
     let mut bridge = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-bridge"))
-        .args(["--port", "0", "--"])
+        .args(["--port", "0"])
+        .args(options)
+        .arg("--")
         .arg(&peer)
         .args(["--mode", "stdio"])
-        .env("RUST_LOG", "rmcp=debug,mcp_bridge=info")
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()
@@ -57,9 +81,7 @@ fn rust_log_brings_rmcp_logs_to_the_bridge_log() {
     let _ = bridge.wait();
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_file(&log);
-    assert!(answer.contains("\"serverInfo\""), "{answer}");
-    assert!(text.contains(" rmcp"), "no rmcp line in the log:\n{text}");
-    assert!(text.contains("] started `"), "{text}");
+    (answer, text)
 }
 
 #[test]
