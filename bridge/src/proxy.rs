@@ -39,6 +39,7 @@ use rmcp::service::{
     RoleClient, RoleServer, RunningService, ServiceError,
 };
 use rmcp::{ErrorData, ServerHandler, Service, ServiceExt};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -140,6 +141,8 @@ struct Routes {
     subscriptions: Mutex<HashMap<String, Vec<u64>>>,
     /// The child's whole answers to forwarded requests.
     answers: Arc<Answers>,
+    /// The child's `initialize` result as it wrote it.
+    initialized: Mutex<Option<Value>>,
 }
 
 impl Routes {
@@ -457,6 +460,7 @@ async fn start_child(
             None,
         )
     })?;
+    keep_initialize_result(&routes);
     Ok((running, routes))
 }
 
@@ -516,7 +520,18 @@ async fn connect_remote(
         }
     };
     tracing::info!("connected to {}", remote.url);
+    keep_initialize_result(&routes);
     Ok((running, routes))
+}
+
+/// After the handshake: the server's `initialize` result as it wrote it.
+fn keep_initialize_result(routes: &Routes) {
+    if let (Some(whole), Ok(mut initialized)) = (
+        routes.answers.initialize_result(),
+        routes.initialized.lock(),
+    ) {
+        *initialized = Some(whole);
+    }
 }
 
 fn init_of(running: &Running) -> Result<ServerConfig, ErrorData> {
@@ -753,7 +768,17 @@ impl ServerHandler for Bridge {
         context: RequestContext<RoleServer>,
     ) -> Result<InitializeResult, ErrorData> {
         context.peer.set_peer_info(request.clone());
-        self.initialize_child(request, context.peer.clone()).await
+        let init = self.initialize_child(request, context.peer.clone()).await?;
+        // What the SDK's model of the result lacks goes out too; its own
+        // members (the protocol version it negotiates) stay.
+        let whole = self
+            .link
+            .get()
+            .and_then(|link| link.routes.initialized.lock().ok()?.clone());
+        if let Some(whole) = whole {
+            raw::keep_under(&context, whole);
+        }
+        Ok(init)
     }
 
     forward! {

@@ -65,6 +65,9 @@ pub struct Answers {
     /// Requests given up before they were sent (a remote's client sends from
     /// a task of its own): their answers are not expected.
     abandoned: Mutex<VecDeque<RequestId>>,
+    /// The SDK's own `initialize` request to the server, whose answer is
+    /// kept too.
+    initialize: Mutex<Option<RequestId>>,
     heard: Mutex<VecDeque<(String, Value)>>,
 }
 
@@ -108,6 +111,31 @@ impl Answers {
             }
         }
         taken.flatten()
+    }
+
+    /// The SDK's `initialize` request `id` goes out: its answer is kept.
+    fn initializing(&self, id: RequestId) {
+        if let Ok(mut initialize) = self.initialize.lock() {
+            *initialize = Some(id.clone());
+        }
+        self.expect(id);
+    }
+
+    /// The server's `initialize` result as written, once (after the SDK's
+    /// handshake).
+    pub fn initialize_result(&self) -> Option<Value> {
+        let id = self.initialize.lock().ok()?.take()?;
+        self.take(&id)
+    }
+
+    /// Records what a message going out to the server means for its
+    /// answer: kept if it is marked [`KeepAnswer`] or is the `initialize`.
+    pub fn sending<M: Attach + Initializes>(&self, message: &M) {
+        if let Some(id) = message.keeps_answer() {
+            self.expect(id);
+        } else if let Some(id) = message.initialize_id() {
+            self.initializing(id);
+        }
     }
 
     /// A request or notification as the server wrote it, before the SDK
@@ -223,7 +251,32 @@ pub struct Channel(u64);
 /// Channels open now, and the whole results waiting to leave on them.
 struct Table {
     open: BTreeSet<u64>,
-    kept: BTreeMap<(u64, String), Value>,
+    kept: BTreeMap<(u64, String), Kept>,
+}
+
+/// A result as its server wrote it, for the SDK's typed answer.
+enum Kept {
+    /// It replaces the typed result.
+    Whole(Value),
+    /// Its members the typed result lacks are added, at any depth; the
+    /// typed result's own stay (an `initialize` result, whose protocol
+    /// version the SDK negotiates per client).
+    Under(Value),
+}
+
+/// `whole`'s members that `typed` lacks, added to it, at every depth.
+fn fill_in(typed: &mut Value, whole: Value) {
+    let (Value::Object(typed), Value::Object(whole)) = (typed, whole) else {
+        return;
+    };
+    for (key, member) in whole {
+        match typed.get_mut(&key) {
+            Some(own) => fill_in(own, member),
+            None => {
+                typed.insert(key, member);
+            }
+        }
+    }
 }
 
 static NEXT_CHANNEL: AtomicU64 = AtomicU64::new(1);
@@ -268,8 +321,12 @@ impl Channel {
             .ok()
             .and_then(|mut table| table.kept.remove(&(self.0, id)));
         match (whole, message.get_mut("result")) {
-            (Some(whole), Some(result)) => {
+            (Some(Kept::Whole(whole)), Some(result)) => {
                 *result = whole;
+                true
+            }
+            (Some(Kept::Under(whole)), Some(result)) => {
+                fill_in(result, whole);
                 true
             }
             _ => false,
@@ -279,7 +336,7 @@ impl Channel {
     /// Keeps `whole` for the answer to request `id`, if this channel is open
     /// (at most [`KEPT_PER_CHANNEL`]: an answer the SDK dropped, its request
     /// cancelled, is never asked for).
-    fn keep(&self, id: &Value, whole: Value) {
+    fn keep(&self, id: &Value, whole: Kept) {
         if let Ok(mut table) = TABLE.lock() {
             if table.open.contains(&self.0)
                 && table.kept.range(of(self.0)).count() < KEPT_PER_CHANNEL
@@ -311,6 +368,16 @@ impl Channel {
 /// Keeps `whole` as the result of the request `context` serves, to go out
 /// in place of the SDK's typed form of it (if its channel is still open).
 pub fn keep<R: ServiceRole>(context: &RequestContext<R>, whole: Value) {
+    keep_as(context, Kept::Whole(whole));
+}
+
+/// Keeps `whole`'s members for the `initialize` result `context` answers:
+/// what the typed result lacks is added to it.
+pub fn keep_under<R: ServiceRole>(context: &RequestContext<R>, whole: Value) {
+    keep_as(context, Kept::Under(whole));
+}
+
+fn keep_as<R: ServiceRole>(context: &RequestContext<R>, whole: Kept) {
     let channel = context.extensions.get::<Channel>().or_else(|| {
         context
             .extensions
@@ -501,6 +568,33 @@ fn event_end(bytes: &[u8]) -> Option<usize> {
     None
 }
 
+/// An `initialize` request going out (only a client sends one).
+pub trait Initializes {
+    fn initialize_id(&self) -> Option<RequestId>;
+}
+
+impl Initializes for rmcp::model::ClientJsonRpcMessage {
+    fn initialize_id(&self) -> Option<RequestId> {
+        match self {
+            JsonRpcMessage::Request(request)
+                if matches!(
+                    request.request,
+                    rmcp::model::ClientRequest::InitializeRequest(_)
+                ) =>
+            {
+                Some(request.id.clone())
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Initializes for ServerJsonRpcMessage {
+    fn initialize_id(&self) -> Option<RequestId> {
+        None
+    }
+}
+
 /// What a received message keeps of its raw form: requests and
 /// notifications carry it; a marked request's answer is recorded.
 pub trait Attach {
@@ -652,7 +746,7 @@ where
     R: AsyncBufRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
     RxJsonRpcMessage<Role>: Attach,
-    TxJsonRpcMessage<Role>: Attach,
+    TxJsonRpcMessage<Role>: Attach + Initializes,
 {
     type Error = std::io::Error;
 
@@ -660,8 +754,8 @@ where
         &mut self,
         item: TxJsonRpcMessage<Role>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
-        if let (Some(id), Some(answers)) = (item.keeps_answer(), &self.answers) {
-            answers.expect(id);
+        if let Some(answers) = &self.answers {
+            answers.sending(&item);
         }
         let text = match &self.channel {
             Some((channel, _)) => serde_json::to_value(&item).and_then(|mut message| {

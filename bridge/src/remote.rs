@@ -11,7 +11,7 @@
 //! already typed; the GET stream and DELETE are the SDK's own client's.
 
 use crate::http_client;
-use crate::raw::{Answers, Attach};
+use crate::raw::Answers;
 use axum::http::{HeaderName, HeaderValue};
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -120,9 +120,7 @@ impl StreamableHttpClient for WholeAnswers {
         limits: StreamableHttpResponseLimits,
     ) -> Result<StreamableHttpPostResponse, Error> {
         // Before it is sent: its answer cannot come earlier.
-        if let Some(id) = message.keeps_answer() {
-            self.answers.expect(id);
-        }
+        self.answers.sending(&message);
         let mut request = self
             .http
             .post(uri.as_ref())

@@ -148,9 +148,7 @@ impl Transport<RoleClient> for LegacySse {
         &mut self,
         item: TxJsonRpcMessage<RoleClient>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
-        if let Some(id) = item.keeps_answer() {
-            self.answers.expect(id);
-        }
+        self.answers.sending(&item);
         let request = serde_json::to_vec(&item).map(|body| {
             self.http
                 .post(self.endpoint.clone())

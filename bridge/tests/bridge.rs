@@ -1194,6 +1194,21 @@ fn assert_whole(list: &serde_json::Value, call: &serde_json::Value, how: &str) {
     );
 }
 
+/// The `initialize` result's members the SDK does not model, beside the
+/// protocol version it negotiated.
+fn assert_initialized_whole(init: &serde_json::Value, how: &str) {
+    let result = &init["result"];
+    assert_eq!(result["futureInit"], "kept", "{how}: {init}");
+    assert_eq!(
+        result["capabilities"]["futureCapability"],
+        json!({"x": 1}),
+        "{how}: {init}"
+    );
+    assert_eq!(result["serverInfo"]["futureInfo"], "kept", "{how}: {init}");
+    assert!(result["capabilities"]["tools"].is_object(), "{how}: {init}");
+    assert!(result["protocolVersion"].is_string(), "{how}: {init}");
+}
+
 /// The log message the server sends while serving the call, with its
 /// member the SDK does not model.
 fn assert_logged_whole(messages: &[serde_json::Value], how: &str) {
@@ -1235,6 +1250,7 @@ async fn members_the_sdk_does_not_model_pass_through_whole() -> Result<()> {
     // A session.
     let r = post_raw(&bridge.url(), &[], INIT).await?;
     assert_eq!(r.status, 200, "{}\n{}", r.text(), bridge.log());
+    assert_initialized_whole(&answer(&messages(&r), 1), "a session");
     let session = r
         .header("mcp-session-id")
         .context("session id")?
@@ -1324,6 +1340,7 @@ async fn members_the_sdk_does_not_model_pass_through_whole() -> Result<()> {
         legacy.push(serde_json::from_str(&next_data(&mut events).await?)?);
     }
     assert_whole(&answer(&legacy, 2), &answer(&legacy, 3), "legacy SSE");
+    assert_initialized_whole(&answer(&legacy, 1), "legacy SSE");
     assert_logged_whole(&legacy, "legacy SSE");
     Ok(())
 }
@@ -1394,6 +1411,7 @@ async fn connect_passes_members_the_sdk_does_not_model_both_ways() -> Result<()>
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let said = connect_raw(&args, &init)?;
         assert_whole(&answer(&said, 2), &answer(&said, 3), how);
+        assert_initialized_whole(&answer(&said, 1), how);
         assert_logged_whole(&said, how);
     }
     Ok(())

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A stdio MCP server from a newer protocol than the SDKs know: its tool and
-its results carry members no SDK's typed model has, and `tools/call` logs a
+its results (`initialize` included) carry members no SDK's typed model has, and `tools/call` logs a
 message with one more member, then echoes the parameters it received. The bridge's tests use it to check that nothing
 is lost on the way (standard library only; one JSON-RPC message per line).
 """
@@ -27,8 +27,10 @@ def answer(request):
     if method == "initialize":
         return {
             "protocolVersion": params.get("protocolVersion", "2025-06-18"),
-            "capabilities": {"tools": {}},
-            "serverInfo": {"name": "future-stdio-server", "version": "0.1.0"},
+            "capabilities": {"tools": {}, "futureCapability": {"x": 1}},
+            "serverInfo": {"name": "future-stdio-server", "version": "0.1.0",
+                           "futureInfo": "kept"},
+            "futureInit": "kept",
         }
     if method == "tools/list":
         return {"tools": [TOOL], "futureResultField": "kept"}

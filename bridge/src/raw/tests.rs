@@ -19,7 +19,7 @@ fn a_custom_request_keeps_every_parameter_but_meta() {
 #[test]
 fn a_kept_result_replaces_the_typed_one_once_on_its_own_open_channel() {
     let ((mine, ending), (other, _other)) = (Channel::open(), Channel::open());
-    mine.keep(&json!(4), json!({"whole": true}));
+    mine.keep(&json!(4), Kept::Whole(json!({"whole": true})));
     let typed = json!({"jsonrpc": "2.0", "id": 4, "result": {"typed": true}});
     let mut elsewhere = typed.clone();
     assert!(!other.restore(&mut elsewhere));
@@ -31,17 +31,17 @@ fn a_kept_result_replaces_the_typed_one_once_on_its_own_open_channel() {
     mine.restore(&mut again);
     assert_eq!(again, typed, "taken once");
     // An error answer has no result to replace.
-    mine.keep(&json!("s"), json!(1));
+    mine.keep(&json!("s"), Kept::Whole(json!(1)));
     let mut error = json!({"jsonrpc": "2.0", "id": "s", "error": {"code": 1, "message": "m"}});
     mine.restore(&mut error);
     assert!(error.get("result").is_none());
     // An ended channel forgets what waited, and keeps nothing more (an
     // answer that comes after its client went is not held forever).
-    mine.keep(&json!(9), json!(1));
+    mine.keep(&json!(9), Kept::Whole(json!(1)));
     assert!(mine.waits());
     drop(ending);
     assert!(!mine.waits());
-    mine.keep(&json!(10), json!(1));
+    mine.keep(&json!(10), Kept::Whole(json!(1)));
     assert!(!mine.waits());
 }
 
@@ -50,7 +50,7 @@ fn events_split_anywhere_are_restored_whole_and_the_rest_passes_unchanged() {
     let (channel, _ending) = Channel::open();
     let stream = "event: message\r\nid: 0\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"tools\":[]}}\n\n: keep-alive\n\ndata: {\"method\":\"x\",\"jsonrpc\":\"2.0\"}\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{}}\n\n";
     for split in 0..stream.len() {
-        channel.keep(&json!(2), json!({"tools": [], "future": 1}));
+        channel.keep(&json!(2), Kept::Whole(json!({"tools": [], "future": 1})));
         let (_, unused) = Channel::open();
         let mut events = Events {
             channel: channel.clone(),
@@ -198,7 +198,7 @@ async fn a_request_of_the_wrong_shape_is_answered_invalid_request_with_its_id() 
 #[test]
 fn only_answers_take_a_kept_result_and_a_new_request_drops_a_stale_one() {
     let (channel, _ending) = Channel::open();
-    channel.keep(&json!(3), json!({"whole": true}));
+    channel.keep(&json!(3), Kept::Whole(json!({"whole": true})));
     // The bridge's own request to the client, with an id of its own count.
     let mut asking =
         json!({"jsonrpc": "2.0", "id": 3, "method": "sampling/createMessage", "params": {}});
@@ -212,7 +212,7 @@ fn only_answers_take_a_kept_result_and_a_new_request_drops_a_stale_one() {
     assert!(!channel.waits());
     // At most so many wait on one channel.
     for i in 0..(KEPT_PER_CHANNEL + 5) {
-        channel.keep(&json!(i), json!(i));
+        channel.keep(&json!(i), Kept::Whole(json!(i)));
     }
     assert_eq!(
         TABLE.lock().unwrap().kept.range(of(channel.0)).count(),
@@ -246,4 +246,22 @@ fn an_answer_given_up_before_its_request_was_sent_is_not_expected() {
     answers.expect(RequestId::Number(2));
     answers.record(&RequestId::Number(2), json!("whole"));
     assert_eq!(answers.take(&RequestId::Number(2)), Some(json!("whole")));
+}
+
+#[test]
+fn an_initialize_result_gets_the_members_it_lacks_and_keeps_its_own() {
+    let (channel, _ending) = Channel::open();
+    channel.keep(
+        &json!(1),
+        Kept::Under(json!({"protocolVersion": "2026-07-28", "future": 1,
+            "capabilities": {"tools": {"listChanged": true}, "futureCap": {}}})),
+    );
+    let mut answer = json!({"jsonrpc": "2.0", "id": 1, "result": {
+        "protocolVersion": "2025-06-18", "capabilities": {"tools": {}}}});
+    assert!(channel.restore(&mut answer));
+    assert_eq!(
+        answer["result"],
+        json!({"protocolVersion": "2025-06-18", "future": 1,
+            "capabilities": {"tools": {"listChanged": true}, "futureCap": {}}})
+    );
 }
