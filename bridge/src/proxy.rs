@@ -1,8 +1,9 @@
 //! Forwarding between HTTP-side MCP sessions and stdio children. The bridge
 //! answers nothing itself: each request, notification and answer is passed
-//! on as the SDK parsed it. The SDK's client assigns its own request ids and
-//! progress tokens towards a child, so sessions sharing one child never see
-//! each other's answers; this module maps progress tokens back.
+//! on (as its sender wrote it: see the end of this header). The SDK's client
+//! assigns its own request ids and progress tokens towards a child, so
+//! sessions sharing one child never see each other's answers; this module
+//! maps progress tokens back.
 //!
 //! What a child sends on its own goes to the session it concerns ([`Routes`]):
 //! progress by its token; its requests (sampling, elicitation, roots) and log
