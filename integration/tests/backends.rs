@@ -225,7 +225,14 @@ async fn a_slow_backend_times_out_and_the_other_is_still_listed() -> Result<()> 
         .into_iter()
         .flatten()
         .all(|t| t["name"].as_str().is_some_and(|n| n.starts_with("alpha__"))));
-    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+    // It waited for the timeout rather than failing at once. Not to the
+    // millisecond: Envoy reads its clock once per event-loop turn, and its
+    // 300 ms timer was seen to fire after 299.4 ms measured here.
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(250),
+        "{waited:?}"
+    );
     let scrape = envoy.prometheus().await?;
     // Envoy ends the call with its own 504.
     assert_eq!(
