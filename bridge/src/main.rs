@@ -31,6 +31,7 @@ mod options;
 mod proxy;
 mod raw;
 mod remote;
+mod replies;
 mod reply;
 mod sse_client;
 
@@ -165,6 +166,8 @@ async fn main() -> Result<()> {
             ))
         }
     };
+    // A client's answers to the child's requests pass whole (`replies`).
+    let manager = replies::WholeReplies(manager);
     let service = StreamableHttpService::new(factory, Arc::new(manager), config);
     // The last layer runs first: Host and Origin before anything else.
     let mut app = axum::Router::new();

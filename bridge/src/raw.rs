@@ -3,8 +3,10 @@
 //! newer server's tool annotations, a client's new request parameters. So
 //! the bridge keeps each message as received beside its typed form and
 //! forwards that: a client's request goes to the server with its own
-//! parameters (only `_meta`'s progress token is the bridge's), and the
-//! server's result, request or notification reaches the client whole.
+//! parameters (only `_meta`'s progress token is the bridge's), the server's
+//! result, request or notification reaches the client whole, and so does the
+//! client's answer to the server's request ([`WholeResult`]; over Streamable
+//! HTTP with `replies`).
 //!
 //! Owns: [`Raw`] (a message as received, carried in the typed message's
 //! extensions), the line transport that attaches it ([`Lines`]: a child's
@@ -20,6 +22,7 @@
 //! succeeded). Hand-written rather than the SDK's line transport, which
 //! yields only typed messages.
 
+use crate::replies;
 use crate::reply;
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
@@ -27,8 +30,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use futures::StreamExt;
 use rmcp::model::{
-    CustomRequest, GetExtensions, JsonRpcMessage, RequestId, ServerJsonRpcMessage,
-    ServerNotification,
+    ClientResult, CustomRequest, CustomResult, GetExtensions, JsonRpcMessage, RequestId,
+    ServerJsonRpcMessage, ServerNotification, ServerResult,
 };
 use rmcp::service::ServiceRole;
 use rmcp::service::{RequestContext, RxJsonRpcMessage, TxJsonRpcMessage};
@@ -427,7 +430,11 @@ pub async fn whole_messages(State(limit): State<usize>, request: Request, next: 
         );
     };
     let (channel, ending) = Channel::open();
+    let mut _posted = None;
     if let Ok(value) = serde_json::from_slice::<Value>(&bytes) {
+        // A client's answer to the child's request: held while the SDK
+        // handles it (see `replies`).
+        _posted = replies::Posted::hold(&parts.headers, &value);
         parts.extensions.insert(Body(Arc::new(value)));
     }
     parts.extensions.insert(channel.clone());
@@ -605,7 +612,30 @@ pub trait Attach {
     fn keeps_answer(&self) -> Option<RequestId>;
 }
 
-impl<Req: GetExtensions, Resp, Not: GetExtensions> Attach for JsonRpcMessage<Req, Resp, Not> {
+/// A result that can travel as written in place of its typed form.
+pub trait WholeResult: Sized {
+    fn whole(result: Value) -> Option<Self>;
+}
+
+/// A client's answers to the server's own requests (sampling, elicitation,
+/// roots) are only passed on, so they travel as written.
+impl WholeResult for ClientResult {
+    fn whole(result: Value) -> Option<Self> {
+        Some(ClientResult::CustomResult(CustomResult(result)))
+    }
+}
+
+/// A server's results stay typed (the bridge checks their kind against the
+/// request); their whole form waits in [`Answers`].
+impl WholeResult for ServerResult {
+    fn whole(_: Value) -> Option<Self> {
+        None
+    }
+}
+
+impl<Req: GetExtensions, Resp: WholeResult, Not: GetExtensions> Attach
+    for JsonRpcMessage<Req, Resp, Not>
+{
     fn attach(&mut self, mut raw: Value, answers: Option<&Answers>) {
         match self {
             JsonRpcMessage::Request(request) => {
@@ -616,8 +646,16 @@ impl<Req: GetExtensions, Resp, Not: GetExtensions> Attach for JsonRpcMessage<Req
                 notification.notification.extensions_mut().insert(raw);
             }
             JsonRpcMessage::Response(response) => {
-                if let (Some(answers), Some(result)) = (answers, raw.get_mut("result")) {
-                    answers.record(&response.id, result.take());
+                let Some(result) = raw.get_mut("result").map(Value::take) else {
+                    return;
+                };
+                match answers {
+                    Some(answers) => answers.record(&response.id, result),
+                    None => {
+                        if let Some(whole) = Resp::whole(result) {
+                            response.result = whole;
+                        }
+                    }
                 }
             }
             JsonRpcMessage::Error(_) => {}

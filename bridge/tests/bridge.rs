@@ -1299,27 +1299,12 @@ async fn members_the_sdk_does_not_model_pass_through_whole() -> Result<()> {
 
     // The legacy SSE transport: posted messages, answers on the stream.
     let base = format!("http://127.0.0.1:{}", bridge.port);
-    let mut stream = reqwest::Client::new()
+    let stream = reqwest::Client::new()
         .get(format!("{base}/sse"))
         .send()
         .await?;
-    let mut events = String::new();
-    let mut next_data = async |events: &mut String| -> Result<String> {
-        loop {
-            if let Some(end) = events.find("\n\n") {
-                let event: String = events.drain(..end + 2).collect();
-                if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) {
-                    return Ok(data.trim().to_string());
-                }
-                continue;
-            }
-            let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
-                .await??
-                .context("the stream ended")?;
-            events.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    };
-    let endpoint = format!("{base}{}", next_data(&mut events).await?);
+    let mut events = Events::new(stream);
+    let endpoint = format!("{base}{}", events.next_data().await?);
     let mut legacy: Vec<serde_json::Value> = Vec::new();
     for (message, id) in [
         (INIT, Some(1)),
@@ -1329,7 +1314,7 @@ async fn members_the_sdk_does_not_model_pass_through_whole() -> Result<()> {
     ] {
         assert_eq!(post_raw(&endpoint, &[], message).await?.status, 202);
         while id.is_some_and(|id| !legacy.iter().any(|m| m["id"] == id)) {
-            legacy.push(serde_json::from_str(&next_data(&mut events).await?)?);
+            legacy.push(events.next_message().await?);
         }
     }
     // The log message may follow the answer.
@@ -1337,11 +1322,198 @@ async fn members_the_sdk_does_not_model_pass_through_whole() -> Result<()> {
         .iter()
         .any(|m| m["method"] == "notifications/message")
     {
-        legacy.push(serde_json::from_str(&next_data(&mut events).await?)?);
+        legacy.push(events.next_message().await?);
     }
     assert_whole(&answer(&legacy, 2), &answer(&legacy, 3), "legacy SSE");
     assert_initialized_whole(&answer(&legacy, 1), "legacy SSE");
     assert_logged_whole(&legacy, "legacy SSE");
+    Ok(())
+}
+
+/// An event stream read as it arrives: each event's `data`.
+struct Events {
+    stream: reqwest::Response,
+    text: String,
+}
+
+impl Events {
+    fn new(stream: reqwest::Response) -> Self {
+        Self {
+            stream,
+            text: String::new(),
+        }
+    }
+
+    async fn next_data(&mut self) -> Result<String> {
+        loop {
+            if let Some(end) = self.text.find("\n\n") {
+                let event: String = self.text.drain(..end + 2).collect();
+                if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) {
+                    return Ok(data.trim().to_string());
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(10), self.stream.chunk())
+                .await??
+                .context("the stream ended")?;
+            self.text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// The next message (events without data, such as a priming event,
+    /// are passed over).
+    async fn next_message(&mut self) -> Result<serde_json::Value> {
+        loop {
+            let data = self.next_data().await?;
+            if !data.is_empty() {
+                return Ok(serde_json::from_str(&data)?);
+            }
+        }
+    }
+
+    /// Messages until the one that is request `method`'s.
+    async fn request(&mut self, method: &str) -> Result<serde_json::Value> {
+        loop {
+            let message = self.next_message().await?;
+            if message["method"] == method && message.get("id").is_some() {
+                return Ok(message);
+            }
+        }
+    }
+
+    /// Messages until the answer to request `id`.
+    async fn answer(&mut self, id: u64) -> Result<serde_json::Value> {
+        loop {
+            let message = self.next_message().await?;
+            if message["id"] == id && message.get("method").is_none() {
+                return Ok(message);
+            }
+        }
+    }
+}
+
+const ASK: &str =
+    r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"ask","arguments":{}}}"#;
+
+/// The client's answer to the server's sampling request, with a member no
+/// SDK models, for the request `asked`.
+fn sampled(asked: &serde_json::Value) -> String {
+    assert_eq!(asked["params"]["futureAsk"], "kept", "{asked}");
+    json!({"jsonrpc": "2.0", "id": asked["id"], "result": {
+        "role": "assistant", "content": {"type": "text", "text": "sampled"},
+        "model": "m", "futureAnswer": {"k": [1]}}})
+    .to_string()
+}
+
+/// What the server received as the client's answer, as the `ask` tool
+/// reports it: every member.
+fn assert_answer_whole(call: &serde_json::Value, how: &str) {
+    let text = call["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    let received: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+    assert_eq!(
+        received,
+        json!({"role": "assistant", "content": {"type": "text", "text": "sampled"},
+               "model": "m", "futureAnswer": {"k": [1]}}),
+        "{how}: {call}"
+    );
+}
+
+/// A client's answer to the server's own request (sampling here) reaches
+/// the server with the members the SDK's typed model lacks, over Streamable
+/// HTTP, the legacy SSE transport and `connect`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clients_answer_to_the_servers_request_passes_whole() -> Result<()> {
+    let server = future_server();
+    let command: Vec<&str> = server.iter().map(String::as_str).collect();
+    let bridge = Bridge::start(&["--output-transport", "both"], &command)?;
+    let init = INIT.replace(r#""capabilities":{}"#, r#""capabilities":{"sampling":{}}"#);
+    let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+
+    // A session: the call's answer comes on its event stream, after the
+    // server's request and the client's answer to it.
+    let r = post_raw(&bridge.url(), &[], init.clone()).await?;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), bridge.log());
+    let session = r
+        .header("mcp-session-id")
+        .context("session id")?
+        .to_string();
+    let headers = [
+        ("mcp-session-id", session.as_str()),
+        ("mcp-protocol-version", "2025-06-18"),
+    ];
+    assert_eq!(
+        post_raw(&bridge.url(), &headers, initialized).await?.status,
+        202
+    );
+    let call = headers
+        .iter()
+        .fold(reqwest::Client::new().post(bridge.url()), |r, (k, v)| {
+            r.header(*k, *v)
+        })
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(ASK)
+        .send()
+        .await?;
+    let mut events = Events::new(call);
+    let asked = events.request("sampling/createMessage").await?;
+    let posted = post_raw(&bridge.url(), &headers, sampled(&asked)).await?;
+    assert_eq!(posted.status, 202, "{}", posted.text());
+    assert_answer_whole(&events.answer(4).await?, "a session");
+
+    // The legacy SSE transport.
+    let base = format!("http://127.0.0.1:{}", bridge.port);
+    let stream = reqwest::Client::new()
+        .get(format!("{base}/sse"))
+        .send()
+        .await?;
+    let mut events = Events::new(stream);
+    let endpoint = format!("{base}{}", events.next_data().await?);
+    for message in [init.clone(), initialized.into(), ASK.into()] {
+        assert_eq!(post_raw(&endpoint, &[], message).await?.status, 202);
+    }
+    let asked = events.request("sampling/createMessage").await?;
+    assert_eq!(post_raw(&endpoint, &[], sampled(&asked)).await?.status, 202);
+    assert_answer_whole(&events.answer(4).await?, "legacy SSE");
+
+    // `connect`: a stdio client answering the remote server's request.
+    {
+        use std::io::Write;
+        let mut connect = Command::new(env!("CARGO_BIN_EXE_mcp-bridge"))
+            .args(["connect", &bridge.url()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut stdin = connect.stdin.take().context("stdin")?;
+        let mut stdout = BufReader::new(connect.stdout.take().context("stdout")?);
+        let mut read = || -> Result<serde_json::Value> {
+            let mut line = String::new();
+            stdout.read_line(&mut line)?;
+            serde_json::from_str(&line).with_context(|| format!("{line:?}"))
+        };
+        writeln!(stdin, "{init}")?;
+        while read()?["id"] != 1 {}
+        writeln!(stdin, "{initialized}\n{ASK}")?;
+        let asked = loop {
+            let message = read()?;
+            if message["method"] == "sampling/createMessage" {
+                break message;
+            }
+        };
+        writeln!(stdin, "{}", sampled(&asked))?;
+        let call = loop {
+            let message = read()?;
+            if message["id"] == 4 {
+                break message;
+            }
+        };
+        let _ = connect.kill();
+        let _ = connect.wait();
+        assert_answer_whole(&call, "connect");
+    }
     Ok(())
 }
 

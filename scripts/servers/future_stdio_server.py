@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A stdio MCP server from a newer protocol than the SDKs know: its tool and
 its results (`initialize` included) carry members no SDK's typed model has, and `tools/call` logs a
-message with one more member, then echoes the parameters it received. The bridge's tests use it to check that nothing
+message with one more member, then echoes the parameters it received. The tool `ask` instead asks
+the client to sample (a request with one more member) and answers with the result it got back. The bridge's tests use it to check that nothing
 is lost on the way (standard library only; one JSON-RPC message per line).
 """
 import json
@@ -34,6 +35,14 @@ def answer(request):
         }
     if method == "tools/list":
         return {"tools": [TOOL], "futureResultField": "kept"}
+    if method == "tools/call" and params.get("name") == "ask":
+        say({"jsonrpc": "2.0", "id": "ask-1", "method": "sampling/createMessage",
+             "params": {"messages": [{"role": "user",
+                                      "content": {"type": "text", "text": "hi"}}],
+                        "maxTokens": 10, "futureAsk": "kept"}})
+        got = wait_for("ask-1")
+        return {"content": [{"type": "text",
+                             "text": json.dumps(got.get("result"), sort_keys=True)}]}
     if method == "tools/call":
         say({"jsonrpc": "2.0", "method": "notifications/message",
              "params": {"level": "info", "data": "probe called", "futureNote": "kept"}})
@@ -47,12 +56,26 @@ def answer(request):
     return None
 
 
-def main():
-    for line in sys.stdin:
-        line = line.strip()
+def messages():
+    while True:
+        line = sys.stdin.readline()
         if not line:
-            continue
-        message = json.loads(line)
+            return
+        line = line.strip()
+        if line:
+            yield json.loads(line)
+
+
+def wait_for(id):
+    """The answer to this server's own request `id` (other messages meanwhile are not served)."""
+    for message in messages():
+        if message.get("id") == id and "method" not in message:
+            return message
+    sys.exit(0)
+
+
+def main():
+    for message in messages():
         if "id" not in message or "method" not in message:
             continue  # notifications and answers: nothing to say
         result = answer(message)
