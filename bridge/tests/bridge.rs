@@ -680,12 +680,7 @@ async fn sessions_end_and_limits_hold() -> Result<()> {
         ("mcp-session-id", session.as_str()),
         ("mcp-protocol-version", "2025-06-18"),
     ];
-    post_raw(
-        &bridge.url(),
-        &h,
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-    )
-    .await?;
+    post_raw(&bridge.url(), &h, INITIALIZED).await?;
     let big = format!(
         r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"{}"}}}}}}"#,
         "x".repeat(4000)
@@ -1248,22 +1243,12 @@ async fn members_the_sdk_does_not_model_pass_through_whole() -> Result<()> {
     let bridge = Bridge::start(&["--output-transport", "both"], &command)?;
 
     // A session.
-    let r = post_raw(&bridge.url(), &[], INIT).await?;
-    assert_eq!(r.status, 200, "{}\n{}", r.text(), bridge.log());
-    assert_initialized_whole(&answer(&messages(&r), 1), "a session");
-    let session = r
-        .header("mcp-session-id")
-        .context("session id")?
-        .to_string();
+    let (initialized, session) = open_session(&bridge, INIT).await?;
+    assert_initialized_whole(&initialized, "a session");
     let headers = [
         ("mcp-session-id", session.as_str()),
         ("mcp-protocol-version", "2025-06-18"),
     ];
-    let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
-    assert_eq!(
-        post_raw(&bridge.url(), &headers, initialized).await?.status,
-        202
-    );
     let list = answer(
         &messages(&post_raw(&bridge.url(), &headers, FUTURE_LIST).await?),
         2,
@@ -1298,17 +1283,11 @@ async fn members_the_sdk_does_not_model_pass_through_whole() -> Result<()> {
     );
 
     // The legacy SSE transport: posted messages, answers on the stream.
-    let base = format!("http://127.0.0.1:{}", bridge.port);
-    let stream = reqwest::Client::new()
-        .get(format!("{base}/sse"))
-        .send()
-        .await?;
-    let mut events = Events::new(stream);
-    let endpoint = format!("{base}{}", events.next_data().await?);
+    let (mut events, endpoint) = legacy_session(&bridge).await?;
     let mut legacy: Vec<serde_json::Value> = Vec::new();
     for (message, id) in [
         (INIT, Some(1)),
-        (initialized, None),
+        (INITIALIZED, None),
         (FUTURE_LIST, Some(2)),
         (FUTURE_CALL, Some(3)),
     ] {
@@ -1328,6 +1307,39 @@ async fn members_the_sdk_does_not_model_pass_through_whole() -> Result<()> {
     assert_initialized_whole(&answer(&legacy, 1), "legacy SSE");
     assert_logged_whole(&legacy, "legacy SSE");
     Ok(())
+}
+
+const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+
+/// A session opened with `init` and told it is initialized: the
+/// `initialize` answer and the session's id.
+async fn open_session(bridge: &Bridge, init: &str) -> Result<(serde_json::Value, String)> {
+    let r = post_raw(&bridge.url(), &[], init.to_string()).await?;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), bridge.log());
+    let session = r
+        .header("mcp-session-id")
+        .context("session id")?
+        .to_string();
+    let headers = [
+        ("mcp-session-id", session.as_str()),
+        ("mcp-protocol-version", "2025-06-18"),
+    ];
+    let initialized = post_raw(&bridge.url(), &headers, INITIALIZED).await?;
+    assert_eq!(initialized.status, 202, "{}", initialized.text());
+    Ok((answer(&messages(&r), 1), session))
+}
+
+/// A legacy SSE session: its event stream, and the URL to post to that
+/// its first event names.
+async fn legacy_session(bridge: &Bridge) -> Result<(Events, String)> {
+    let base = format!("http://127.0.0.1:{}", bridge.port);
+    let stream = reqwest::Client::new()
+        .get(format!("{base}/sse"))
+        .send()
+        .await?;
+    let mut events = Events::new(stream);
+    let endpoint = format!("{base}{}", events.next_data().await?);
+    Ok((events, endpoint))
 }
 
 /// An event stream read as it arrives: each event's `data`.
@@ -1429,24 +1441,14 @@ async fn a_clients_answer_to_the_servers_request_passes_whole() -> Result<()> {
     let command: Vec<&str> = server.iter().map(String::as_str).collect();
     let bridge = Bridge::start(&["--output-transport", "both"], &command)?;
     let init = INIT.replace(r#""capabilities":{}"#, r#""capabilities":{"sampling":{}}"#);
-    let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
 
     // A session: the call's answer comes on its event stream, after the
     // server's request and the client's answer to it.
-    let r = post_raw(&bridge.url(), &[], init.clone()).await?;
-    assert_eq!(r.status, 200, "{}\n{}", r.text(), bridge.log());
-    let session = r
-        .header("mcp-session-id")
-        .context("session id")?
-        .to_string();
+    let (_, session) = open_session(&bridge, &init).await?;
     let headers = [
         ("mcp-session-id", session.as_str()),
         ("mcp-protocol-version", "2025-06-18"),
     ];
-    assert_eq!(
-        post_raw(&bridge.url(), &headers, initialized).await?.status,
-        202
-    );
     let call = headers
         .iter()
         .fold(reqwest::Client::new().post(bridge.url()), |r, (k, v)| {
@@ -1464,14 +1466,8 @@ async fn a_clients_answer_to_the_servers_request_passes_whole() -> Result<()> {
     assert_answer_whole(&events.answer(4).await?, "a session");
 
     // The legacy SSE transport.
-    let base = format!("http://127.0.0.1:{}", bridge.port);
-    let stream = reqwest::Client::new()
-        .get(format!("{base}/sse"))
-        .send()
-        .await?;
-    let mut events = Events::new(stream);
-    let endpoint = format!("{base}{}", events.next_data().await?);
-    for message in [init.clone(), initialized.into(), ASK.into()] {
+    let (mut events, endpoint) = legacy_session(&bridge).await?;
+    for message in [init.clone(), INITIALIZED.into(), ASK.into()] {
         assert_eq!(post_raw(&endpoint, &[], message).await?.status, 202);
     }
     let asked = events.request("sampling/createMessage").await?;
@@ -1479,85 +1475,93 @@ async fn a_clients_answer_to_the_servers_request_passes_whole() -> Result<()> {
     assert_answer_whole(&events.answer(4).await?, "legacy SSE");
 
     // `connect`: a stdio client answering the remote server's request.
-    {
-        use std::io::Write;
-        let mut connect = Command::new(env!("CARGO_BIN_EXE_mcp-bridge"))
-            .args(["connect", &bridge.url()])
+    let mut connect = Connect::start(&[&bridge.url()])?;
+    connect.send(&init)?;
+    connect.read_until(|m| m["id"] == 1)?;
+    connect.send(INITIALIZED)?;
+    connect.send(ASK)?;
+    let asked = connect.read_until(|m| m["method"] == "sampling/createMessage")?;
+    connect.send(&sampled(&asked))?;
+    assert_answer_whole(&connect.read_until(|m| m["id"] == 4)?, "connect");
+    Ok(())
+}
+
+/// `mcp-bridge connect ARGS...` driven over its stdio with raw lines;
+/// stopped when dropped.
+struct Connect {
+    process: Child,
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Connect {
+    fn start(args: &[&str]) -> Result<Self> {
+        let mut process = Command::new(env!("CARGO_BIN_EXE_mcp-bridge"))
+            .arg("connect")
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?;
-        let mut stdin = connect.stdin.take().context("stdin")?;
-        let mut stdout = BufReader::new(connect.stdout.take().context("stdout")?);
-        let mut read = || -> Result<serde_json::Value> {
-            let mut line = String::new();
-            stdout.read_line(&mut line)?;
-            serde_json::from_str(&line).with_context(|| format!("{line:?}"))
-        };
-        writeln!(stdin, "{init}")?;
-        while read()?["id"] != 1 {}
-        writeln!(stdin, "{initialized}\n{ASK}")?;
-        let asked = loop {
-            let message = read()?;
-            if message["method"] == "sampling/createMessage" {
-                break message;
-            }
-        };
-        writeln!(stdin, "{}", sampled(&asked))?;
-        let call = loop {
-            let message = read()?;
-            if message["id"] == 4 {
-                break message;
-            }
-        };
-        let _ = connect.kill();
-        let _ = connect.wait();
-        assert_answer_whole(&call, "connect");
+        Ok(Self {
+            stdin: process.stdin.take().context("stdin")?,
+            stdout: BufReader::new(process.stdout.take().context("stdout")?),
+            process,
+        })
     }
-    Ok(())
+
+    fn send(&mut self, line: &str) -> Result<()> {
+        use std::io::Write;
+        Ok(writeln!(self.stdin, "{line}")?)
+    }
+
+    fn read(&mut self) -> Result<serde_json::Value> {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line)?;
+        serde_json::from_str(&line).with_context(|| format!("{line:?}"))
+    }
+
+    /// What it prints until `done` holds for a line.
+    fn read_until(
+        &mut self,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value> {
+        loop {
+            let message = self.read()?;
+            if done(&message) {
+                return Ok(message);
+            }
+        }
+    }
 }
 
-/// `mcp-bridge connect ARGS...` driven over its stdio with raw lines: what
-/// it printed until the answers to the list and the call of
-/// `future_stdio_server.py` and its log message were there.
+impl Drop for Connect {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// What `connect ARGS...` printed until the answers to the list and the
+/// call of `future_stdio_server.py` and its log message were there.
 fn connect_raw(args: &[&str], init: &str) -> Result<Vec<serde_json::Value>> {
-    use std::io::Write;
-    let mut connect = Command::new(env!("CARGO_BIN_EXE_mcp-bridge"))
-        .arg("connect")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut stdin = connect.stdin.take().context("stdin")?;
-    let mut stdout = BufReader::new(connect.stdout.take().context("stdout")?);
+    let mut connect = Connect::start(args)?;
     let mut said: Vec<serde_json::Value> = Vec::new();
-    let mut read = |said: &mut Vec<serde_json::Value>| -> Result<()> {
-        let mut line = String::new();
-        stdout.read_line(&mut line)?;
-        said.push(serde_json::from_str(&line).with_context(|| format!("{line:?}"))?);
-        Ok(())
-    };
     for (message, id) in [
         (init, Some(1)),
-        (
-            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-            None,
-        ),
+        (INITIALIZED, None),
         (FUTURE_LIST, Some(2)),
         (FUTURE_CALL, Some(3)),
     ] {
-        writeln!(stdin, "{message}")?;
+        connect.send(message)?;
         while id.is_some_and(|id| !said.iter().any(|m| m["id"] == id)) {
-            read(&mut said)?;
+            said.push(connect.read()?);
         }
     }
     // The log message may follow the answer.
     while !said.iter().any(|m| m["method"] == "notifications/message") {
-        read(&mut said)?;
+        said.push(connect.read()?);
     }
-    let _ = connect.kill();
-    let _ = connect.wait();
     Ok(said)
 }
 
