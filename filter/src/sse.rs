@@ -4,7 +4,9 @@
 //!
 //! Line ends are LF, CRLF or a lone CR (the SSE grammar allows all three). A CR
 //! at the end of the buffered bytes is not judged until the next byte arrives,
-//! since it may be the first half of a CRLF.
+//! since it may be the first half of a CRLF. A UTF-8 BOM opening the stream is
+//! dropped, as a client's UTF-8 decode drops it (WHATWG), so the first line
+//! is read as the client reads it.
 
 use std::borrow::Cow;
 
@@ -24,7 +26,11 @@ pub struct SseFramer {
     /// Start of the current line within `pending`.
     line_start: usize,
     max_event_bytes: usize,
+    /// Past the stream's first bytes (a BOM there is dropped).
+    begun: bool,
 }
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 impl SseFramer {
     pub fn new(max_event_bytes: usize) -> Self {
@@ -41,6 +47,15 @@ impl SseFramer {
         mut on_event: impl FnMut(SseEvent<'_>),
     ) -> Result<(), SseError> {
         self.pending.extend_from_slice(chunk);
+        if !self.begun {
+            if self.pending.len() < BOM.len() && BOM.starts_with(&self.pending) {
+                return Ok(());
+            }
+            if self.pending.starts_with(BOM) {
+                self.pending.drain(..BOM.len());
+            }
+            self.begun = true;
+        }
         let mut event_start = 0;
         let mut i = self.scanned;
         let len = self.pending.len();
@@ -93,6 +108,7 @@ impl SseFramer {
     pub fn finish(&mut self) -> Vec<u8> {
         self.scanned = 0;
         self.line_start = 0;
+        self.begun = false;
         std::mem::take(&mut self.pending)
     }
 
@@ -185,6 +201,24 @@ fn lines(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bom_opening_the_stream_is_dropped_at_any_split_and_only_there() {
+        let stream = b"\xEF\xBB\xBFdata: a\n\n\xEF\xBB\xBFdata: b\n\n";
+        for chunk in 1..=stream.len() {
+            let mut framer = SseFramer::new(1024);
+            let mut data = Vec::new();
+            for piece in stream.chunks(chunk) {
+                let pushed = framer.push(piece, |e| data.push(e.data().map(|d| d.to_vec())));
+                assert_eq!(pushed, Ok(()));
+            }
+            // The second BOM is not the stream's start: its line has no field `data`.
+            assert_eq!(data, [Some(b"a".to_vec()), None], "chunk {chunk}");
+        }
+        let mut framer = SseFramer::new(1024);
+        assert_eq!(framer.push(b"\xEF\xBB", |_| {}), Ok(()));
+        assert_eq!(framer.finish(), b"\xEF\xBB");
+    }
 
     fn events_of(chunks: &[&[u8]]) -> (Vec<Vec<u8>>, Vec<u8>) {
         let mut framer = SseFramer::new(1 << 20);

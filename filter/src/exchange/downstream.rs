@@ -192,7 +192,7 @@ impl Exchange {
                     let (out, hidden) =
                         listing::filter_json_body(text, kind, request_id, &mut decide);
                     (out, hidden.is_some())
-                } else if could_carry(text, kind) {
+                } else if could_carry(text) {
                     let why = Unfilterable("the answer is not JSON or SSE".into());
                     (listing::unfilterable_error(request_id, &why), false)
                 } else {
@@ -270,9 +270,11 @@ pub(super) enum ListingFraming {
     Refused { request_id: RequestId, why: String },
 }
 
-/// Whether bytes that are neither JSON nor SSE could still be read as a
-/// listing by a lenient client: they name the listing's array.
-pub(super) fn could_carry(text: &[u8], kind: ListKind) -> bool {
-    let key = kind.array_key().as_bytes();
-    text.windows(key.len()).any(|w| w == key)
+/// Whether bytes that are neither JSON nor SSE to the filter could still be
+/// read as a listing by a client: they hold an object. Not a search for the
+/// array's key, which a JSON string may spell with escapes (`t\u006fols`);
+/// an object's brace has one spelling (a client that reads
+/// `text/event-stream,text/plain` as SSE finds its events here).
+pub(super) fn could_carry(text: &[u8]) -> bool {
+    text.contains(&b'{')
 }

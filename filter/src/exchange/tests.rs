@@ -1001,6 +1001,52 @@ mod authorized {
         assert!(!String::from_utf8_lossy(&out).contains("secret"));
     }
 
+    /// Bytes the filter does not frame as JSON or SSE are refused when a
+    /// client could still read a listing out of them, also when the array's
+    /// key is written with an escape (every JSON parser decodes it) and
+    /// under a content type the SDKs take for SSE (`includes` /
+    /// `startswith`) but the filter does not.
+    #[test]
+    fn an_unframed_listing_is_refused_even_with_its_key_escaped() {
+        let sse = br#"data: {"jsonrpc":"2.0","id":2,"result":{"t\u006fols":[{"name":"secret"}]}}
+
+"#;
+        for headers in [
+            vec![],
+            vec![("content-type", "text/event-stream,text/plain")],
+            vec![("content-type", "text/plain")],
+        ] {
+            let (out, _) = listing_answer(200, &headers, sse, 1000, false);
+            let text = String::from_utf8_lossy(&out);
+            assert!(!text.contains("secret"), "{headers:?}: {text}");
+            let v: serde_json::Value = serde_json::from_slice(&out).expect("a JSON-RPC error");
+            assert_eq!(v["error"]["code"], -32603, "{headers:?}");
+        }
+    }
+
+    /// A UTF-8 BOM opening an SSE answer is dropped by the client's decoder
+    /// (WHATWG's UTF-8 decode, which the TypeScript SDK's `TextDecoderStream`
+    /// runs), so the first line is still a `data:` line to it.
+    #[test]
+    fn an_sse_listing_after_a_bom_is_filtered() {
+        let mut sse = b"\xEF\xBB\xBF".to_vec();
+        sse.extend_from_slice(b"data: ");
+        sse.extend_from_slice(SECRET_LISTING);
+        sse.extend_from_slice(b"\n\n");
+        for chunk in [1, 2, 7, 1000] {
+            let (out, _) = listing_answer(
+                200,
+                &[("content-type", "text/event-stream")],
+                &sse,
+                chunk,
+                false,
+            );
+            let text = String::from_utf8_lossy(&out);
+            assert!(!text.contains("secret"), "chunk {chunk}: {text}");
+            assert!(text.contains("\"add\""), "chunk {chunk}: {text}");
+        }
+    }
+
     #[test]
     fn a_listing_over_max_response_bytes_is_replaced_by_an_error() {
         let secret = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
