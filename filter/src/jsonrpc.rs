@@ -38,6 +38,12 @@ impl RequestId {
         (is_string || is_integer).then(|| Self(text.into()))
     }
 
+    /// Stands for a request the filter did not see (`null`, which no valid
+    /// request carries), when reading an answer replayed on a resumed stream.
+    pub fn unknown() -> Self {
+        Self("null".into())
+    }
+
     pub fn as_json(&self) -> &str {
         &self.0
     }

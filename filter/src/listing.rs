@@ -160,19 +160,35 @@ pub fn filter_message(
     request_id: &RequestId,
     decide: &mut Decide<'_>,
 ) -> Result<Filtered, Unfilterable> {
-    let Answer::Result {
-        message: object,
-        result,
-        items,
-    } = read_answer(message, kind, request_id)?
-    else {
-        return Ok(Filtered::Untouched);
-    };
-    let (kept, hidden) = decide_items(&items, kind, decide)?;
+    match read_answer(message, kind, request_id)? {
+        Answer::Result {
+            message: object,
+            result,
+            items,
+        } => rewrite(message.len(), &object, &result, &items, kind, decide),
+        Answer::Lacking => Err(lacking(kind)),
+        Answer::Other | Answer::Error => Ok(Filtered::Untouched),
+    }
+}
+
+fn lacking(kind: ListKind) -> Unfilterable {
+    Unfilterable(format!("the listing result has no `{}`", kind.array_key()))
+}
+
+/// The answer with only the kept items in its array.
+fn rewrite(
+    len: usize,
+    object: &Fields<'_>,
+    result: &answer::Body<'_>,
+    items: &[&RawValue],
+    kind: ListKind,
+    decide: &mut Decide<'_>,
+) -> Result<Filtered, Unfilterable> {
+    let (kept, hidden) = decide_items(items, kind, decide)?;
     // One copy: the message's keys in order, its result's keys in order,
     // the kept items; every other value as its exact text.
-    let mut text = String::with_capacity(message.len());
-    write_object(&mut text, &object, false, |text| {
+    let mut text = String::with_capacity(len);
+    write_object(&mut text, object, false, |text| {
         write_object(text, &result.fields, true, |text| {
             text.push('[');
             for (i, item) in kept.iter().enumerate() {
@@ -257,6 +273,7 @@ pub fn read_page(
     let (result, items) = match read_answer(message, kind, request_id)? {
         Answer::Other => return Ok(Page::NotTheAnswer),
         Answer::Error => return Ok(Page::Error),
+        Answer::Lacking => return Err(lacking(kind)),
         Answer::Result { result, items, .. } => (result, items),
     };
     let next_cursor = match result.fields.raw("nextCursor") {
@@ -279,8 +296,13 @@ pub fn read_page(
 
 /// The error that replaces an answer that could not be filtered.
 pub fn unfilterable_error(request_id: &RequestId, why: &Unfilterable) -> Vec<u8> {
+    unfilterable(Some(request_id), why)
+}
+
+/// The same, for an answer whose id is not known (`null`).
+fn unfilterable(request_id: Option<&RequestId>, why: &Unfilterable) -> Vec<u8> {
     error_body(
-        Some(request_id),
+        request_id,
         code::INTERNAL_ERROR,
         &format!("the upstream's listing could not be filtered: {}", why.0),
     )
@@ -305,8 +327,9 @@ pub fn filter_json_body(
 /// answer rewritten), an unfinished one is held back until it completes.
 pub struct SseListingFilter {
     framer: SseFramer,
-    kind: ListKind,
-    request_id: RequestId,
+    /// The listing request this stream answers; `None`: a resumed stream,
+    /// whose answers are read by their shape (`replay`).
+    target: Option<(ListKind, RequestId)>,
     /// An event outgrew the limit: nothing more is passed, an error ends the stream.
     failed: bool,
     pub hidden: usize,
@@ -316,29 +339,45 @@ pub struct SseListingFilter {
 
 impl SseListingFilter {
     pub fn new(kind: ListKind, request_id: RequestId, max_event_bytes: usize) -> Self {
+        Self::to(Some((kind, request_id)), max_event_bytes)
+    }
+
+    /// A resumed stream, which may replay the answer to any listing.
+    pub fn replayed(max_event_bytes: usize) -> Self {
+        Self::to(None, max_event_bytes)
+    }
+
+    fn to(target: Option<(ListKind, RequestId)>, max_event_bytes: usize) -> Self {
         Self {
             framer: SseFramer::new(max_event_bytes),
-            kind,
-            request_id,
+            target,
             failed: false,
             hidden: 0,
             answered: false,
         }
     }
 
-    /// Feeds a chunk; returns the bytes to send on in its place.
-    pub fn push(&mut self, chunk: &[u8], decide: &mut Decide<'_>) -> Vec<u8> {
+    /// Feeds a chunk (`end`: the last); returns the bytes to send on in its place.
+    pub fn push(&mut self, chunk: &[u8], end: bool, decide: &mut KindDecide<'_>) -> Vec<u8> {
         if self.failed {
             return Vec::new();
         }
         let mut out = Vec::with_capacity(chunk.len());
-        let (kind, id) = (self.kind, &self.request_id);
+        let target = self.target.as_ref();
         let mut rewritten = None;
-        let pushed = self.framer.push(chunk, |event| {
-            if let Some(hidden) = rewrite_event(&event, kind, id, decide, &mut out) {
+        let mut on_event = |event: SseEvent<'_>| {
+            if let Some(hidden) = rewrite_event(&event, target, decide, &mut out) {
                 rewritten = Some(rewritten.unwrap_or(0) + hidden);
             }
-        });
+        };
+        let pushed = self.framer.push(chunk, &mut on_event);
+        if end && pushed.is_ok() {
+            // The held-back bytes of an event that never ended.
+            let rest = self.framer.finish();
+            if !rest.is_empty() {
+                on_event(SseEvent { raw: &rest });
+            }
+        }
         if let Some(hidden) = rewritten {
             self.hidden += hidden;
             self.answered = true;
@@ -346,26 +385,8 @@ impl SseListingFilter {
         if let Err(SseError::EventTooLarge { limit }) = pushed {
             self.failed = true;
             let why = Unfilterable(format!("an event is larger than {limit} bytes"));
-            error_event(&unfilterable_error(&self.request_id, &why), b"\n", &mut out);
-        }
-        out
-    }
-
-    /// End of stream: the held-back bytes of an event that never ended, filtered.
-    pub fn finish(&mut self, decide: &mut Decide<'_>) -> Vec<u8> {
-        let rest = self.framer.finish();
-        let mut out = Vec::new();
-        if !self.failed && !rest.is_empty() {
-            if let Some(hidden) = rewrite_event(
-                &SseEvent { raw: &rest },
-                self.kind,
-                &self.request_id,
-                decide,
-                &mut out,
-            ) {
-                self.hidden += hidden;
-                self.answered = true;
-            }
+            let id = self.target.as_ref().map(|(_, id)| id);
+            error_event(&unfilterable(id, &why), b"\n", &mut out);
         }
         out
     }
@@ -380,26 +401,34 @@ fn error_event(json: &[u8], eol: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(eol);
 }
 
-/// Appends the event, rewritten if it carries the answer; returns how many
-/// items it hid when it was the answer, rewritten.
+/// Appends the event, rewritten if it carries the answer (to the target, or
+/// on a resumed stream to any listing); returns how many items it hid when
+/// it was the answer, rewritten.
 fn rewrite_event(
     event: &SseEvent<'_>,
-    kind: ListKind,
-    request_id: &RequestId,
-    decide: &mut Decide<'_>,
+    target: Option<&(ListKind, RequestId)>,
+    decide: &mut KindDecide<'_>,
     out: &mut Vec<u8>,
 ) -> Option<usize> {
     let Some(data) = event.data() else {
         out.extend_from_slice(event.raw);
         return None;
     };
-    let (replacement, hidden) = match filter_message(&data, kind, request_id, decide) {
+    let filtered = match target {
+        Some((kind, id)) => {
+            let kind = *kind;
+            filter_message(&data, kind, id, &mut |n: &str, i: &str| decide(kind, n, i))
+                .map_err(|why| (Some(id.clone()), why))
+        }
+        None => replay::filter_replayed(&data, decide),
+    };
+    let (replacement, hidden) = match filtered {
         Ok(Filtered::Untouched) => {
             out.extend_from_slice(event.raw);
             return None;
         }
         Ok(Filtered::Rewritten { bytes, hidden }) => (bytes, Some(hidden)),
-        Err(why) => (unfilterable_error(request_id, &why), None),
+        Err((id, why)) => (unfilterable(id.as_ref(), &why), None),
     };
     let eol: &[u8] = if event.raw.windows(2).any(|w| w == b"\r\n") {
         b"\r\n"
@@ -429,5 +458,9 @@ fn rewrite_event(
 }
 
 mod answer;
+mod replay;
 #[cfg(test)]
 mod tests;
+
+/// Decides a listed item of the given kind by its name and its JSON text.
+pub type KindDecide<'a> = dyn FnMut(ListKind, &str, &str) -> Listed + 'a;

@@ -41,10 +41,20 @@ impl SseFramer {
     }
 
     /// Feeds a chunk; `on_event` sees every event it completes, in order.
+    #[inline]
     pub fn push(
         &mut self,
         chunk: &[u8],
         mut on_event: impl FnMut(SseEvent<'_>),
+    ) -> Result<(), SseError> {
+        self.push_each(chunk, &mut on_event)
+    }
+
+    /// One copy of the framing for every caller (the `.wasm` has a size budget).
+    fn push_each(
+        &mut self,
+        chunk: &[u8],
+        on_event: &mut dyn FnMut(SseEvent<'_>),
     ) -> Result<(), SseError> {
         self.pending.extend_from_slice(chunk);
         if !self.begun {

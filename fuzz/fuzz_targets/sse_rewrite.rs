@@ -1,4 +1,5 @@
-//! SSE framing and listing rewrites (filter and rename) under arbitrary
+//! SSE framing and listing rewrites (filter and rename; the answer to a
+//! listing, or listings replayed on a resumed stream) under arbitrary
 //! chunking: never a crash, and the rewrite does not depend on where the
 //! chunks were cut.
 #![no_main]
@@ -20,24 +21,29 @@ fn decide(name: &str, item: &str) -> Listed {
     }
 }
 
+fn by_kind(_: ListKind, name: &str, item: &str) -> Listed {
+    decide(name, item)
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&step, body)) = data.split_first() else { return };
     let raw = serde_json::value::RawValue::from_string("1".into());
     let Some(id) = raw.ok().and_then(|r| RequestId::from_raw(&r)) else { return };
     let _ = filter_json_body(body, ListKind::Tools, &id, &mut decide);
 
-    let whole = {
-        let mut f = SseListingFilter::new(ListKind::Tools, id.clone(), 1 << 16);
-        let mut out = f.push(body, &mut decide);
-        out.extend(f.finish(&mut decide));
-        out
-    };
+    // The answer to a listing, and a resumed stream that may replay any.
+    let answer = || SseListingFilter::new(ListKind::Tools, id.clone(), 1 << 16);
+    let replayed = || SseListingFilter::replayed(1 << 16);
+    let filters: [&dyn Fn() -> SseListingFilter; 2] = [&answer, &replayed];
     let step = usize::from(step).max(1);
-    let mut f = SseListingFilter::new(ListKind::Tools, id, 1 << 16);
-    let mut out = Vec::new();
-    for piece in body.chunks(step) {
-        out.extend(f.push(piece, &mut decide));
+    for filter in filters {
+        let whole = filter().push(body, true, &mut by_kind);
+        let mut f = filter();
+        let mut out = Vec::new();
+        for piece in body.chunks(step) {
+            out.extend(f.push(piece, false, &mut by_kind));
+        }
+        out.extend(f.push(&[], true, &mut by_kind));
+        assert_eq!(out, whole, "the rewrite depends on the chunking");
     }
-    out.extend(f.finish(&mut decide));
-    assert_eq!(out, whole, "the rewrite depends on the chunking");
 });

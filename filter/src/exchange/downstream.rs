@@ -49,6 +49,9 @@ impl Exchange {
         status: u16,
         headers: &[(String, String)],
     ) -> Step {
+        if matches!(self.phase, Phase::NoBodyAllowed) && self.filters_listings() {
+            self.listing = Some(self.replay_rewrite(headers));
+        }
         if matches!(self.phase, Phase::Forwarded) {
             self.responded = true;
             self.listing = self.listing_rewrite(headers);
@@ -83,6 +86,30 @@ impl Exchange {
             || self.config.pins.is_some()
     }
 
+    /// A resumed stream (a GET; a DELETE is held to the same) may replay the
+    /// answer to a listing: its events are read for one (`listing::replay`).
+    /// Anything else it carries that could hold one is refused.
+    fn replay_rewrite(&self, headers: &[(String, String)]) -> ListingRewrite {
+        let request_id = RequestId::unknown();
+        let framing = if encoded(headers) {
+            let why = "the answer has a Content-Encoding the filter cannot read".into();
+            ListingFraming::Refused { request_id, why }
+        } else if Framing::from_content_type(header(headers, "content-type")) == Framing::Sse {
+            ListingFraming::Sse(SseListingFilter::replayed(self.config.max_response_bytes))
+        } else {
+            ListingFraming::Held {
+                request_id,
+                body: Vec::new(),
+                json: false,
+            }
+        };
+        ListingRewrite {
+            kind: ListKind::Tools,
+            framing,
+            listed: None,
+        }
+    }
+
     /// Whether (and how) this response's listing is filtered: only when a
     /// policy with rules applies, the backend's names are rewritten or tools
     /// are pinned, the request was a single listing, and the upstream
@@ -102,9 +129,7 @@ impl Exchange {
         let id = message.id.clone()?;
         // Whatever the status or content type: a client may still read a
         // listing out of it (fail closed).
-        let encoded = header(headers, "content-encoding")
-            .is_some_and(|e| !e.trim().is_empty() && !e.trim().eq_ignore_ascii_case("identity"));
-        let framing = if encoded {
+        let framing = if encoded(headers) {
             ListingFraming::Refused {
                 request_id: id,
                 why: "the answer has a Content-Encoding the filter cannot read".into(),
@@ -208,10 +233,12 @@ impl Exchange {
                 (out, false)
             }
             ListingFraming::Sse(filter) => {
-                let mut out = filter.push(chunk, &mut decide);
-                if end_of_stream {
-                    out.extend(filter.finish(&mut decide));
-                }
+                // A resumed stream's answers may be any kind of listing.
+                let mut decide = |kind: ListKind, name: &str, item: &str| {
+                    lister.kind = kind;
+                    lister.decide(name, item)
+                };
+                let out = filter.push(chunk, end_of_stream, &mut decide);
                 (out, filter.answered)
             }
         };
@@ -268,6 +295,12 @@ pub(super) enum ListingFraming {
     /// An answer the filter cannot read (encoded, or over
     /// `max_response_bytes`): nothing of it passes; an error takes its place.
     Refused { request_id: RequestId, why: String },
+}
+
+/// Whether the body comes encoded (the filter cannot read it).
+fn encoded(headers: &[(String, String)]) -> bool {
+    header(headers, "content-encoding")
+        .is_some_and(|e| !e.trim().is_empty() && !e.trim().eq_ignore_ascii_case("identity"))
 }
 
 /// Whether bytes that are neither JSON nor SSE to the filter could still be

@@ -70,6 +70,12 @@ impl Exchange {
                 self.phase = Phase::NoBodyAllowed;
                 let mut step = Step::go();
                 step.header_edits = edits;
+                // A resumed stream may replay a listing's answer: it must
+                // come uncompressed too.
+                if self.filters_listings() && header(headers, "accept-encoding").is_some() {
+                    step.header_edits
+                        .push(HeaderEdit::Remove("accept-encoding".into()));
+                }
                 step.header_edits.extend(self.route_head(false, false));
                 step.properties = self.caller_properties();
                 return step;

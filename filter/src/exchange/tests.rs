@@ -907,6 +907,18 @@ mod authorized {
             br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
             100,
         );
+        answer_through(&mut ex, status, headers, body, chunk, trailers)
+    }
+
+    /// The answer to the request `ex` judged, as the client receives it.
+    fn answer_through(
+        ex: &mut Exchange,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        chunk: usize,
+        trailers: bool,
+    ) -> (Vec<u8>, Vec<HeaderEdit>) {
         let headers: Vec<(String, String)> = headers
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -1022,6 +1034,71 @@ mod authorized {
             let v: serde_json::Value = serde_json::from_slice(&out).expect("a JSON-RPC error");
             assert_eq!(v["error"]["code"], -32603, "{headers:?}");
         }
+    }
+
+    /// A GET resuming a stream with `Last-Event-ID` (as 2025-11-25 clients
+    /// also do when a server ends a POST's stream early) gets the events the
+    /// client missed, answers included. A listing among them is filtered as
+    /// on the POST, whatever its id and chunking; other events pass as they
+    /// are; a result a client could read a listing out of but the filter
+    /// cannot is replaced by an error.
+    #[test]
+    fn a_listing_replayed_on_a_resumed_stream_is_filtered() {
+        let events: &[&[u8]] = &[
+            b"id: 0/1\ndata: ",
+            br#"data: {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"secret"}}"#,
+            br#"id: 2/1
+data: {"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"add"},{"name":"secret"}],"nextCursor":"c"}}"#,
+            br#"data: {"jsonrpc":"2.0","id":3,"result":{"content":[{"type":"text","text":"secret"}]}}"#,
+            br#"data: {"jsonrpc":"2.0","id":4,"result":{"Tools":[{"name":"secret"}]}}"#,
+        ];
+        let stream: Vec<u8> = events.iter().flat_map(|e| [*e, b"\n\n"].concat()).collect();
+        for chunk in [1, 5, 1000] {
+            let mut ex = exchange(alice());
+            let mut get = request("GET", "/mcp");
+            get.push(("accept".into(), "text/event-stream".into()));
+            get.push(("accept-encoding".into(), "gzip".into()));
+            get.push(("last-event-id".into(), "0/1".into()));
+            let step = ex.on_request_headers(&get, true);
+            assert_eq!(step.action, Action::Continue);
+            assert!(step
+                .header_edits
+                .contains(&HeaderEdit::Remove("accept-encoding".into())));
+            let sse = [("content-type", "text/event-stream")];
+            let (out, _) = answer_through(&mut ex, 200, &sse, &stream, chunk, false);
+            let text = String::from_utf8_lossy(&out).to_string();
+            let data: Vec<&str> = text
+                .split("\n\n")
+                .map(|e| {
+                    e.lines()
+                        .find_map(|l| l.strip_prefix("data:"))
+                        .unwrap_or("")
+                        .trim()
+                })
+                .collect();
+            assert!(text.starts_with("id: 0/1\ndata: \n\n"), "{chunk}: {text}");
+            assert_eq!(data[1].as_bytes(), &events[1][6..], "{chunk}");
+            assert_eq!(
+                data[2],
+                r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"add"}],"nextCursor":"c"}}"#,
+                "{chunk}"
+            );
+            assert!(text.contains("id: 2/1\n"), "{chunk}: {text}");
+            assert_eq!(data[3].as_bytes(), &events[3][6..], "{chunk}");
+            let refused: serde_json::Value = serde_json::from_str(data[4]).expect("JSON");
+            assert_eq!(refused["error"]["code"], -32603, "{chunk}: {text}");
+            assert!(!data[4].contains("secret"), "{chunk}");
+        }
+        // An answer the filter cannot read at all (encoded) is not passed.
+        let mut ex = exchange(alice());
+        ex.on_request_headers(&request("GET", "/mcp"), true);
+        let gzip = [
+            ("content-type", "text/event-stream"),
+            ("content-encoding", "gzip"),
+        ];
+        let (out, edits) = answer_through(&mut ex, 200, &gzip, &stream, 1000, false);
+        assert!(!String::from_utf8_lossy(&out).contains("secret"));
+        assert!(edits.contains(&HeaderEdit::Remove("content-encoding".into())));
     }
 
     /// A UTF-8 BOM opening an SSE answer is dropped by the client's decoder

@@ -126,6 +126,9 @@ pub(super) enum Answer<'a> {
     Other,
     /// The answer, an error: it lists nothing.
     Error,
+    /// A result without the listing's array (unreadable as the answer to a
+    /// listing; for a replayed answer, another kind of result).
+    Lacking,
     /// The answer's message and result objects, and its items.
     Result {
         message: Fields<'a>,
@@ -176,11 +179,7 @@ pub(super) fn read_answer<'a>(
     result.fields.unambiguous(&[kind.array_read_key()])?;
     let array_key = kind.array_key();
     let items = match result.items.take() {
-        None => {
-            return Err(Unfilterable(format!(
-                "the listing result has no `{array_key}`"
-            )))
-        }
+        None => return Ok(Answer::Lacking),
         Some(Shape::Other) => return Err(Unfilterable(format!("`{array_key}` is not an array"))),
         Some(Shape::Expected(items)) => items,
     };

@@ -6,6 +6,13 @@ fn id(raw: &str) -> RequestId {
     RequestId::from_raw(&raw).unwrap()
 }
 
+/// A decision on names alone, for any kind of listing.
+fn kinds(
+    mut decide: impl FnMut(&str, &str) -> Listed,
+) -> impl FnMut(ListKind, &str, &str) -> Listed {
+    move |_, name, item| decide(name, item)
+}
+
 fn no_secret(name: &str, _item: &str) -> Listed {
     Listed::from(!name.contains("secret"))
 }
@@ -158,10 +165,10 @@ fn run_sse(body: &[u8], split: &[usize]) -> (Vec<u8>, usize) {
     let mut out = Vec::new();
     let mut last = 0;
     for &at in split.iter().chain(std::iter::once(&body.len())) {
-        out.extend(f.push(&body[last..at], &mut no_secret));
+        out.extend(f.push(&body[last..at], false, &mut kinds(&mut no_secret)));
         last = at;
     }
-    out.extend(f.finish(&mut no_secret));
+    out.extend(f.push(&[], true, &mut kinds(&mut no_secret)));
     (out, f.hidden)
 }
 
@@ -203,11 +210,14 @@ fn an_oversized_sse_event_ends_the_stream_with_an_error() {
     let mut f = SseListingFilter::new(ListKind::Tools, id("2"), 64);
     let out = f.push(
         format!("data: {}", "x".repeat(100)).as_bytes(),
-        &mut no_secret,
+        false,
+        &mut kinds(&mut no_secret),
     );
     let messages = data_messages(&out);
     assert_eq!(messages[0]["error"]["code"], -32603);
-    assert!(f.push(b"\n\n", &mut no_secret).is_empty());
+    assert!(f
+        .push(b"\n\n", false, &mut kinds(&mut no_secret))
+        .is_empty());
 }
 
 /// Every `tools/list` response captured from real servers, filtered to hide
@@ -243,8 +253,8 @@ fn real_captured_listings_are_filtered() {
         let mut hide = |name: &str, _: &str| Listed::from(name != victim);
         let out = if sse {
             let mut f = SseListingFilter::new(ListKind::Tools, request_id.clone(), 1 << 20);
-            let mut out = f.push(&body, &mut hide);
-            out.extend(f.finish(&mut hide));
+            let mut out = f.push(&body, false, &mut kinds(&mut hide));
+            out.extend(f.push(&[], true, &mut kinds(&mut hide)));
             out
         } else {
             filter_json_body(&body, ListKind::Tools, &request_id, &mut hide).0
@@ -337,8 +347,8 @@ fn sse_rename_is_the_same_at_every_chunk_split() {
         let body = sse_body(eol);
         let body = body.as_bytes();
         let mut whole = SseListingFilter::new(ListKind::Tools, id("2"), 1 << 20);
-        let mut expected = whole.push(body, &mut prefixed_except_secret);
-        expected.extend(whole.finish(&mut prefixed_except_secret));
+        let mut expected = whole.push(body, false, &mut kinds(&mut prefixed_except_secret));
+        expected.extend(whole.push(&[], true, &mut kinds(&mut prefixed_except_secret)));
         let names: Vec<Value> = data_messages(&expected)
             .into_iter()
             .filter(|m| m["id"] == 2)
@@ -349,10 +359,18 @@ fn sse_rename_is_the_same_at_every_chunk_split() {
         for at in 0..=body.len() {
             for second in [at, (at + 7).min(body.len())] {
                 let mut f = SseListingFilter::new(ListKind::Tools, id("2"), 1 << 20);
-                let mut out = f.push(&body[..at], &mut prefixed_except_secret);
-                out.extend(f.push(&body[at..second], &mut prefixed_except_secret));
-                out.extend(f.push(&body[second..], &mut prefixed_except_secret));
-                out.extend(f.finish(&mut prefixed_except_secret));
+                let mut out = f.push(&body[..at], false, &mut kinds(&mut prefixed_except_secret));
+                out.extend(f.push(
+                    &body[at..second],
+                    false,
+                    &mut kinds(&mut prefixed_except_secret),
+                ));
+                out.extend(f.push(
+                    &body[second..],
+                    false,
+                    &mut kinds(&mut prefixed_except_secret),
+                ));
+                out.extend(f.push(&[], true, &mut kinds(&mut prefixed_except_secret)));
                 assert_eq!(out, expected, "split at {at}/{second} ({eol:?})");
             }
         }
