@@ -86,11 +86,17 @@ pub(crate) fn param<'a>(body: &'a [u8], key: &str) -> Option<&'a RawValue> {
     params.get(key)
 }
 
-/// The body of one JSON-RPC message with `params.<key>` (a string) replaced
-/// by `value`; every other byte is kept. `None` if the body has no such
-/// string (the classifier has already refused duplicates and wrong types).
-pub fn replace_param_string(body: &[u8], key: &str, value: &str) -> Option<Vec<u8>> {
-    let current = param(body, key)?.get();
+/// The body of one JSON-RPC message with `params.<path>` (a string, e.g.
+/// `["name"]`, or `["ref", "name"]`) replaced by `value`; every other byte is
+/// kept. `None` if the body has no such string (the classifier has already
+/// refused duplicates and wrong types).
+pub fn replace_param_string(body: &[u8], path: &[&str], value: &str) -> Option<Vec<u8>> {
+    let (first, rest) = path.split_first()?;
+    let mut current = param(body, first)?.get();
+    for key in rest {
+        let object: RawObject<'_> = serde_json::from_str(current).ok()?;
+        current = object.get(key)?.get();
+    }
     if !current.starts_with('"') {
         return None;
     }
@@ -124,7 +130,7 @@ mod tests {
     fn only_the_named_param_changes() {
         let body = br#"{ "jsonrpc":"2.0", "id":1, "method":"tools/call",
             "params": {"name" : "gh__create", "arguments": {"name": "keep"}} }"#;
-        let out = replace_param_string(body, "name", "create").unwrap();
+        let out = replace_param_string(body, &["name"], "create").unwrap();
         let expected = String::from_utf8_lossy(body).replacen("gh__create", "create", 1);
         assert_eq!(String::from_utf8(out).unwrap(), expected);
     }
@@ -133,7 +139,7 @@ mod tests {
     fn an_escaped_name_is_replaced_whole() {
         let body =
             br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"g\u0068__x"}}"#;
-        let out = replace_param_string(body, "name", "x").unwrap();
+        let out = replace_param_string(body, &["name"], "x").unwrap();
         assert_eq!(
             out,
             br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#
@@ -143,16 +149,16 @@ mod tests {
     #[test]
     fn names_needing_escapes_are_written_as_json() {
         let body = br#"{"params":{"name":"a"}}"#;
-        let out = replace_param_string(body, "name", "q\"\u{7}").unwrap();
+        let out = replace_param_string(body, &["name"], "q\"\u{7}").unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["params"]["name"], "q\"\u{7}");
     }
 
     #[test]
     fn missing_or_non_string_params_give_none() {
-        assert!(replace_param_string(br#"{"params":{"name":3}}"#, "name", "x").is_none());
-        assert!(replace_param_string(br#"{"params":{}}"#, "name", "x").is_none());
-        assert!(replace_param_string(br#"{"id":1}"#, "name", "x").is_none());
-        assert!(replace_param_string(br#"[]"#, "name", "x").is_none());
+        assert!(replace_param_string(br#"{"params":{"name":3}}"#, &["name"], "x").is_none());
+        assert!(replace_param_string(br#"{"params":{}}"#, &["name"], "x").is_none());
+        assert!(replace_param_string(br#"{"id":1}"#, &["name"], "x").is_none());
+        assert!(replace_param_string(br#"[]"#, &["name"], "x").is_none());
     }
 }

@@ -160,13 +160,19 @@ impl Exchange {
         let rewritten = match upstream {
             None => None,
             Some(upstream) => {
-                let Some(rewritten) =
-                    crate::raw_json::replace_param_string(body, "name", &upstream)
+                // Where the message names it: a completion in its `ref`.
+                let path: &[&str] =
+                    if message.and_then(|m| m.method.as_deref()) == Some("completion/complete") {
+                        &["ref", "name"]
+                    } else {
+                        &["name"]
+                    };
+                let Some(rewritten) = crate::raw_json::replace_param_string(body, path, &upstream)
                 else {
                     return Err(Refusal::from(
                         Rejection::new(
                             Reason::InvalidParams,
-                            "`params.name` could not be rewritten",
+                            format!("`params.{}` could not be rewritten", path.join(".")),
                         )
                         .with_id(message.and_then(|m| m.id.clone())),
                     ));

@@ -1788,6 +1788,37 @@ mod backends {
             .contains(&HeaderEdit::Remove("content-length".into())));
     }
 
+    /// A completion of a prefixed prompt names it in `params.ref.name`: that
+    /// is what is renamed (a stray `params.name` is left as it is), so the
+    /// server completes the prompt that was judged and routed.
+    #[test]
+    fn completing_a_prefixed_prompt_renames_its_ref() {
+        let json = r#"{"routing_headers": {"enabled": true}, "backends": {"servers": [
+            {"name": "github", "prefix_tools": false},
+            {"name": "jira", "prefix_prompts": true}
+        ]}}"#;
+        for (body, stray) in [
+            (
+                r#"{"jsonrpc":"2.0","id":9,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"jira__triage"},"argument":{"name":"a","value":"x"}}}"#,
+                None,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":9,"method":"completion/complete","params":{"name":"jira__triage","ref":{"type":"ref/prompt","name":"jira__triage"},"argument":{"name":"a","value":"x"}}}"#,
+                Some("jira__triage"),
+            ),
+        ] {
+            let mut ex = Exchange::new(config(json), 0);
+            ex.on_request_headers(&post(&[]), false);
+            let step = feed_body(&mut ex, body.as_bytes(), 100);
+            assert_eq!(step.action, Action::Continue, "{body}");
+            assert!(step.header_edits.contains(&set("x-mcp-backend", "jira")));
+            let sent = body_of(&step);
+            assert_eq!(sent["params"]["ref"]["name"], "triage", "{body}");
+            assert_eq!(sent["params"]["argument"]["name"], "a");
+            assert_eq!(sent["params"].get("name").and_then(Value::as_str), stray);
+        }
+    }
+
     #[test]
     fn get_and_delete_go_to_the_default_backend() {
         let mut ex = routed(false);
