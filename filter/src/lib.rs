@@ -32,6 +32,7 @@ pub mod shell;
 pub mod sse;
 mod struct_pb;
 pub mod telemetry;
+pub mod uri;
 
 #[cfg(test)]
 mod test_vectors;

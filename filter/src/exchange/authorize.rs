@@ -47,6 +47,16 @@ impl Exchange {
                 .iter()
                 .map(|uri| Target::call(SubjectKind::Resource, uri));
             for target in std::iter::once(target_of(message, method)).chain(reads) {
+                if let (Some((SubjectKind::Resource, uri)), true) =
+                    (target.subject, self.config.policy.has_rules())
+                {
+                    // The server would judge another URI than the policy.
+                    if let Some(why) = crate::uri::ambiguity(uri) {
+                        let what = format!("resource {} is refused: {why}", quote(uri));
+                        let refusal = Rejection::new(Reason::InvalidParams, what);
+                        return Err(refusal.with_id(message.id.clone()).into());
+                    }
+                }
                 let decision = self.config.policy.decide(&caller, &target);
                 let verdict = decision.verdict.clone();
                 self.decision = Some((decision, method_name.clone(), tool.clone()));

@@ -584,6 +584,82 @@ mod authorized {
         format!(r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"{tool}"}}}}"#)
     }
 
+    /// Servers resolve a resource URI before they look it up (the Python SDK
+    /// as pydantic's `AnyUrl`, the TypeScript SDK with WHATWG `new URL()`):
+    /// one they would read as another URI than the one judged is refused,
+    /// and nothing reaches them; one they read as written is judged.
+    #[test]
+    fn a_resource_uri_a_server_resolves_otherwise_is_refused() {
+        let secret = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+        let cfg = config(
+            &serde_json::json!({
+                "auth": {
+                    "issuers": ["https://idp"], "audiences": ["https://mcp.example.com/mcp"],
+                    "shared_secret": {"base64": secret},
+                    "resource_metadata": {"resource": "https://mcp.example.com/mcp",
+                        "authorization_servers": ["https://idp"]},
+                },
+                "policy": {"rules": [
+                    {"name": "no-secrets", "resources": ["file:///docs/secret/*",
+                        "https://docs.example.com/secret*", "custom://h/secret*"], "effect": "deny"},
+                    {"name": "docs", "resources": ["file:///docs/*", "https://docs.example.com/*",
+                        "https://docs.example.com:8443/*", "https://127.0.0.1/*", "custom://*"],
+                     "effect": "allow"},
+                ]},
+            })
+            .to_string(),
+        );
+        let read = |uri: &str| {
+            let outcome = alice();
+            let mut ex = Exchange::new(cfg.clone(), 0)
+                .with_authenticator(Box::new(move |_| outcome.clone()));
+            ex.on_request_headers(&post(&[]), false);
+            let body = serde_json::json!({"jsonrpc": "2.0", "id": 1,
+                "method": "resources/read", "params": {"uri": uri}})
+            .to_string();
+            feed_body(&mut ex, body.as_bytes(), 7)
+        };
+        for uri in [
+            "file:///docs/../etc/passwd",
+            "file:///docs/%2e%2e/etc/passwd",
+            "file:///docs/x/../secret/key",
+            "file:///docs/./secret/key",
+            "file:///docs/.%2E/secret/key",
+            "file:///docs/secret/..",
+            "FILE:///docs/secret/key",
+            "file:///docs/se\tcret/key",
+            "file:///docs/se\ncret/key",
+            " file:///docs/secret/key",
+            "file:///docs\\secret\\key",
+            "file://localhost/docs/secret/key",
+            "https://DOCS.example.com/secret",
+            "https://docs.example.com:443/secret",
+            "https://docs.example.com:/secret",
+            "https://docs.ex%61mple.com/secret",
+            "https://ｄocs.example.com/secret",
+            "https://user@docs.example.com/secret",
+            "https://0x7f.1/secret",
+            "https://127.0.0.1/secret",
+            "https://[::1]/secret",
+            "custom://h/docs/../secret",
+        ] {
+            let (status, body) = reply_of(&read(uri));
+            assert_eq!(status, 400, "{uri:?}");
+            assert_eq!(body["error"]["code"], -32602, "{uri:?}");
+            assert_eq!(body["id"], 1, "{uri:?}");
+        }
+        for uri in [
+            "file:///docs/a",
+            "file:///docs/{name}",
+            "file:///docs/a.b/..c/...",
+            "https://docs.example.com/a?x=../y#../z",
+            "https://docs.example.com:8443/a",
+            "custom://H/a",
+        ] {
+            assert_eq!(read(uri).action, Action::Continue, "{uri:?}");
+        }
+    }
+
     /// A README-style policy (rules about tools, prompts and resources only):
     /// session housekeeping passes; completion and subscriptions follow
     /// what they are about, and are refused (never passed) when that is denied.
