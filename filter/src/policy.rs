@@ -15,6 +15,7 @@ pub use glob::Glob;
 use crate::config_error::{invalid, ConfigError};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// The authenticated caller, as the policy sees it.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -34,13 +35,21 @@ impl Caller {
         scopes.iter().all(|s| self.scopes.contains(s))
     }
 
-    /// Values of a claim (a dotted path into nested objects): a string, or the
-    /// strings of an array. Other types never match.
-    fn claim_values(&self, path: &ClaimPath) -> Vec<&str> {
+    /// Values of a claim (a dotted path into nested objects): a string, a
+    /// boolean or number as its JSON text (`true`, `3`), or those of an
+    /// array. Objects and `null` never match.
+    fn claim_values(&self, path: &ClaimPath) -> Vec<Cow<'_, str>> {
+        fn text(value: &Value) -> Option<Cow<'_, str>> {
+            match value {
+                Value::String(s) => Some(Cow::Borrowed(s)),
+                Value::Bool(_) | Value::Number(_) => Some(Cow::Owned(value.to_string())),
+                _ => None,
+            }
+        }
         match path.lookup(&self.claims) {
-            Some(Value::String(s)) => vec![s.as_str()],
-            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
-            _ => Vec::new(),
+            Some(Value::Array(items)) => items.iter().filter_map(text).collect(),
+            Some(value) => text(value).into_iter().collect(),
+            None => Vec::new(),
         }
     }
 }

@@ -3,24 +3,31 @@
 //! pydantic's `AnyUrl`, the TypeScript SDK with WHATWG `new URL()`. Both
 //! remove dot segments (`/docs/../secret` is `/secret`, `%2e` counting as a
 //! dot), lowercase the scheme, strip tabs and line breaks and leading or
-//! trailing spaces and controls; in the special schemes (`http`, `https`,
-//! `ws`, `wss`, `ftp`, `file`) they also read `\` as `/`, lowercase the host,
+//! trailing spaces and controls, percent-encode non-ASCII and `"<>` and a
+//! backquote; in the special schemes (`http`, `https`, `ws`, `wss`, `ftp`,
+//! `file`) they also add a missing `//`, read `\` as `/`, lowercase the host,
 //! map a percent-encoded, non-ASCII or numeric host (IDNA, `0x7f.1`), drop a
-//! default or empty port and `file://localhost`. (An address as a special
-//! scheme's host is refused whole, dotted decimal included: a resource URI
-//! names a host.) The policy matches the URI
+//! default or empty port and `file://localhost`. The policy matches the URI
 //! as written, so one any of these would change is refused, not guessed.
 //!
-//! Owns only that judgement. Must not: refuse a URI that every such server
-//! reads as written (a query or fragment is not resolved; a non-special
-//! scheme's host keeps its case).
+//! Owns only that judgement. Must not: pass a URI a server could read
+//! otherwise. It refuses a little more (any address as a special scheme's
+//! host, dotted decimal included: a resource URI names a host), and no more
+//! than that: a query or fragment is not resolved, and a non-special
+//! scheme's host keeps its case, so those pass as written.
 
 /// Why a server could read `uri` as another URI; `None`: as written.
 /// (Byte by byte, without string searchers: the `.wasm` has a size budget.)
 pub fn ambiguity(uri: &str) -> Option<&'static str> {
     let bytes = uri.as_bytes();
-    if bytes.iter().any(|&b| b <= b' ' || b == 0x7f || b == b'\\') {
-        return Some("it holds a space, a control character or a backslash");
+    // Spaces and controls are stripped or encoded, a backslash is `/` in
+    // special schemes, non-ASCII and `"`, `<`, `>`, a backquote are
+    // percent-encoded in a path.
+    if bytes
+        .iter()
+        .any(|&b| b <= b' ' || b >= 0x7f || b"\\\"<>`".contains(&b))
+    {
+        return Some("it holds a character servers encode, strip or read as `/`");
     }
     let colon = bytes.iter().position(|&b| b == b':')?;
     let (scheme, rest) = (bytes.get(..colon)?, bytes.get(colon + 1..)?);
@@ -32,14 +39,25 @@ pub fn ambiguity(uri: &str) -> Option<&'static str> {
         .position(|&b| b == b'?' || b == b'#')
         .unwrap_or(rest.len());
     let mut path = rest.get(..end)?;
-    if let Some(after) = path.strip_prefix(b"//") {
-        let slash = after.iter().position(|&b| b == b'/').unwrap_or(after.len());
-        let (authority, tail) = after.split_at(slash);
-        path = tail;
-        let special = [&b"http"[..], b"https", b"ws", b"wss", b"ftp", b"file"].contains(&scheme);
-        if special && !plain_host(scheme, authority) {
-            return Some("its host or port is not written the way servers write it");
+    let special = [&b"http"[..], b"https", b"ws", b"wss", b"ftp", b"file"].contains(&scheme);
+    match path.strip_prefix(b"//") {
+        Some(after) => {
+            let slash = after.iter().position(|&b| b == b'/').unwrap_or(after.len());
+            let (authority, tail) = after.split_at(slash);
+            path = tail;
+            // A special scheme's host, written plainly; `file:///` has none,
+            // but then no further `/` may open the path (`file:////x`).
+            let plain = match (scheme, authority) {
+                (b"file", b"") => !tail.starts_with(b"//"),
+                _ => !authority.is_empty() && plain_host(scheme, authority),
+            };
+            if special && !plain {
+                return Some("its host or port is not written the way servers write it");
+            }
         }
+        // `file:/x`, `https:host/x`: servers add the slashes.
+        None if special => return Some("its scheme is not followed by `//`"),
+        None => {}
     }
     path.split(|&b| b == b'/')
         .any(|segment| matches!(dots(segment), 1 | 2))
@@ -135,6 +153,19 @@ mod tests {
             "https://10.0.0.1/x",
             "https://[::1]/x",
             "custom://h/a/../b",
+            // A special scheme without exactly `//` and a host: both read
+            // `file:///secrets/x` / `https://internal.example.com/x`.
+            "file:/secrets/x",
+            "file:secrets/x",
+            "file:////secrets/x",
+            "https:internal.example.com/x",
+            "https:/internal.example.com/x",
+            "https:///internal.example.com/x",
+            // Percent-encoded by both before lookup.
+            "file:///s\u{e9}crets/x",
+            "file:///a<b>/x",
+            "file:///a\"b/x",
+            "file:///a`b/x",
         ] {
             assert!(ambiguity(uri).is_some(), "{uri:?}");
         }

@@ -290,16 +290,16 @@ pub fn claims_from_metadata(metadata: &[u8], namespace: &str, key: &str) -> Opti
 /// Builds the policy's view of a caller from verified claims.
 pub fn caller_from_claims(claims: Map<String, Value>, tenancy: &Tenancy) -> Caller {
     let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_string();
-    let mut scopes: Vec<String> = match claims.get("scope") {
-        Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
-        _ => Vec::new(),
-    };
-    match claims.get("scp") {
-        Some(Value::Array(items)) => {
-            scopes.extend(items.iter().filter_map(Value::as_str).map(str::to_string))
+    // `scope` (RFC 9068: space-separated) and `scp`, each as text or array.
+    let mut scopes: Vec<String> = Vec::new();
+    for claim in ["scope", "scp"] {
+        match claims.get(claim) {
+            Some(Value::Array(items)) => {
+                scopes.extend(items.iter().filter_map(Value::as_str).map(str::to_string))
+            }
+            Some(Value::String(s)) => scopes.extend(s.split_whitespace().map(str::to_string)),
+            _ => {}
         }
-        Some(Value::String(s)) => scopes.extend(s.split_whitespace().map(str::to_string)),
-        _ => {}
     }
     let claim_attr = |source: &Option<AttributeSource>| match source {
         Some(AttributeSource::Claim(path)) => claim_string(&claims, path),

@@ -599,3 +599,19 @@ fn a_request_that_may_not_wait_gets_the_failure_not_a_fetch() {
         Authenticated::NeedKeys
     );
 }
+
+/// Scopes as the identity provider wrote them: `scope` space-separated
+/// (RFC 9068) or as an array, `scp` either way too.
+#[test]
+fn scopes_are_read_from_scope_and_scp_as_text_or_array() {
+    let tenancy = Tenancy::default();
+    for (claims, scopes) in [
+        (json!({"scope": "a b"}), vec!["a", "b"]),
+        (json!({"scope": ["a", "b"]}), vec!["a", "b"]),
+        (json!({"scp": "a b"}), vec!["a", "b"]),
+        (json!({"scope": "a", "scp": ["b"]}), vec!["a", "b"]),
+    ] {
+        let map = claims.as_object().cloned().unwrap_or_default();
+        assert_eq!(caller_from_claims(map, &tenancy).scopes, scopes, "{claims}");
+    }
+}

@@ -642,6 +642,9 @@ mod authorized {
             "https://127.0.0.1/secret",
             "https://[::1]/secret",
             "custom://h/docs/../secret",
+            "file:/docs/secret/key",
+            "https:docs.example.com/secret",
+            "file:///docs/s\u{e9}cret/key",
         ] {
             let (status, body) = reply_of(&read(uri));
             assert_eq!(status, 400, "{uri:?}");

@@ -183,6 +183,28 @@ fn scope_conditions_and_nested_claims() {
     assert!(!p.decide(&faker, &tool("write_x")).is_allowed());
 }
 
+/// A claim an identity provider writes as a boolean or a number matches
+/// the configuration's text for it (`"true"`, `"3"`): a deny rule on it must
+/// not silently skip such a caller.
+#[test]
+fn boolean_and_number_claims_match_their_text() {
+    let p = policy(
+        false,
+        json!({"rules": [
+            {"name": "suspended", "claims": {"suspended": ["true"]}, "effect": "deny"},
+            {"name": "levels", "claims": {"level": ["3", "4"]}, "tools": ["ops_*"], "effect": "deny"},
+            {"name": "all", "tools": ["*"], "effect": "allow"},
+        ]}),
+    );
+    let suspended = caller("s", None, &[], json!({"suspended": true}));
+    let level3 = caller("l", None, &[], json!({"level": 3, "suspended": false}));
+    let listed = caller("a", None, &[], json!({"level": [1, 4]}));
+    assert!(!p.decide(&suspended, &tool("x")).is_allowed());
+    assert!(p.decide(&level3, &tool("x")).is_allowed());
+    assert!(!p.decide(&level3, &tool("ops_x")).is_allowed());
+    assert!(!p.decide(&listed, &tool("ops_x")).is_allowed());
+}
+
 #[test]
 fn insufficient_scope_names_the_required_scopes() {
     let p = policy(
