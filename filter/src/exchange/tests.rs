@@ -584,12 +584,9 @@ mod authorized {
         format!(r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"{tool}"}}}}"#)
     }
 
-    /// Servers resolve a resource URI before they look it up (the Python SDK
-    /// as pydantic's `AnyUrl`, the TypeScript SDK with WHATWG `new URL()`):
-    /// one they would read as another URI than the one judged is refused,
-    /// and nothing reaches them; one they read as written is judged.
-    #[test]
-    fn a_resource_uri_a_server_resolves_otherwise_is_refused() {
+    /// A body from alice (tenant acme) under these policy rules, as the
+    /// exchange answers it (fed in small chunks).
+    fn alice_under(rules: serde_json::Value) -> impl Fn(&str) -> Step {
         let secret = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
         let cfg = config(
             &serde_json::json!({
@@ -599,25 +596,36 @@ mod authorized {
                     "resource_metadata": {"resource": "https://mcp.example.com/mcp",
                         "authorization_servers": ["https://idp"]},
                 },
-                "policy": {"rules": [
+                "policy": {"rules": rules},
+            })
+            .to_string(),
+        );
+        move |body: &str| {
+            let outcome = alice();
+            let mut ex = Exchange::new(cfg.clone(), 0)
+                .with_authenticator(Box::new(move |_| outcome.clone()));
+            ex.on_request_headers(&post(&[]), false);
+            feed_body(&mut ex, body.as_bytes(), 4)
+        }
+    }
+
+    /// Servers resolve a resource URI before they look it up (the Python SDK
+    /// as pydantic's `AnyUrl`, the TypeScript SDK with WHATWG `new URL()`):
+    /// one they would read as another URI than the one judged is refused,
+    /// and nothing reaches them; one they read as written is judged.
+    #[test]
+    fn a_resource_uri_a_server_resolves_otherwise_is_refused() {
+        let run = alice_under(serde_json::json!([
                     {"name": "no-secrets", "resources": ["file:///docs/secret/*",
                         "https://docs.example.com/secret*", "custom://h/secret*"], "effect": "deny"},
                     {"name": "docs", "resources": ["file:///docs/*", "https://docs.example.com/*",
                         "https://docs.example.com:8443/*", "https://127.0.0.1/*", "custom://*"],
                      "effect": "allow"},
-                ]},
-            })
-            .to_string(),
-        );
+        ]));
         let read = |uri: &str| {
-            let outcome = alice();
-            let mut ex = Exchange::new(cfg.clone(), 0)
-                .with_authenticator(Box::new(move |_| outcome.clone()));
-            ex.on_request_headers(&post(&[]), false);
             let body = serde_json::json!({"jsonrpc": "2.0", "id": 1,
-                "method": "resources/read", "params": {"uri": uri}})
-            .to_string();
-            feed_body(&mut ex, body.as_bytes(), 7)
+                "method": "resources/read", "params": {"uri": uri}});
+            run(&body.to_string())
         };
         for uri in [
             "file:///docs/../etc/passwd",
@@ -668,30 +676,11 @@ mod authorized {
     /// what they are about, and are refused (never passed) when that is denied.
     #[test]
     fn housekeeping_passes_and_follows_its_subject() {
-        let secret = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
-        let cfg = config(
-            &serde_json::json!({
-                "auth": {
-                    "issuers": ["https://idp"], "audiences": ["https://mcp.example.com/mcp"],
-                    "shared_secret": {"base64": secret},
-                    "resource_metadata": {"resource": "https://mcp.example.com/mcp",
-                        "authorization_servers": ["https://idp"]},
-                },
-                "policy": {"rules": [
+        let run = alice_under(serde_json::json!([
                     {"name": "tools", "tools": ["add"], "effect": "allow"},
                     {"name": "greet", "prompts": ["greet"], "effect": "allow"},
                     {"name": "docs", "resources": ["file:///docs/*"], "effect": "allow"},
-                ]},
-            })
-            .to_string(),
-        );
-        let run = |body: &str| {
-            let outcome = alice();
-            let mut ex = Exchange::new(cfg.clone(), 0)
-                .with_authenticator(Box::new(move |_| outcome.clone()));
-            ex.on_request_headers(&post(&[]), false);
-            feed_body(&mut ex, body.as_bytes(), 4)
-        };
+        ]));
         let passes = [
             r#"{"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"info"}}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"t1"}}"#,
