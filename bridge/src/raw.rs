@@ -430,11 +430,13 @@ pub async fn whole_messages(State(limit): State<usize>, request: Request, next: 
         );
     };
     let (channel, ending) = Channel::open();
-    let mut _posted = None;
-    if let Ok(value) = serde_json::from_slice::<Value>(&bytes) {
-        // A client's answer to the child's request: held while the SDK
-        // handles it (see `replies`).
-        _posted = replies::Posted::hold(&parts.headers, &value);
+    let body = serde_json::from_slice::<Value>(&bytes).ok();
+    // A client's answer to the child's request: held while the SDK handles
+    // this POST (see `replies`).
+    let _posted = body
+        .as_ref()
+        .and_then(|value| replies::Posted::hold(&parts.headers, value));
+    if let Some(value) = body {
         parts.extensions.insert(Body(Arc::new(value)));
     }
     parts.extensions.insert(channel.clone());

@@ -47,11 +47,11 @@ pub fn ambiguity(uri: &str) -> Option<&'static str> {
             path = tail;
             // A special scheme's host, written plainly; `file:///` has none,
             // but then no further `/` may open the path (`file:////x`).
-            let plain = match (scheme, authority) {
+            let plain = || match (scheme, authority) {
                 (b"file", b"") => !tail.starts_with(b"//"),
                 _ => !authority.is_empty() && plain_host(scheme, authority),
             };
-            if special && !plain {
+            if special && !plain() {
                 return Some("its host or port is not written the way servers write it");
             }
         }

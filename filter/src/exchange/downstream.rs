@@ -90,22 +90,11 @@ impl Exchange {
     /// answer to a listing: its events are read for one (`listing::replay`).
     /// Anything else it carries that could hold one is refused.
     fn replay_rewrite(&self, headers: &[(String, String)]) -> ListingRewrite {
-        let request_id = RequestId::unknown();
-        let framing = if encoded(headers) {
-            let why = "the answer has a Content-Encoding the filter cannot read".into();
-            ListingFraming::Refused { request_id, why }
-        } else if Framing::from_content_type(header(headers, "content-type")) == Framing::Sse {
-            ListingFraming::Sse(SseListingFilter::replayed(self.config.max_response_bytes))
-        } else {
-            ListingFraming::Held {
-                request_id,
-                body: Vec::new(),
-                json: false,
-            }
-        };
+        let max = self.config.max_response_bytes;
+        let replayed = |_| SseListingFilter::replayed(max);
         ListingRewrite {
             kind: ListKind::Tools,
-            framing,
+            framing: framing(headers, RequestId::unknown(), replayed, false),
             listed: None,
         }
     }
@@ -127,32 +116,9 @@ impl Exchange {
             return None;
         }
         let id = message.id.clone()?;
-        // Whatever the status or content type: a client may still read a
-        // listing out of it (fail closed).
-        let framing = if encoded(headers) {
-            ListingFraming::Refused {
-                request_id: id,
-                why: "the answer has a Content-Encoding the filter cannot read".into(),
-            }
-        } else {
-            match Framing::from_content_type(header(headers, "content-type")) {
-                Framing::Json => ListingFraming::Held {
-                    request_id: id,
-                    body: Vec::new(),
-                    json: true,
-                },
-                Framing::Sse => ListingFraming::Sse(SseListingFilter::new(
-                    kind,
-                    id,
-                    self.config.max_response_bytes,
-                )),
-                Framing::Other => ListingFraming::Held {
-                    request_id: id,
-                    body: Vec::new(),
-                    json: false,
-                },
-            }
-        };
+        let max = self.config.max_response_bytes;
+        let answer = |id| SseListingFilter::new(kind, id, max);
+        let framing = framing(headers, id, answer, true);
         let listed = (self.learn_tool_labels && kind == ListKind::Tools).then(Vec::new);
         Some(ListingRewrite {
             kind,
@@ -295,6 +261,31 @@ pub(super) enum ListingFraming {
     /// An answer the filter cannot read (encoded, or over
     /// `max_response_bytes`): nothing of it passes; an error takes its place.
     Refused { request_id: RequestId, why: String },
+}
+
+/// How an answer that may carry a listing is read, whatever its status or
+/// content type (a client may still read a listing out of it: fail closed):
+/// refused when encoded, event by event when SSE (`sse` builds the filter),
+/// else held whole. `typed_json`: a body typed as JSON is read as the
+/// answer; otherwise it is read like any body the filter does not frame.
+fn framing(
+    headers: &[(String, String)],
+    request_id: RequestId,
+    sse: impl FnOnce(RequestId) -> SseListingFilter,
+    typed_json: bool,
+) -> ListingFraming {
+    if encoded(headers) {
+        let why = "the answer has a Content-Encoding the filter cannot read".into();
+        return ListingFraming::Refused { request_id, why };
+    }
+    match Framing::from_content_type(header(headers, "content-type")) {
+        Framing::Sse => ListingFraming::Sse(sse(request_id)),
+        framing => ListingFraming::Held {
+            request_id,
+            body: Vec::new(),
+            json: typed_json && framing == Framing::Json,
+        },
+    }
 }
 
 /// Whether the body comes encoded (the filter cannot read it).
