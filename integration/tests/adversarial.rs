@@ -9,7 +9,8 @@
 //! - `keys`: key spellings a lenient decoder maps onto a key the filter reads;
 //! - `listings`: answers that could carry a listing past the filter unfiltered;
 //! - `host_calls`: header edits and local replies Envoy refuses;
-//! - `keys_refresh`: JWKS fetches lost with their request, clocks, JWS oddities.
+//! - `keys_refresh`: JWKS fetches lost with their request, clocks, JWS oddities;
+//! - `uris`: resource URIs a server resolves to another before it looks them up.
 
 #[path = "adversarial/common.rs"]
 mod common;
@@ -25,3 +26,5 @@ mod listings;
 mod paths;
 #[path = "adversarial/smuggling.rs"]
 mod smuggling;
+#[path = "adversarial/uris.rs"]
+mod uris;
