@@ -34,6 +34,7 @@ mod remote;
 mod replies;
 mod reply;
 mod sse_client;
+mod stamped;
 
 use anyhow::Result;
 use axum::extract::{Request, State};

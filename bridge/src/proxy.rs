@@ -24,16 +24,17 @@ use crate::child;
 use crate::options::{Options, RemoteTransport};
 use crate::raw::{self, Answers, KeepAnswer};
 use crate::sse_client::LegacySse;
+use crate::stamped::Stamped;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResponse, ClientConfig, ClientNotification,
     ClientRequest, ClientResult, CompleteRequest, CompleteRequestParams, CompleteResult,
-    CustomNotification, CustomRequest, CustomResult, GetExtensions, GetMeta, GetPromptRequest,
-    GetPromptRequestParams, GetPromptResponse, InitializeResult, ListPromptsResult,
-    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    ProgressToken, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse, RequestId,
-    RequestOptionalParam, ServerConfig, ServerNotification, ServerRequest, ServerResult,
-    SetLevelRequest, SetLevelRequestParams, SubscribeRequest, SubscribeRequestParams,
-    UnsubscribeRequest, UnsubscribeRequestParams,
+    CustomNotification, CustomRequest, CustomResult, Extensions, GetExtensions, GetMeta,
+    GetPromptRequest, GetPromptRequestParams, GetPromptResponse, InitializeResult,
+    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ProgressToken, ReadResourceRequest, ReadResourceRequestParams,
+    ReadResourceResponse, RequestId, RequestOptionalParam, ServerConfig, ServerNotification,
+    ServerRequest, ServerResult, SetLevelRequest, SetLevelRequestParams, SubscribeRequest,
+    SubscribeRequestParams, UnsubscribeRequest, UnsubscribeRequestParams,
 };
 use rmcp::service::{
     NotificationContext, OriginatingRequestId, Peer, PeerRequestOptions, RequestContext,
@@ -118,11 +119,31 @@ impl Drop for InFlight {
 }
 
 /// Who a message from the child is for.
+#[derive(Clone)]
 enum Cause {
     /// This session; the request of it that is in flight, if any.
     Session(Peer<RoleServer>, Option<RequestId>),
     /// Nobody can be named for sure: why.
     Unknown(String),
+}
+
+/// Notes on each message an upstream sends, as it is read, whom it concerns
+/// (see `stamped`: its handler may run after the answer that followed it).
+fn stamp(routes: &Arc<Routes>) -> impl Fn(&mut Extensions) + Send + 'static {
+    let routes = Arc::downgrade(routes);
+    move |extensions| {
+        if let Some(routes) = routes.upgrade() {
+            extensions.insert(routes.cause());
+        }
+    }
+}
+
+/// Whom a message concerns: as noted when it was read, else as of now.
+fn heard(extensions: &Extensions, routes: &Routes) -> Cause {
+    extensions
+        .get::<Cause>()
+        .cloned()
+        .unwrap_or_else(|| routes.cause())
 }
 
 /// The sessions a child serves, and where its messages go.
@@ -296,7 +317,7 @@ impl Service<RoleClient> for ChildFacing {
             // The bridge is the shared child's client: it answers.
             return Ok(ClientResult::empty(()));
         }
-        let (server, origin) = match self.routes.cause() {
+        let (server, origin) = match heard(&context.extensions, &self.routes) {
             Cause::Session(server, origin) => (server, origin),
             Cause::Unknown(why) => {
                 let method = method_of(serde_json::to_value(&request));
@@ -390,7 +411,7 @@ impl Service<RoleClient> for ChildFacing {
                 self.routes.subscribers(&updated.params.uri)
             }
             // Log messages and the rest: the session they concern, or nobody.
-            _ => match self.routes.cause() {
+            _ => match heard(&context.extensions, &self.routes) {
                 Cause::Session(server, _) => vec![server],
                 Cause::Unknown(why) => {
                     tracing::warn!(
@@ -454,13 +475,16 @@ async fn start_child(
         routes: routes.clone(),
         _group: spawned.group,
     };
-    let running = facing.serve(spawned.transport).await.map_err(|e| {
-        tracing::warn!("[{}] initialize failed: {e}", spawned.label);
-        ErrorData::internal_error(
-            format!("the stdio MCP server did not initialize: {e}"),
-            None,
-        )
-    })?;
+    let running = facing
+        .serve(Stamped::new(spawned.transport, stamp(&routes)))
+        .await
+        .map_err(|e| {
+            tracing::warn!("[{}] initialize failed: {e}", spawned.label);
+            ErrorData::internal_error(
+                format!("the stdio MCP server did not initialize: {e}"),
+                None,
+            )
+        })?;
     keep_initialize_result(&routes);
     Ok((running, routes))
 }
@@ -507,9 +531,12 @@ async fn connect_remote(
     };
     let running = match remote.transport {
         RemoteTransport::StreamableHttp => facing
-            .serve(StreamableHttpClientTransport::with_client(
-                crate::remote::WholeAnswers::new(routes.answers.clone()),
-                config,
+            .serve(Stamped::new(
+                StreamableHttpClientTransport::with_client(
+                    crate::remote::WholeAnswers::new(routes.answers.clone()),
+                    config,
+                ),
+                stamp(&routes),
             ))
             .await
             .map_err(|e| failed(&e))?,
@@ -517,7 +544,10 @@ async fn connect_remote(
             let transport = LegacySse::connect(remote, routes.answers.clone())
                 .await
                 .map_err(|e| failed(&e))?;
-            facing.serve(transport).await.map_err(|e| failed(&e))?
+            facing
+                .serve(Stamped::new(transport, stamp(&routes)))
+                .await
+                .map_err(|e| failed(&e))?
         }
     };
     tracing::info!("connected to {}", remote.url);
