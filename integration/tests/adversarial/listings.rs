@@ -1,8 +1,9 @@
 //! Answers that could carry a listing past the filter unfiltered: an id the
 //! server echoes differently (npm's server-everything rounds integers above
 //! 2^53), an encoded answer, one in another content type or status, one with
-//! a key a lenient client reads as the listing. The client must never see a
-//! tool the policy hides.
+//! a key a lenient client reads as the listing (or escaped), an SSE stream
+//! opened by a BOM, and listings replayed on a resumed GET stream. The client
+//! must never see a tool the policy hides.
 
 use crate::common::config_denying;
 use anyhow::{Context, Result};
@@ -151,6 +152,37 @@ fn canned(scenario: &str) -> (String, Vec<u8>) {
             out.extend_from_slice(b"0\r\nx-checksum: 1\r\n\r\n");
             out
         }
+        // A UTF-8 BOM before the first event: a client's decoder drops
+        // it, so the listing must be filtered as if it were not there.
+        "bom-sse" => head(
+            "200 OK",
+            "content-type: text/event-stream\r\n",
+            format!("\u{feff}data: {listing}\n\n").as_bytes(),
+        ),
+        // SSE to both SDKs (they look for the type's name), another type to
+        // a strict reader.
+        "sse-and-text" => head(
+            "200 OK",
+            "content-type: text/event-stream,text/plain\r\n",
+            format!("data: {listing}\n\n").as_bytes(),
+        ),
+        // Not JSON by its type, the listing's key escaped.
+        "escaped-key" => head(
+            "200 OK",
+            "content-type: text/plain\r\n",
+            listing.replace("tools", "t\\u006fols").as_bytes(),
+        ),
+        // A resumed GET stream: the events the client missed, a listing
+        // answer among them, and one a lenient client reads as a listing.
+        "replay" => head(
+            "200 OK",
+            "content-type: text/event-stream\r\n",
+            format!(
+                "id: 1\ndata: {listing}\n\nid: 2\ndata: {}\n\n",
+                r#"{"jsonrpc":"2.0","id":4,"result":{"Tools":[{"name":"secret"}]}}"#
+            )
+            .as_bytes(),
+        ),
         "other-id" => head(
             "200 OK",
             "content-type: application/json\r\n",
@@ -230,6 +262,9 @@ async fn no_listing_answer_passes_unread() -> Result<()> {
             "status",
             "lenient-key",
             "other-id",
+            "bom-sse",
+            "sse-and-text",
+            "escaped-key",
         ] {
             let r = post_raw(
                 &envoy.url(),
@@ -244,10 +279,11 @@ async fn no_listing_answer_passes_unread() -> Result<()> {
             let text = r.text();
             let what = format!("{scenario} (flag {allow_headers_stop})");
             assert!(!text.contains("secret"), "{what}: the client saw {text}");
-            let v: Value =
-                serde_json::from_str(&text).with_context(|| format!("{what}: not JSON: {text}"))?;
+            let [v]: [Value; 1] = messages(&text)
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("{what}: not one JSON-RPC message: {text}"))?;
             assert_eq!(v["jsonrpc"], "2.0", "{what}");
-            if matches!(scenario, "plain" | "other-id" | "trailers") {
+            if matches!(scenario, "plain" | "other-id" | "trailers" | "bom-sse") {
                 assert_eq!(v["result"]["tools"], json!([{"name": "add"}]), "{what}");
             } else {
                 assert!(
@@ -257,6 +293,30 @@ async fn no_listing_answer_passes_unread() -> Result<()> {
             }
             assert!(r.header("content-encoding").is_none(), "{what}");
         }
+        // A client resuming its stream gets the answers it missed replayed:
+        // a listing among them is filtered like the POST's.
+        let r = reqwest::Client::new()
+            .get(envoy.url())
+            .header("authorization", bearer.as_str())
+            .header("accept", "text/event-stream")
+            .header("accept-encoding", "gzip, br")
+            .header("last-event-id", "0")
+            .header("x-scenario", "replay")
+            .send()
+            .await?;
+        let r = mcp_filter_integration::RawResponse::read(r).await?;
+        let text = r.text();
+        let what = format!("replay (flag {allow_headers_stop})");
+        assert_eq!(r.status, 200, "{what}: {text}");
+        assert!(!text.contains("secret"), "{what}: the client saw {text}");
+        let replayed = messages(&text);
+        assert_eq!(replayed.len(), 2, "{what}: {text}");
+        assert_eq!(
+            replayed[0]["result"]["tools"],
+            json!([{"name": "add"}]),
+            "{what}"
+        );
+        assert!(replayed[1]["error"]["code"].is_i64(), "{what}: {text}");
         let seen = upstream
             .requests
             .lock()
