@@ -10,6 +10,7 @@
 //! - `listings`: answers that could carry a listing past the filter unfiltered;
 //! - `host_calls`: header edits and local replies Envoy refuses;
 //! - `keys_refresh`: JWKS fetches lost with their request, clocks, JWS oddities;
+//! - `keys_wait`: what happens around a request waiting for the JWKS;
 //! - `uris`: resource URIs a server resolves to another before it looks them up.
 
 #[path = "adversarial/common.rs"]
@@ -20,6 +21,8 @@ mod host_calls;
 mod keys;
 #[path = "adversarial/keys_refresh.rs"]
 mod keys_refresh;
+#[path = "adversarial/keys_wait.rs"]
+mod keys_wait;
 #[path = "adversarial/listings.rs"]
 mod listings;
 #[path = "adversarial/paths.rs"]

@@ -78,6 +78,11 @@ impl StreamHost for ModuleHost {
         self.filter.body(body, self.in_body, start, len)
     }
     fn resume_request(&mut self) -> Result<(), HostError> {
+        // Envoy may run the rest of the chain (the router) inside this call,
+        // before the hook returns and the route is otherwise picked again.
+        if std::mem::take(&mut self.route_dirty) {
+            self.filter.clear_route_cache();
+        }
         self.filter.continue_decoding();
         Ok(())
     }

@@ -257,7 +257,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
             (Vec::new(), Vec::new())
         };
         let worker = s.host.worker.clone();
-        if worker.is_jwks_call(callout_id) {
+        if worker.is_jwks_call(s.host.id, callout_id) {
             let status = headers
                 .iter()
                 .find(|(k, _)| k == ":status")

@@ -144,9 +144,14 @@ impl Worker {
         self.jwks.get().is_some_and(|(_, by)| by == filter_id)
     }
 
-    /// Whether `callout` is the JWKS fetch.
-    pub fn is_jwks_call(&self, callout: u64) -> bool {
-        self.jwks.get().is_some_and(|(id, _)| id == callout)
+    /// Whether `callout`, answered to `filter_id`, is the JWKS fetch. Envoy
+    /// numbers callouts per filter, so another stream's relayed call or
+    /// gathered listing may carry the fetch's number: its answer (whatever a
+    /// backend wrote) must not be read as the keys.
+    pub fn is_jwks_call(&self, filter_id: u64, callout: u64) -> bool {
+        self.jwks
+            .get()
+            .is_some_and(|(id, by)| id == callout && by == filter_id)
     }
 
     /// Sends the JWKS request through `filter` (its answer comes to that
