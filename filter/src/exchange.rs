@@ -255,7 +255,15 @@ impl Exchange {
             Phase::AwaitingKeys {
                 headers,
                 end_of_stream,
-            } => return self.on_request_headers(&headers, end_of_stream),
+            } => {
+                let step = self.on_request_headers(&headers, end_of_stream);
+                // A body that came while the headers waited was buffered
+                // unread, and Envoy will not show it again: judged now.
+                if buffered_len > 0 && matches!(self.phase, Phase::NoBodyAllowed) {
+                    return self.on_request_body(buffered_len, body_done, read_body);
+                }
+                return step;
+            }
             Phase::AwaitingBody {
                 held,
                 deferred_auth: Some(headers),

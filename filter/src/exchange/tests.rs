@@ -853,6 +853,34 @@ mod authorized {
         assert_eq!(ex.keys_ready(false, 0, || None).action, Action::Continue);
     }
 
+    /// A GET or DELETE whose body (HTTP/2 DATA without a length) came while
+    /// its headers waited for the keys: Envoy buffered it unread, and will
+    /// not show it again once the headers go on. It is refused like one that
+    /// came after them.
+    #[test]
+    fn a_body_that_came_while_bodiless_headers_waited_for_keys_is_refused() {
+        for method in ["GET", "DELETE"] {
+            for body_done in [true, false] {
+                let (mut ex, ready) = keys_arrive_later(alice());
+                let step = ex.on_request_headers(&request(method, "/mcp"), false);
+                assert_eq!(step.action, Action::FetchKeys);
+                let body = call("secret");
+                assert_eq!(
+                    feed_body(&mut ex, body.as_bytes(), 100).action,
+                    Action::Pause
+                );
+                ready.set(true);
+                let step = ex.keys_ready(body_done, body.len(), || Some(body.clone().into_bytes()));
+                let (status, reply) = reply_of(&step);
+                assert_eq!(status, 400, "{method} {body_done}: {reply}");
+                assert!(
+                    reply.to_string().contains("must not carry a body"),
+                    "{reply}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn a_post_with_an_unknown_key_goes_on_but_its_body_waits_for_the_keys() {
         for keys_before_body_ends in [false, true] {
