@@ -69,6 +69,9 @@ pub struct Stream<H> {
     /// The filter ended the request because the host refused a step; later
     /// callbacks leave the local reply alone.
     failed: bool,
+    /// Neither the filter's reply nor a reset went out ([`Ended::Stuck`]):
+    /// what Envoy holds is the upstream's, and stays paused.
+    stuck: bool,
     /// The stream is over (logged or done): never woken again.
     done: bool,
     /// A request body callback came (the held-headers watchdog stands down).
@@ -92,6 +95,7 @@ impl<H: StreamHost> Stream<H> {
             response_body_len: 0,
             awaiting_keys: false,
             failed: false,
+            stuck: false,
             done: false,
             body_started: false,
             backend_calls: Vec::new(),
@@ -172,7 +176,7 @@ impl<H: StreamHost> Stream<H> {
             return;
         }
         self.awaiting_keys = false;
-        if self.failed {
+        if self.failed || self.stuck {
             return;
         }
         let headers_held = self.exchange.headers_await_keys();
@@ -204,7 +208,19 @@ impl<H: StreamHost> Stream<H> {
     fn fail(&mut self, refused: &Refused) -> Ended {
         self.failed = true;
         self.count_refusal();
-        steps::fail(&mut self.host, refused, self.exchange.request_id())
+        let ended = steps::fail(&mut self.host, refused, self.exchange.request_id());
+        self.stuck |= ended == Ended::Stuck;
+        ended
+    }
+
+    /// What a callback after the filter ended the request lets through: its
+    /// own reply, never an answer it could not end.
+    fn after_failure(&self) -> Flow {
+        if self.stuck {
+            Flow::Pause
+        } else {
+            Flow::Continue
+        }
     }
 
     fn count_refusal(&mut self) {
@@ -215,7 +231,7 @@ impl<H: StreamHost> Stream<H> {
     }
 
     pub(super) fn apply_step(&mut self, mut step: Step, headers: Headers) -> Flow {
-        if self.failed {
+        if self.failed || self.stuck {
             return Flow::Pause;
         }
         let fetches = std::mem::take(&mut step.fetches);
@@ -240,8 +256,12 @@ impl<H: StreamHost> Stream<H> {
             id.as_ref(),
         ) {
             Outcome::Applied => {}
-            Outcome::Answered(_) => return Flow::Pause,
-            Outcome::Failed(_) => {
+            Outcome::Answered(ended) => {
+                self.stuck |= ended == Ended::Stuck;
+                return Flow::Pause;
+            }
+            Outcome::Failed(ended) => {
+                self.stuck |= ended == Ended::Stuck;
                 self.failed = true;
                 self.count_refusal();
                 return Flow::Pause;
@@ -285,7 +305,7 @@ impl<H: StreamHost> Stream<H> {
         self.body_started = true;
         self.request_body_len = buffered;
         self.request_body_done |= end_of_stream;
-        if self.failed {
+        if self.failed || self.stuck {
             return Flow::Pause;
         }
         let host = &mut self.host;
@@ -308,9 +328,9 @@ impl<H: StreamHost> Stream<H> {
     }
 
     pub fn response_headers(&mut self) -> Flow {
-        if self.failed {
+        if self.failed || self.stuck {
             // Our own error reply passes untouched.
-            return Flow::Continue;
+            return self.after_failure();
         }
         let headers = self.host.headers(Headers::Response);
         let status = headers
@@ -325,7 +345,10 @@ impl<H: StreamHost> Stream<H> {
     /// Response body progress: `body_size` is every byte Envoy holds now
     /// (the cumulative buffer after pauses, else the new chunk).
     pub fn response_body(&mut self, body_size: usize, end_of_stream: bool) -> Flow {
-        if self.failed || (body_size == 0 && !end_of_stream) {
+        if self.failed || self.stuck {
+            return self.after_failure();
+        }
+        if body_size == 0 && !end_of_stream {
             return Flow::Continue;
         }
         let start = self.response_body_seen.min(body_size);
@@ -347,8 +370,8 @@ impl<H: StreamHost> Stream<H> {
     /// Trailers end the response: a listing Envoy holds is rewritten now,
     /// never released unread by the trailers callback.
     pub fn response_trailers(&mut self) -> Flow {
-        if self.failed {
-            return Flow::Continue;
+        if self.failed || self.stuck {
+            return self.after_failure();
         }
         let step = self.exchange.on_response_trailers();
         // What Envoy holds: everything buffered while the body was paused.

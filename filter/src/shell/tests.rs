@@ -385,3 +385,32 @@ fn an_answer_to_a_call_this_request_did_not_send_is_ignored() {
     s.call_answered(3, &[(":status".into(), "200".into())], b"{}");
     assert!(s.host.calls.is_empty(), "{:?}", s.host.calls);
 }
+
+/// A listing's response header edit refused, and then the 500 and the reset
+/// too: the stream stays paused. Its body and trailers, which follow, must
+/// not release the unedited answer.
+#[test]
+fn a_response_the_filter_could_neither_edit_nor_end_is_never_released() {
+    let (mut s, _) = stream(config(serde_json::json!({})), true);
+    s.request_headers(false);
+    let list = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    assert_eq!(feed(&mut s, list, 100), Flow::Continue);
+    s.host.response_headers = vec![
+        (":status".into(), "200".into()),
+        ("content-type".into(), "application/json".into()),
+        ("content-length".into(), "200".into()),
+    ];
+    s.host.refuse = vec!["remove Response", "set Response", "reply", "reset"];
+    assert_eq!(s.response_headers(), Flow::Pause);
+    assert!(
+        s.host.calls.iter().any(|c| c == "reset"),
+        "{:?}",
+        s.host.calls
+    );
+    s.host.response_body =
+        br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"secret"}]}}"#.to_vec();
+    let held = s.host.response_body.len();
+    assert_eq!(s.response_body(held, false), Flow::Pause);
+    assert_eq!(s.response_body(held, true), Flow::Pause);
+    assert_eq!(s.response_trailers(), Flow::Pause);
+}
