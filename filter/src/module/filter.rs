@@ -71,7 +71,7 @@ impl Host for ModuleHost {
 }
 
 impl StreamHost for ModuleHost {
-    fn headers(&mut self, map: Headers) -> Vec<(String, String)> {
+    fn headers(&mut self, map: Headers) -> Option<Vec<(String, String)>> {
         self.filter.headers(map)
     }
     fn body(&mut self, body: Body, start: usize, len: usize) -> Option<Vec<u8>> {

@@ -133,6 +133,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
         if s.host
             .filter
             .headers(crate::shell::Headers::Request)
+            .unwrap_or_default()
             .iter()
             .any(|(k, v)| k == "x-mcp-filter-fault" && v == "panic")
         {

@@ -112,13 +112,15 @@ fn module_headers(pairs: &[(String, String)]) -> Vec<ModuleHeader> {
 pub struct Filter(pub FilterEnvoyPtr);
 
 impl Filter {
-    pub fn headers(self, map: Headers) -> Vec<(String, String)> {
+    /// Every header of a map; `None` if Envoy has none to give (a request or
+    /// response always has its pseudo-headers) or refused.
+    pub fn headers(self, map: Headers) -> Option<Vec<(String, String)>> {
         let kind = header_type(map);
         // SAFETY: a live filter pointer, inside one of its hooks.
         let count =
             unsafe { abi::envoy_dynamic_module_callback_http_get_headers_size(self.0, kind) };
         if count == 0 {
-            return Vec::new();
+            return None;
         }
         let mut out = vec![
             EnvoyHeader {
@@ -134,10 +136,10 @@ impl Filter {
             abi::envoy_dynamic_module_callback_http_get_headers(self.0, kind, out.as_mut_ptr())
         };
         if !filled {
-            return Vec::new();
+            return None;
         }
         // SAFETY: Envoy filled `count` entries.
-        unsafe { header_array(out.as_ptr(), count) }
+        Some(unsafe { header_array(out.as_ptr(), count) })
     }
 
     pub fn set_header(self, map: Headers, name: &str, value: &str) -> Result<(), HostError> {

@@ -23,8 +23,9 @@ use std::rc::Rc;
 
 /// What a shell gives a stream beyond carrying out steps.
 pub trait StreamHost: Host {
-    /// Every header of a map, pseudo-headers included.
-    fn headers(&mut self, map: Headers) -> Vec<(String, String)>;
+    /// Every header of a map, pseudo-headers included; `None` if it cannot
+    /// be read whole.
+    fn headers(&mut self, map: Headers) -> Option<Vec<(String, String)>>;
     /// Bytes `[start, start + len)` of the body Envoy holds now, `None` if
     /// it cannot be read.
     fn body(&mut self, body: Body, start: usize, len: usize) -> Option<Vec<u8>>;
@@ -284,8 +285,14 @@ impl<H: StreamHost> Stream<H> {
 
     /// Request headers arrived (`end_of_stream`: no body follows).
     pub fn request_headers(&mut self, end_of_stream: bool) -> Flow {
-        let headers = self.host.headers(Headers::Request);
         self.request_headers_held = true;
+        let Some(headers) = self.host.headers(Headers::Request) else {
+            self.fail(&Refused {
+                what: "reading the request headers".into(),
+                status: 0,
+            });
+            return Flow::Pause;
+        };
         let step = self.exchange.on_request_headers(&headers, end_of_stream);
         let flow = self.apply(step, Headers::Request);
         self.request_headers_held = flow == Flow::Pause;
@@ -332,7 +339,13 @@ impl<H: StreamHost> Stream<H> {
             // Our own error reply passes untouched.
             return self.after_failure();
         }
-        let headers = self.host.headers(Headers::Response);
+        let Some(headers) = self.host.headers(Headers::Response) else {
+            self.fail(&Refused {
+                what: "reading the response headers".into(),
+                status: 0,
+            });
+            return Flow::Pause;
+        };
         let status = headers
             .iter()
             .find(|(k, _)| k == ":status")
@@ -353,9 +366,16 @@ impl<H: StreamHost> Stream<H> {
         }
         let start = self.response_body_seen.min(body_size);
         let chunk = if body_size > start {
-            self.host
-                .body(Body::Response, start, body_size - start)
-                .unwrap_or_default()
+            match self.host.body(Body::Response, start, body_size - start) {
+                Some(chunk) => chunk,
+                None => {
+                    self.fail(&Refused {
+                        what: "reading the response body".into(),
+                        status: 0,
+                    });
+                    return Flow::Pause;
+                }
+            }
         } else {
             Vec::new()
         };

@@ -91,11 +91,13 @@ impl Host for FakeEnvoy {
 }
 
 impl StreamHost for FakeEnvoy {
-    fn headers(&mut self, map: Headers) -> Vec<(String, String)> {
-        match map {
+    fn headers(&mut self, map: Headers) -> Option<Vec<(String, String)>> {
+        let refused = self.refuse.contains(&"headers");
+        let held = match map {
             Headers::Request => self.request_headers.clone(),
             Headers::Response => self.response_headers.clone(),
-        }
+        };
+        (!refused).then_some(held)
     }
     fn body(&mut self, body: Body, start: usize, len: usize) -> Option<Vec<u8>> {
         self.calls.push(format!("read {body:?} {start}+{len}"));
@@ -413,4 +415,45 @@ fn a_response_the_filter_could_neither_edit_nor_end_is_never_released() {
     assert_eq!(s.response_body(held, false), Flow::Pause);
     assert_eq!(s.response_body(held, true), Flow::Pause);
     assert_eq!(s.response_trailers(), Flow::Pause);
+}
+
+/// Headers Envoy would not give are not "no headers": the request ends
+/// (500) rather than being judged as one without a path or a token, and a
+/// response is not passed on unread.
+#[test]
+fn headers_that_cannot_be_read_end_the_request() {
+    let (mut s, _) = stream(config(serde_json::json!({})), true);
+    s.host.refuse = vec!["headers"];
+    assert_eq!(s.request_headers(false), Flow::Pause);
+    assert_eq!(s.host.replies(), ["reply 500"]);
+    assert_eq!(feed(&mut s, &call("add"), 100), Flow::Pause);
+    assert!(!s.host.calls.iter().any(|c| c == "resume"));
+
+    let (mut s, _) = stream(config(serde_json::json!({})), true);
+    s.request_headers(false);
+    let list = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    assert_eq!(feed(&mut s, list, 100), Flow::Continue);
+    s.host.refuse = vec!["headers"];
+    assert_eq!(s.response_headers(), Flow::Pause);
+    assert_eq!(s.host.replies(), ["reply 500"]);
+}
+
+/// A listing whose bytes cannot be read is not rewritten from what could.
+#[test]
+fn a_response_body_that_cannot_be_read_ends_the_request() {
+    let (mut s, _) = stream(config(serde_json::json!({})), true);
+    s.request_headers(false);
+    let list = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    assert_eq!(feed(&mut s, list, 100), Flow::Continue);
+    s.host.response_headers = vec![
+        (":status".into(), "200".into()),
+        ("content-type".into(), "application/json".into()),
+    ];
+    s.response_headers();
+    // Envoy says it holds more than it gives.
+    s.host.response_body = br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}"#.to_vec();
+    let claimed = s.host.response_body.len() + 10;
+    assert_eq!(s.response_body(claimed, true), Flow::Pause);
+    assert_eq!(s.host.replies(), ["reply 500"]);
+    assert!(!s.host.calls.iter().any(|c| c.starts_with("body Response")));
 }

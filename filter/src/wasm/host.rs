@@ -99,46 +99,43 @@ fn owned(data: *mut u8, size: usize) -> Vec<u8> {
 }
 
 /// All headers of a map; values that are not UTF-8 are converted lossily.
-pub fn headers(map: MapType) -> Vec<(String, String)> {
+/// `None` if the host refused the read or its answer does not decode (never
+/// a partial list: a header the filter did not see could be the one that
+/// matters).
+pub fn headers(map: MapType) -> Option<Vec<(String, String)>> {
     let mut data = null_mut();
     let mut size = 0;
     // SAFETY: out-pointers to locals, as the ABI requires.
     let status = unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };
     if status != OK {
-        return Vec::new();
+        return None;
     }
     decode_pairs(&owned(data, size))
 }
 
 /// The proxy-wasm map encoding: count, (key len, value len)*, then each key
 /// and value followed by a NUL.
-fn decode_pairs(bytes: &[u8]) -> Vec<(String, String)> {
+fn decode_pairs(bytes: &[u8]) -> Option<Vec<(String, String)>> {
     let u32_at = |at: usize| -> Option<usize> {
-        let word: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+        let word: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
         Some(u32::from_le_bytes(word) as usize)
     };
-    let Some(count) = u32_at(0) else {
-        return Vec::new();
-    };
+    let count = u32_at(0)?;
     let mut pairs = Vec::with_capacity(count.min(256));
-    let mut data = 4 + count.saturating_mul(8);
+    let mut data = count.checked_mul(8)?.checked_add(4)?;
     for i in 0..count {
-        let (Some(k), Some(v)) = (u32_at(4 + i * 8), u32_at(8 + i * 8)) else {
-            break;
-        };
-        let (Some(key), Some(value)) = (
-            bytes.get(data..data + k),
-            bytes.get(data + k + 1..data + k + 1 + v),
-        ) else {
-            break;
-        };
+        let (k, v) = (u32_at(4 + i * 8)?, u32_at(8 + i * 8)?);
+        let key_end = data.checked_add(k)?;
+        let value_end = key_end.checked_add(1)?.checked_add(v)?;
+        let key = bytes.get(data..key_end)?;
+        let value = bytes.get(key_end + 1..value_end)?;
         pairs.push((
             String::from_utf8_lossy(key).into_owned(),
             String::from_utf8_lossy(value).into_owned(),
         ));
-        data += k + v + 2;
+        data = value_end.checked_add(1)?;
     }
-    pairs
+    Some(pairs)
 }
 
 fn encode_pairs(pairs: &[(String, String)]) -> Vec<u8> {

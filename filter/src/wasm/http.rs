@@ -115,11 +115,12 @@ impl Host for Envoy {
 }
 
 impl StreamHost for Envoy {
-    fn headers(&mut self, map: Headers) -> Vec<(String, String)> {
+    fn headers(&mut self, map: Headers) -> Option<Vec<(String, String)>> {
         host::headers(map_type(map))
     }
+    /// Exactly the bytes asked for: a short read is no read.
     fn body(&mut self, body: Body, start: usize, len: usize) -> Option<Vec<u8>> {
-        host::buffer(buffer_type(body), start, len)
+        host::buffer(buffer_type(body), start, len).filter(|bytes| bytes.len() == len)
     }
     fn resume_request(&mut self) -> Result<(), HostError> {
         host::resume_request()
@@ -227,17 +228,23 @@ pub fn call_answered(stream: &mut WasmStream, token: u32, num_headers: usize, bo
     if !stream.sent(call) {
         return;
     }
+    // An answer that cannot be read whole counts as the call failing (no
+    // headers), never as an empty one.
     let headers = if num_headers == 0 {
-        Vec::new()
+        None
     } else {
         host::headers(MapType::HttpCallResponseHeaders)
     };
     let body = if body_size > 0 {
-        host::buffer(BufferType::HttpCallResponseBody, 0, body_size).unwrap_or_default()
+        host::buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .filter(|body| body.len() == body_size)
     } else {
-        Vec::new()
+        Some(Vec::new())
     };
-    stream.call_answered(call, &headers, &body);
+    match (headers, body) {
+        (Some(headers), Some(body)) => stream.call_answered(call, &headers, &body),
+        _ => stream.call_answered(call, &[], &[]),
+    }
 }
 
 impl Context for McpHttp {
@@ -266,6 +273,7 @@ impl HttpContext for McpHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         #[cfg(feature = "fault-injection")]
         if host::headers(MapType::HttpRequestHeaders)
+            .unwrap_or_default()
             .iter()
             .any(|(k, v)| k == "x-mcp-filter-fault" && v == "trap")
         {

@@ -305,6 +305,7 @@ impl Shared {
     /// The answer to a JWKS fetch arrived (read from the call's buffers).
     pub fn jwks_fetched(&self, body_size: usize, now_ms: u64) {
         let status = host::headers(MapType::HttpCallResponseHeaders)
+            .unwrap_or_default()
             .into_iter()
             .find(|(k, _)| k == ":status")
             .map(|(_, v)| v);
