@@ -38,6 +38,18 @@ impl Exchange {
         (forward, session)
     }
 
+    /// What cannot be sent where it was judged to go is not sent anywhere
+    /// else (the headers' route would take it to another backend).
+    fn unroutable(&mut self, id: Option<crate::jsonrpc::RequestId>) -> Step {
+        self.refuse(
+            crate::reject::Rejection::new(
+                crate::reject::Reason::Unroutable,
+                "the request cannot be sent to the backend it names",
+            )
+            .with_id(id),
+        )
+    }
+
     /// Sends the call to its backend; the answer waits for the backend's.
     pub(super) fn start_relay(
         &mut self,
@@ -47,23 +59,23 @@ impl Exchange {
         mut properties: Vec<(&'static str, String)>,
     ) -> Step {
         let config = self.config.clone();
+        let id = classified.single().and_then(|m| m.id.clone());
         let Some(backends) = config.backends.as_ref() else {
-            return Step::go();
+            return self.unroutable(id);
         };
         let (forward, session) = self.take_fanout();
         // The client's session is the default backend's (and only its).
         let session = session.filter(|_| backend == backends.default);
-        let id = classified.single().and_then(|m| m.id.clone());
         let Some((relay, fetch)) = Relay::start(
             backends,
             backend,
-            id,
+            id.clone(),
             body,
             &forward,
             session.as_deref(),
             config.max_response_bytes,
         ) else {
-            return Step::go();
+            return self.unroutable(id);
         };
         if let Some(name) = self.backend_name(backend) {
             properties.push(("mcp_backend", name.to_string()));
@@ -90,7 +102,7 @@ impl Exchange {
             config.backends.as_ref(),
             classified.single().and_then(|m| m.id.clone()),
         ) else {
-            return Step::go();
+            return self.unroutable(classified.single().and_then(|m| m.id.clone()));
         };
         let (forward, session) = self.take_fanout();
         let (aggregation, fetches) = Aggregation::start(

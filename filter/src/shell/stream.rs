@@ -235,14 +235,9 @@ impl<H: StreamHost> Stream<H> {
         if self.failed || self.stuck {
             return Flow::Pause;
         }
+        // Sent once the step's edits and properties are in: a backend must
+        // not act on a request whose step could not be carried out.
         let fetches = std::mem::take(&mut step.fetches);
-        if !fetches.is_empty() {
-            self.send_fetches(fetches);
-            if self.exchange.answered() || self.failed {
-                // Every send failed and the exchange already answered.
-                return Flow::Pause;
-            }
-        }
         let (body_len, editable) = match headers {
             Headers::Request => (self.request_body_len, self.request_headers_held),
             Headers::Response => (self.response_body_len, true),
@@ -265,6 +260,13 @@ impl<H: StreamHost> Stream<H> {
                 self.stuck |= ended == Ended::Stuck;
                 self.failed = true;
                 self.count_refusal();
+                return Flow::Pause;
+            }
+        }
+        if !fetches.is_empty() {
+            self.send_fetches(fetches);
+            if self.exchange.answered() || self.failed || self.stuck {
+                // Every send failed and the exchange already answered.
                 return Flow::Pause;
             }
         }

@@ -457,3 +457,25 @@ fn a_response_body_that_cannot_be_read_ends_the_request() {
     assert_eq!(s.host.replies(), ["reply 500"]);
     assert!(!s.host.calls.iter().any(|c| c.starts_with("body Response")));
 }
+
+/// A call relayed to another backend is sent only once its step is carried
+/// out: if Envoy refuses what the step records (filter state an access log
+/// or a later filter reads), the client gets a 500 and the backend nothing.
+#[test]
+fn a_relayed_call_is_not_sent_when_its_step_cannot_be_carried_out() {
+    let backends = serde_json::json!({"backends": {"servers": [
+        {"name": "alpha", "cluster": "c_alpha"},
+        {"name": "beta", "cluster": "c_beta"},
+    ]}});
+    for refused in [None, Some("property")] {
+        let (mut s, _) = stream(config(backends.clone()), true);
+        s.host.refuse = refused.into_iter().collect();
+        s.request_headers(false);
+        assert_eq!(feed(&mut s, &call("beta__add"), 100), Flow::Pause);
+        let sent = s.host.calls.iter().any(|c| c == "send c_beta");
+        assert_eq!(sent, refused.is_none(), "{refused:?}: {:?}", s.host.calls);
+        if refused.is_some() {
+            assert_eq!(s.host.replies(), ["reply 500"]);
+        }
+    }
+}
