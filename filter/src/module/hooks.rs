@@ -108,7 +108,9 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
             Arc::from_raw(config.cast::<ModuleConfig>())
         };
         let Some(worker) = Worker::for_config(&module) else {
-            error("the configuration could not be built on this worker; the stream is closed");
+            error(
+                "the configuration could not be built on this worker; the request is answered 500",
+            );
             return std::ptr::null();
         };
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -123,10 +125,19 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
-    _envoy: FilterEnvoyPtr,
+    envoy: FilterEnvoyPtr,
     module: *const c_void,
     end_of_stream: bool,
 ) -> u32 {
+    if module.is_null() {
+        // No filter could be made for this stream (`on_http_filter_new`
+        // logged why): it is answered now rather than left to time out.
+        guarded((), || {
+            let reply = crate::shell::steps::host_failure_reply(None);
+            Filter(envoy).send_response(reply.status, &reply.headers, &reply.body);
+        });
+        return abi::HEADERS_STOP_ITERATION;
+    }
     on_stream(module, false, abi::HEADERS_STOP_ITERATION, |s| {
         #[cfg(feature = "fault-injection")]
         #[allow(clippy::panic)]
