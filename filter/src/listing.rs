@@ -27,6 +27,14 @@ pub enum ListKind {
 }
 
 impl ListKind {
+    /// Every kind, in the order their methods are listed in the spec.
+    pub const ALL: [ListKind; 4] = [
+        ListKind::Tools,
+        ListKind::Prompts,
+        ListKind::Resources,
+        ListKind::ResourceTemplates,
+    ];
+
     pub fn from_method(method: &str) -> Option<Self> {
         Some(match method {
             "tools/list" => ListKind::Tools,

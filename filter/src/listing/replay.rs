@@ -14,13 +14,6 @@ use super::answer::{read_answer, Answer};
 use super::{rewrite, Filtered, KindDecide, ListKind, Unfilterable};
 use crate::jsonrpc::RequestId;
 
-const KINDS: [ListKind; 4] = [
-    ListKind::Tools,
-    ListKind::Prompts,
-    ListKind::Resources,
-    ListKind::ResourceTemplates,
-];
-
 /// The message with each listing it holds filtered; `Untouched` when it is
 /// not a result holding one. Refused: the id when it could be read, and why.
 pub(super) fn filter_replayed(
@@ -31,7 +24,7 @@ pub(super) fn filter_replayed(
     let mut hidden = 0;
     // Every answer on the stream is a replayed one, whatever its id.
     let any = RequestId::unknown();
-    for kind in KINDS {
+    for kind in ListKind::ALL {
         let text = current.as_deref().unwrap_or(message);
         let (object, result, items) = match read_answer(text, kind, &any) {
             Err(why) => return Err((None, why)),
