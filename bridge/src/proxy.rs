@@ -43,22 +43,46 @@ use rmcp::service::{
 use rmcp::{ErrorData, ServerHandler, Service, ServiceExt};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How many sessions are open, bounded by `--max-sessions`.
+/// How many sessions are open, bounded by `--max-sessions`, and how many
+/// children they run (bounded the same, where a child is started: a 2026
+/// stateless request or a check raced past the HTTP layer's count still
+/// cannot start one more).
 pub struct Sessions {
     live: AtomicUsize,
+    children: AtomicUsize,
     max: usize,
+}
+
+/// One of the `--max-sessions` children, given back when its session ends.
+struct ChildSlot(Arc<Sessions>);
+
+impl Drop for ChildSlot {
+    fn drop(&mut self) {
+        self.0.children.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Sessions {
     pub fn new(max: usize) -> Self {
         Self {
             live: AtomicUsize::new(0),
+            children: AtomicUsize::new(0),
             max,
         }
+    }
+
+    /// A child may start: a slot, or `None` when `max` run already.
+    fn reserve_child(self: &Arc<Self>) -> Option<ChildSlot> {
+        self.children
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| ChildSlot(self.clone()))
     }
 
     pub fn is_full(&self) -> bool {
@@ -456,6 +480,8 @@ struct Link {
     /// A session's own child lives as long as the session (dropping it kills
     /// the child); a shared child is held by [`SharedChild`].
     own: Option<Running>,
+    /// Its place under `--max-sessions` (a session's own child only).
+    _slot: Option<ChildSlot>,
 }
 
 async fn start_child(
@@ -612,6 +638,7 @@ impl SharedChild {
             routes: routes.clone(),
             init: init_of(running)?,
             own: None,
+            _slot: None,
         })
     }
 }
@@ -622,7 +649,11 @@ pub struct Bridge {
     sessions: Arc<Sessions>,
     session: u64,
     shared: Option<Arc<SharedChild>>,
-    link: OnceLock<Link>,
+    /// Made once: concurrent first requests wait for the one child.
+    link: tokio::sync::OnceCell<Link>,
+    /// The client's `initialize` came (a second one is refused before any
+    /// child is started for it).
+    initialize_seen: AtomicBool,
 }
 
 impl Bridge {
@@ -637,55 +668,68 @@ impl Bridge {
             sessions,
             session: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
             shared,
-            link: OnceLock::new(),
+            link: tokio::sync::OnceCell::new(),
+            initialize_seen: AtomicBool::new(false),
         }
     }
 
+    /// This session's link to its child, made by the first request that
+    /// needs it (the others wait for it).
     async fn initialize_child(
         &self,
         info: ClientConfig,
         server: Peer<RoleServer>,
-    ) -> Result<InitializeResult, ErrorData> {
+    ) -> Result<&Link, ErrorData> {
+        self.link
+            .get_or_try_init(|| self.start_link(info, server))
+            .await
+    }
+
+    async fn start_link(
+        &self,
+        info: ClientConfig,
+        server: Peer<RoleServer>,
+    ) -> Result<Link, ErrorData> {
         let route = Route {
             session: self.session,
             server,
         };
-        let link = match &self.shared {
-            Some(shared) => shared.attach(info, route).await?,
-            None => {
-                let (running, routes) = start_child(&self.options, info).await?;
-                routes.attach(route);
-                Link {
-                    peer: running.peer().clone(),
-                    routes,
-                    init: init_of(&running)?,
-                    own: Some(running),
-                }
-            }
-        };
-        let init = link.init.clone();
-        if self.link.set(link).is_err() {
-            return Err(ErrorData::invalid_request("already initialized", None));
+        if let Some(shared) = &self.shared {
+            return shared.attach(info, route).await;
         }
-        Ok(init)
+        let slot = self.sessions.reserve_child().ok_or_else(|| {
+            ErrorData::invalid_request(
+                format!(
+                    "mcp-bridge: {} sessions are open (--max-sessions); try again later",
+                    self.sessions.max()
+                ),
+                None,
+            )
+        })?;
+        let (running, routes) = start_child(&self.options, info).await?;
+        routes.attach(route);
+        Ok(Link {
+            peer: running.peer().clone(),
+            routes,
+            init: init_of(&running)?,
+            own: Some(running),
+            _slot: Some(slot),
+        })
     }
 
     /// The child of this session: started by `initialize`, or here for a
     /// 2026-07-28 request that comes without one (with the client
     /// information its `_meta` carries).
     async fn link(&self, context: &RequestContext<RoleServer>) -> Result<&Link, ErrorData> {
-        if self.link.get().is_none() {
-            let info = context
-                .peer
-                .peer_info()
-                .map(|i| (*i).clone())
-                .unwrap_or_default();
-            // A concurrent first request may win the race; its link is used.
-            let _ = self.initialize_child(info, context.peer.clone()).await;
+        if let Some(link) = self.link.get() {
+            return Ok(link);
         }
-        self.link
-            .get()
-            .ok_or_else(|| ErrorData::internal_error("the stdio MCP server is not running", None))
+        let info = context
+            .peer
+            .peer_info()
+            .map(|i| (*i).clone())
+            .unwrap_or_default();
+        self.initialize_child(info, context.peer.clone()).await
     }
 
     async fn notify_child(&self, notification: ClientNotification) {
@@ -798,8 +842,15 @@ impl ServerHandler for Bridge {
         request: ClientConfig,
         context: RequestContext<RoleServer>,
     ) -> Result<InitializeResult, ErrorData> {
+        if self.initialize_seen.swap(true, Ordering::SeqCst) {
+            return Err(ErrorData::invalid_request("already initialized", None));
+        }
         context.peer.set_peer_info(request.clone());
-        let init = self.initialize_child(request, context.peer.clone()).await?;
+        let init = self
+            .initialize_child(request, context.peer.clone())
+            .await?
+            .init
+            .clone();
         // What the SDK's model of the result lacks goes out too; its own
         // members (the protocol version it negotiates) stay.
         let whole = self

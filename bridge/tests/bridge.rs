@@ -771,6 +771,68 @@ async fn stateless_2026_requests_are_served() -> Result<()> {
     Ok(())
 }
 
+/// `--max-sessions` bounds the children, wherever one would start: a second
+/// `initialize` in a session, and 2026-07-28 stateless requests carrying a
+/// made-up session id (the HTTP layer counts only requests without one),
+/// sent at once, start none past the limit.
+#[tokio::test(flavor = "multi_thread")]
+async fn children_stay_within_max_sessions() -> Result<()> {
+    let bridge = Bridge::stdio_peer(&["--max-sessions", "1"])?;
+    let started = |bridge: &Bridge| bridge.log().matches("] started `").count();
+    let opened = post_raw(&bridge.url(), &[], INIT).await?;
+    assert_eq!(opened.status, 200, "{}", opened.text());
+    let session = opened
+        .header("mcp-session-id")
+        .context("session id")?
+        .to_string();
+    let h = [
+        ("mcp-session-id", session.as_str()),
+        ("mcp-protocol-version", "2025-06-18"),
+    ];
+    post_raw(&bridge.url(), &h, INITIALIZED).await?;
+    let url = bridge.url();
+    // Whatever the SDK answers them (it may keep their streams open), they
+    // start no child.
+    let again =
+        (0..3).map(|_| tokio::time::timeout(Duration::from_secs(2), post_raw(&url, &h, INIT)));
+    futures::future::join_all(again).await;
+    let call = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":40},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"raw","version":"0"},"io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let stateless = [
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "add"),
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-session-id", "made-up"),
+    ];
+    let calls = (0..4).map(|_| post_raw(&url, &stateless, call));
+    for r in futures::future::join_all(calls).await {
+        let r = r?;
+        assert!(
+            !r.text().contains("\"42\""),
+            "served past the limit: {}",
+            r.text()
+        );
+    }
+    assert_eq!(started(&bridge), 1, "{}", bridge.log());
+
+    // The session ends: its place is free again.
+    let ended = reqwest::Client::new()
+        .delete(bridge.url())
+        .header("mcp-session-id", session.as_str())
+        .send()
+        .await?;
+    assert!(ended.status().is_success(), "{}", ended.status());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = post_raw(&bridge.url(), &stateless[..3], call).await?;
+        if r.text().contains("\"42\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}\n{}", r.text(), bridge.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
 /// SIGTERM: the bridge ends its sessions, terminates every child and exits.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_stops_the_children_and_the_bridge() -> Result<()> {
