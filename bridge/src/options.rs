@@ -15,7 +15,7 @@ pub const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
     version,
     subcommand_negates_reqs = true,
     about = "Serves MCP Streamable HTTP for a stdio MCP server it spawns (put stdio servers behind Envoy and mcp-filter)",
-    after_help = "Examples:\n  mcp-bridge --port 8081 -- npx -y @modelcontextprotocol/server-everything\n  mcp-bridge connect https://gateway.example.com/mcp --bearer-env MCP_TOKEN"
+    after_help = "Examples:\n  mcp-bridge --port 8081 -- npx -y @modelcontextprotocol/server-everything\n  mcp-bridge connect http://127.0.0.1:10000/mcp --bearer-env MCP_TOKEN"
 )]
 struct Cli {
     /// Address to listen on.
@@ -88,7 +88,8 @@ enum Mode {
     /// that forwards to a remote Streamable HTTP MCP server, e.g. one
     /// behind Envoy and mcp-filter, with a token.
     Connect {
-        /// The remote MCP endpoint (http:// or https://).
+        /// The remote MCP endpoint (http://; this build has no TLS: reach an
+        /// https:// one through a local TLS-originating proxy, e.g. Envoy).
         #[arg(value_parser = remote_url)]
         url: String,
         /// A header on every request to it ("Name: value"; repeatable).
@@ -108,14 +109,20 @@ enum Mode {
 }
 
 fn remote_url(url: &str) -> Result<String, String> {
-    let ok = url
+    let uri = url
         .parse::<axum::http::Uri>()
         .ok()
-        .is_some_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
-    if ok {
-        Ok(url.to_string())
-    } else {
-        Err(format!("`{url}` is not an http:// or https:// URL"))
+        .filter(|u| u.host().is_some());
+    match uri.as_ref().and_then(|u| u.scheme_str()) {
+        Some("http") => Ok(url.to_string()),
+        // Refused here, not at the first request: the HTTP client is built
+        // without a TLS stack, and a token must not be tried in clear text.
+        Some("https") => Err(format!(
+            "`{url}`: this build of mcp-bridge has no TLS; reach an https:// server \
+             through a local proxy that originates TLS (e.g. an Envoy listener on \
+             127.0.0.1 whose cluster has a TLS transport socket) and connect to it over http://"
+        )),
+        _ => Err(format!("`{url}` is not an http:// URL")),
     }
 }
 
@@ -498,7 +505,7 @@ mod tests {
             "--request-timeout-secs",
             "5",
             "connect",
-            "https://gw.example.com/mcp",
+            "http://gw.example.com/mcp",
             "--header",
             "X-Team: blue",
             "--bearer",
@@ -506,7 +513,9 @@ mod tests {
         ])
         .unwrap();
         let remote = o.connect.unwrap();
-        assert_eq!(remote.url, "https://gw.example.com/mcp");
+        assert_eq!(remote.url, "http://gw.example.com/mcp");
+        let tls = parse(&["connect", "https://gw.example.com/mcp"]).unwrap_err();
+        assert!(tls.to_string().contains("no TLS"), "{tls}");
         assert_eq!(remote.headers, [("x-team".to_string(), "blue".to_string())]);
         assert_eq!(remote.bearer.as_deref(), Some("t0k"));
         assert_eq!(remote.transport, RemoteTransport::StreamableHttp);

@@ -103,6 +103,9 @@ impl Sessions {
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
+/// How long a notification waits for a session's stream to take it.
+const NOTIFY_PATIENCE: Duration = Duration::from_secs(5);
+
 /// The longest message a child may send (the SDK's own default).
 const CHILD_LINE_LIMIT: usize = 16 * 1024 * 1024;
 
@@ -459,9 +462,22 @@ impl Service<RoleClient> for ChildFacing {
             }
             None => notification,
         };
-        for server in to {
-            let _ = server.send_notification(notification.clone()).await;
-        }
+        // To each at once, each given a while: a session that stops reading
+        // its stream must not hold the others' notifications, nor pile up
+        // tasks waiting on it.
+        let sends = to.into_iter().map(|server| {
+            let notification = notification.clone();
+            async move {
+                let sent = tokio::time::timeout(NOTIFY_PATIENCE, server.send_notification(notification));
+                if sent.await.is_err() {
+                    tracing::warn!(
+                        "dropped a notification for a session that has not read its stream for {} s",
+                        NOTIFY_PATIENCE.as_secs()
+                    );
+                }
+            }
+        });
+        futures::future::join_all(sends).await;
         Ok(())
     }
 
