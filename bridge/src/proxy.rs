@@ -247,7 +247,9 @@ impl Routes {
     /// serves nobody else; a shared child's message is attributed only when
     /// exactly one session is waiting on it (MCP 2026-07-28, SEP-2260: a
     /// server sends its requests while it serves the request that needs
-    /// them), never guessed.
+    /// them). That is an attribution, not knowledge: a message the child
+    /// sends from background work while one other session waits reaches
+    /// that session (README: share a child within one trust domain).
     fn cause(&self) -> Cause {
         let Ok(in_flight) = self.in_flight.lock() else {
             return Cause::Unknown("the bridge's routing state is unavailable".into());
