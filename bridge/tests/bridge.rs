@@ -779,17 +779,11 @@ async fn stateless_2026_requests_are_served() -> Result<()> {
 async fn children_stay_within_max_sessions() -> Result<()> {
     let bridge = Bridge::stdio_peer(&["--max-sessions", "1"])?;
     let started = |bridge: &Bridge| bridge.log().matches("] started `").count();
-    let opened = post_raw(&bridge.url(), &[], INIT).await?;
-    assert_eq!(opened.status, 200, "{}", opened.text());
-    let session = opened
-        .header("mcp-session-id")
-        .context("session id")?
-        .to_string();
+    let (_, session) = open_session(&bridge, INIT).await?;
     let h = [
         ("mcp-session-id", session.as_str()),
         ("mcp-protocol-version", "2025-06-18"),
     ];
-    post_raw(&bridge.url(), &h, INITIALIZED).await?;
     let url = bridge.url();
     // Whatever the SDK answers them (it may keep their streams open), they
     // start no child.

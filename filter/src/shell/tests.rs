@@ -217,6 +217,20 @@ fn feed(s: &mut Stream<FakeEnvoy>, body: &[u8], chunk: usize) -> Flow {
     flow
 }
 
+/// A stream whose `tools/list` went upstream, its JSON answer's headers in.
+fn listing_answered() -> Stream<FakeEnvoy> {
+    let (mut s, _) = stream(config(serde_json::json!({})), true);
+    s.request_headers(false);
+    let list = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    assert_eq!(feed(&mut s, list, 100), Flow::Continue);
+    s.host.response_headers = vec![
+        (":status".into(), "200".into()),
+        ("content-type".into(), "application/json".into()),
+    ];
+    s.response_headers();
+    s
+}
+
 #[test]
 fn a_chunked_body_is_read_whole_once_and_its_held_headers_get_the_routing_headers() {
     let (mut s, _) = stream(
@@ -330,15 +344,7 @@ fn a_refused_resume_ends_the_request_rather_than_leave_it_unjudged() {
 
 #[test]
 fn a_listing_held_in_chunks_is_read_from_where_it_stopped_and_rewritten_whole() {
-    let (mut s, _) = stream(config(serde_json::json!({})), true);
-    s.request_headers(false);
-    let list = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
-    assert_eq!(feed(&mut s, list, 100), Flow::Continue);
-    s.host.response_headers = vec![
-        (":status".into(), "200".into()),
-        ("content-type".into(), "application/json".into()),
-    ];
-    s.response_headers();
+    let mut s = listing_answered();
     let answer = br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"add","inputSchema":{"type":"object"}},{"name":"secret","inputSchema":{"type":"object"}}]}}"#;
     let mut flow = Flow::Continue;
     let chunks: Vec<&[u8]> = answer.chunks(16).collect();
@@ -441,15 +447,7 @@ fn headers_that_cannot_be_read_end_the_request() {
 /// A listing whose bytes cannot be read is not rewritten from what could.
 #[test]
 fn a_response_body_that_cannot_be_read_ends_the_request() {
-    let (mut s, _) = stream(config(serde_json::json!({})), true);
-    s.request_headers(false);
-    let list = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
-    assert_eq!(feed(&mut s, list, 100), Flow::Continue);
-    s.host.response_headers = vec![
-        (":status".into(), "200".into()),
-        ("content-type".into(), "application/json".into()),
-    ];
-    s.response_headers();
+    let mut s = listing_answered();
     // Envoy says it holds more than it gives.
     s.host.response_body = br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}"#.to_vec();
     let claimed = s.host.response_body.len() + 10;
