@@ -217,12 +217,18 @@ fn feed(s: &mut Stream<FakeEnvoy>, body: &[u8], chunk: usize) -> Flow {
     flow
 }
 
-/// A stream whose `tools/list` went upstream, its JSON answer's headers in.
-fn listing_answered() -> Stream<FakeEnvoy> {
+/// A stream whose `tools/list` went upstream.
+fn listing_sent() -> Stream<FakeEnvoy> {
     let (mut s, _) = stream(config(serde_json::json!({})), true);
     s.request_headers(false);
     let list = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
     assert_eq!(feed(&mut s, list, 100), Flow::Continue);
+    s
+}
+
+/// A stream whose `tools/list` went upstream, its JSON answer's headers in.
+fn listing_answered() -> Stream<FakeEnvoy> {
+    let mut s = listing_sent();
     s.host.response_headers = vec![
         (":status".into(), "200".into()),
         ("content-type".into(), "application/json".into()),
@@ -399,10 +405,7 @@ fn an_answer_to_a_call_this_request_did_not_send_is_ignored() {
 /// not release the unedited answer.
 #[test]
 fn a_response_the_filter_could_neither_edit_nor_end_is_never_released() {
-    let (mut s, _) = stream(config(serde_json::json!({})), true);
-    s.request_headers(false);
-    let list = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
-    assert_eq!(feed(&mut s, list, 100), Flow::Continue);
+    let mut s = listing_sent();
     s.host.response_headers = vec![
         (":status".into(), "200".into()),
         ("content-type".into(), "application/json".into()),
@@ -435,10 +438,7 @@ fn headers_that_cannot_be_read_end_the_request() {
     assert_eq!(feed(&mut s, &call("add"), 100), Flow::Pause);
     assert!(!s.host.calls.iter().any(|c| c == "resume"));
 
-    let (mut s, _) = stream(config(serde_json::json!({})), true);
-    s.request_headers(false);
-    let list = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
-    assert_eq!(feed(&mut s, list, 100), Flow::Continue);
+    let mut s = listing_sent();
     s.host.refuse = vec!["headers"];
     assert_eq!(s.response_headers(), Flow::Pause);
     assert_eq!(s.host.replies(), ["reply 500"]);
