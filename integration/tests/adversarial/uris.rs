@@ -4,7 +4,7 @@
 //! miss them. Each is refused with 400 / -32602 before the upstream sees a
 //! byte (`filter/src/uri.rs`).
 
-use crate::common::config_denying;
+use crate::common::{config_denying, nothing_reached};
 use anyhow::Result;
 use mcp_filter_integration::idp::Issuer;
 use mcp_filter_integration::{envoy_bin, post_raw, Envoy, EnvoySetup, Peer, PeerMode};
@@ -59,18 +59,7 @@ async fn resource_uris_a_server_resolves_otherwise_are_refused() -> Result<()> {
             assert_eq!(v["error"]["code"], -32602, "{uri}: {v}");
             assert_eq!(v["id"], 1, "{uri}: {v}");
         }
-        let received = peer.received().await?;
-        assert!(
-            received.is_empty(),
-            "the upstream received refused requests: {received:?}"
-        );
-        let scrape = envoy.prometheus().await?;
-        assert_eq!(
-            scrape.value("mcp_rejections_total", &[("reason", "invalid_params")]),
-            Some(uris.len() as f64),
-            "{}",
-            scrape.text
-        );
+        nothing_reached(&peer, &envoy, "invalid_params", uris.len()).await?;
         // The URI as the servers write it is judged: denied, still nothing
         // upstream; another is allowed and reaches it.
         let denied = post_raw(&envoy.url(), &[auth], read("file:///secret/key")).await?;
